@@ -1,0 +1,39 @@
+# Memoturn: `make run` starts the embedded default; `make test` installs what the tests need
+# (Python packages in a cached virtualenv, a MinIO server built from source) and runs them all.
+SHELL := /bin/bash
+PYTHON ?= python3
+CACHE ?= $(HOME)/.cache/memoturn
+VENV ?= $(CACHE)/venv-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test bench minio clean
+
+help:
+	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
+	@echo "make test   - install everything the tests need and run every test"
+	@echo "make bench  - run the storage benchmarks, JSON under bench/results/"
+
+$(BIN)/.installed: pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
+	uv venv -q -p $(PYTHON) --allow-existing $(VENV)
+	uv pip install -q -p $(BIN)/python -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	$(BIN)/memoturnd
+
+minio:
+	@bash .ci/install-minio >/dev/null
+
+test: venv minio
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv minio
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
+
+clean:
+	rm -rf memoturn-data bench/results .pytest_cache

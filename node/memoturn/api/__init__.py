@@ -1,0 +1,1 @@
+"""The ``memoturnd`` HTTP/JSON API: :func:`memoturn.api.app.create_app`."""

@@ -1,0 +1,189 @@
+"""Routes of the ``memoturnd`` HTTP API over a :class:`memoturn.node.Node`.
+
+Every response that reads or writes a database carries ``Memoturn-Txid``. Reads honour
+``Memoturn-Min-Txid``; writes honour ``Memoturn-Durability: standard|durable``. Route
+handlers are plain functions: FastAPI runs them in its thread pool, and the node serialises
+per database.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from .. import kv
+from ..errors import BadRequest, NotFound
+from ..names import DEFAULT_BRANCH
+from ..node import Node
+from ..sqlexec import run_batch, screen
+from . import problems
+from .models import (
+    CreateDatabase, DatabaseInfo, DatabaseList, Health, KVDeleted, KVItem, KVList, KVPut, KVWritten,
+    Problem, SQLRequest, SQLResponse,
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (400, 404, 409, 412, 413, 422, 503)
+}
+Branch = Annotated[str, Query(description="Branch of the database")]
+MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
+DurabilityHeader = Annotated[str | None, Header(alias="Memoturn-Durability")]
+
+
+def _durable(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("standard", "durable"):
+        raise BadRequest("Memoturn-Durability must be 'standard' or 'durable'", type="invalid-header")
+    return value == "durable"
+
+
+def _txid(response: Response, txid: int) -> None:
+    response.headers["Memoturn-Txid"] = str(txid)
+
+
+class BodyLimit:
+    """Refuse request bodies larger than the limit before reading them (HTTP 413)."""
+
+    def __init__(self, app: Any, limit: int, metrics: Any) -> None:
+        self.app, self.limit, self.metrics = app, limit, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                resp = problems.problem(413, "payload-too-large", "Payload too large",
+                                        f"request body is {int(value)} bytes; the limit is {self.limit}")
+                return await resp(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def _send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], path, str(status["code"])).observe(time.perf_counter() - start)
+
+
+def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if manage_lifecycle and not node.started:
+            node.start()
+        yield
+        if manage_lifecycle:
+            node.stop()
+
+    app = FastAPI(
+        title="Memoturn node API",
+        version="0.1.0",
+        description="memoturnd: databases, KV and SQL over libSQL files shipped to object storage.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    settings = node.settings
+
+    @app.get("/v1/health", response_model=Health, tags=["ops"])
+    def health() -> Health:
+        return Health(status="ok", node_id=settings.node_id)
+
+    @app.get("/v1/ready", response_model=Health, responses={503: {"model": Health}}, tags=["ops"])
+    def ready() -> Any:
+        ok, detail = node.ready()
+        body = Health(status="ok" if ok else "unavailable", detail=detail, node_id=settings.node_id)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(node.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    # -- databases ------------------------------------------------------------------------
+
+    @app.post("/v1/databases", status_code=201, response_model=DatabaseInfo, responses=ERRORS, tags=["databases"])
+    def create_database(body: CreateDatabase, response: Response) -> DatabaseInfo:
+        node.create_database(body.name)
+        _txid(response, 0)
+        return DatabaseInfo(**node.describe(body.name))
+
+    @app.get("/v1/databases", response_model=DatabaseList, responses=ERRORS, tags=["databases"])
+    def list_databases(limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None) -> DatabaseList:
+        names, nxt = node.list_databases(limit=limit, cursor=cursor)
+        return DatabaseList(databases=names, next_cursor=nxt)
+
+    @app.get("/v1/databases/{db}", response_model=DatabaseInfo, responses=ERRORS, tags=["databases"])
+    def get_database(db: str, response: Response, branch: Branch = DEFAULT_BRANCH) -> DatabaseInfo:
+        info = node.describe(db, branch)
+        _txid(response, info["head_txid"])
+        return DatabaseInfo(**info)
+
+    @app.delete("/v1/databases/{db}", status_code=204, responses=ERRORS, tags=["databases"])
+    def delete_database(db: str) -> Response:
+        node.delete_database(db)
+        return Response(status_code=204)
+
+    # -- KV -------------------------------------------------------------------------------
+
+    @app.put("/v1/databases/{db}/kv/{key:path}", response_model=KVWritten, responses=ERRORS, tags=["kv"])
+    def kv_put(db: str, key: str, body: KVPut, response: Response, branch: Branch = DEFAULT_BRANCH,
+               durability: DurabilityHeader = None) -> KVWritten:
+        kv.check_key(key)
+        text = kv.encode_value(body.value, settings.max_value_bytes)
+        _, txid = node.write(db, lambda c: kv.put(c, key, text, body.ttl_seconds), branch=branch, durable=_durable(durability))
+        _txid(response, txid)
+        return KVWritten(key=key, txid=txid)
+
+    @app.get("/v1/databases/{db}/kv/{key:path}", response_model=KVItem, responses=ERRORS, tags=["kv"])
+    def kv_get(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH, min_txid: MinTxid = None) -> KVItem:
+        kv.check_key(key)
+        item, txid = node.read(db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid)
+        if item is None:
+            raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)
+        _txid(response, txid)
+        return KVItem(**item)
+
+    @app.delete("/v1/databases/{db}/kv/{key:path}", response_model=KVDeleted, responses=ERRORS, tags=["kv"])
+    def kv_delete(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH,
+                  durability: DurabilityHeader = None) -> KVDeleted:
+        kv.check_key(key)
+        existed, txid = node.write(db, lambda c: kv.delete(c, key), branch=branch, durable=_durable(durability))
+        _txid(response, txid)
+        return KVDeleted(key=key, deleted=existed, txid=txid)
+
+    @app.get("/v1/databases/{db}/kv", response_model=KVList, responses=ERRORS, tags=["kv"])
+    def kv_list(db: str, response: Response, prefix: str = "", limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                cursor: str | None = None, values: bool = True, branch: Branch = DEFAULT_BRANCH,
+                min_txid: MinTxid = None) -> KVList:
+        items, txid = node.read(db, lambda c: kv.list_keys(c, prefix, limit + 1, cursor, values), branch=branch,
+                                min_txid=min_txid)
+        nxt = items[limit - 1]["key"] if len(items) > limit else None
+        _txid(response, txid)
+        return KVList(items=[KVItem(**i) for i in items[:limit]], next_cursor=nxt)
+
+    # -- SQL ------------------------------------------------------------------------------
+
+    @app.post("/v1/databases/{db}/sql", response_model=SQLResponse, responses={**ERRORS, 403: ERRORS[400]}, tags=["sql"])
+    def sql(db: str, body: SQLRequest, response: Response, branch: Branch = DEFAULT_BRANCH,
+            durability: DurabilityHeader = None, min_txid: MinTxid = None) -> SQLResponse:
+        statements = [(s.sql, s.params) for s in body.statements]
+        autocommit = screen(statements)
+        durable = _durable(durability)
+        if min_txid is not None:
+            node.read(db, lambda c: None, branch=branch, min_txid=min_txid)
+        results, txid = node.write(db, lambda c: run_batch(c, statements), branch=branch, durable=durable,
+                                   transaction=body.transaction and not autocommit)
+        _txid(response, txid)
+        return SQLResponse(results=results, txid=txid)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=node.metrics)
+    return app

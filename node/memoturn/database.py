@@ -1,0 +1,302 @@
+"""One open branch of one database: a libSQL handle whose every commit becomes a segment.
+
+Contract:
+
+* Writes are serialised per branch by :attr:`Database.lock`; different branches proceed in
+  parallel. Each write runs in ``BEGIN IMMEDIATE … COMMIT``; right after the commit, still
+  under the lock, the new WAL frames are read and verified (:mod:`memoturn.wal`), each
+  committed transaction gets the next txid, and they are sealed into a segment that is
+  handed to the shipper. Automatic checkpointing is off: the node checkpoints only after
+  capturing, so no committed page can reach the database file uncaptured.
+* The first write takes ownership: a new epoch from the lease table, then a manifest CAS
+  carrying it (the fencing write). A branch whose manifest turns out to carry a newer epoch
+  is *fenced*: every later call raises :class:`NotOwner` and the node drops the handle.
+* ``durable`` writes return only once their txid is in the manifest in object storage.
+  When the store is known to be down they fail fast with :class:`Unavailable` before
+  committing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import libsql
+
+from . import store as st
+from .errors import DataCorrupt, NotOwner, PreconditionFailed, Unavailable
+from .manifest import Manifest, SnapshotRef, load_manifest, swap_manifest, Fenced
+from .restore import restore
+from .schema import BOOTSTRAP
+from .segment import Segment, Txn
+from .snapshot import Snapshot
+from .wal import WalCorrupt, WalReader
+
+if TYPE_CHECKING:
+    from .node import Node
+
+T = TypeVar("T")
+
+
+class Closed(Exception):
+    """The handle was closed (tiered down or dropped) under the caller; reopen and retry."""
+
+
+def connect(path: str, cache_kib: int) -> Any:
+    """Open a libSQL connection the way the node needs it: WAL, no auto-checkpoint."""
+    conn = libsql.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL").fetchall()
+    conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def sidecar_path(path: str) -> str:
+    return path + ".state.json"
+
+
+class Database:
+    """An open (hot) branch. Built by :class:`memoturn.node.Node`, never directly."""
+
+    def __init__(self, node: "Node", name: str, branch: str, path: str, manifest: Manifest, etag: str) -> None:
+        self.node = node
+        self.name = name
+        self.branch = branch
+        self.key = f"{name}/{branch}"
+        self.path = path
+        self.lock = threading.Lock()
+        self.ship_cond = threading.Condition()
+        self.ship_lock = threading.Lock()
+        # Manifest as last written or read by this node (changed under ship_lock).
+        self.manifest = manifest
+        self.etag = etag
+        self.epoch: int | None = None
+        self.head_txid = manifest.head_txid
+        self.head_ts = manifest.head_ts
+        self.shipped_txid = manifest.head_txid
+        self.pending: list[Segment] = []
+        self.pending_snapshot: SnapshotRef | None = None
+        self.ship_error: str | None = None
+        self.fenced: str | None = None
+        self.closed = False
+        self.last_access = time.monotonic()
+        self.txids_since_snapshot = 0
+        self.bytes_since_snapshot = 0
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.unlink(path + suffix)
+            except FileNotFoundError:
+                pass
+        self.conn = connect(path, node.settings.cache_kib_per_db)
+        self.wal = WalReader(path + "-wal")
+
+    # -- public operations ---------------------------------------------------------------
+
+    def read(self, fn: Callable[[Any], T]) -> tuple[T, int]:
+        """Run ``fn(conn)`` on a consistent state; return its result and the txid it saw."""
+        with self.lock:
+            self._check_open()
+            self.last_access = time.monotonic()
+            return fn(self.conn), self.head_txid
+
+    def write(self, fn: Callable[[Any], T], *, durable: bool, transaction: bool = True) -> tuple[T, int]:
+        """Run ``fn(conn)`` in one transaction, capture it, and return ``(result, txid)``.
+
+        With ``transaction=False`` ``fn`` runs in autocommit mode (``VACUUM`` needs it);
+        every commit it makes is captured all the same.
+        """
+        with self.lock:
+            self._check_open()
+            if not self.node.leases.healthy():
+                raise Unavailable("this node cannot renew its writer lease; writes are refused", type="lease-lost")
+            if durable and self.node.shipper.store_down:
+                raise Unavailable("object store unavailable: durable writes are refused", type="store-unavailable")
+            if self.epoch is None:
+                self._acquire()
+            self.last_access = time.monotonic()
+            conn = self.conn
+            if transaction:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            else:
+                try:
+                    result = fn(conn)
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            txid = self._capture()
+        if durable:
+            self.wait_shipped(txid)
+        return result, txid
+
+    def bootstrap(self) -> None:
+        """Create the reserved schema if this database lacks it (a no-op write otherwise)."""
+        missing = self.conn.execute(
+            "SELECT count(*) FROM sqlite_schema WHERE name = '__memoturn_kv'"
+        ).fetchone()[0] == 0
+        if missing:
+            self.write(lambda c: [c.execute(s) for s in BOOTSTRAP], durable=False)
+
+    def wait_shipped(self, txid: int, timeout: float | None = None) -> None:
+        """Block until ``txid`` is in the stored manifest; raise if that cannot happen now."""
+        timeout = self.node.settings.durable_timeout_seconds if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self.ship_cond:
+            while self.shipped_txid < txid:
+                if self.fenced:
+                    raise NotOwner(f"{self.key}: {self.fenced}")
+                if self.ship_error:
+                    raise Unavailable(
+                        f"txid {txid} committed locally but not yet durable: {self.ship_error}",
+                        type="store-unavailable",
+                        txid=txid,
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Unavailable(f"txid {txid} not durable after {timeout}s", type="durable-timeout", txid=txid)
+                self.ship_cond.wait(left)
+
+    def wait_for_txid(self, txid: int, timeout: float) -> bool:
+        """Wait (bounded) until the local head reaches ``txid``."""
+        deadline = time.monotonic() + timeout
+        while self.head_txid < txid:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def take_snapshot(self) -> Snapshot | None:
+        """Checkpoint and copy the file at the current head (under the write lock)."""
+        with self.lock:
+            if self.closed or self.epoch is None or self.head_txid == 0:
+                return None
+            self._checkpoint()
+            with open(self.path, "rb") as f:
+                data = f.read()
+            return Snapshot(
+                database=self.name,
+                branch=self.branch,
+                epoch=self.epoch,
+                txid=self.head_txid,
+                ts=self.head_ts or time.time(),
+                page_size=self.wal.page_size or self.manifest.page_size,
+                data=data,
+            )
+
+    def close(self, *, force: bool = False) -> bool:
+        """Checkpoint and close, leaving a warm file. Refuses while segments are unshipped."""
+        with self.lock:
+            if self.closed:
+                return True
+            with self.ship_cond:
+                if self.pending and not force:
+                    return False
+            clean = not self.pending and not self.fenced
+            try:
+                if clean:
+                    self._checkpoint()
+            finally:
+                self.closed = True
+                self.conn.close()
+            if clean:
+                with open(sidecar_path(self.path), "w") as f:
+                    json.dump({"generation": self.manifest.generation, "head_txid": self.head_txid}, f)
+            else:
+                drop_local_files(self.path)
+        if self.epoch is not None:
+            self.node.leases.release(self.key, self.node.settings.node_id)
+        with self.ship_cond:
+            self.ship_cond.notify_all()
+        return True
+
+    def fence(self, reason: str) -> None:
+        """Stop serving this branch at once: a newer epoch owns it."""
+        with self.ship_cond:
+            self.fenced = reason
+            self.pending.clear()
+            self.ship_cond.notify_all()
+        self.node.metrics.fencing_events.inc()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.fenced:
+            raise NotOwner(f"{self.key}: {self.fenced}")
+        if self.closed:
+            raise Closed(self.key)
+
+    def _acquire(self) -> None:
+        """Become the writer: new epoch, then the fencing manifest CAS."""
+        store = self.node.store
+        manifest, etag = load_manifest(store, self.name, self.branch)
+        if manifest.generation != self.manifest.generation or manifest.head_txid != self.head_txid:
+            # Someone else wrote since this copy was restored: start again from the store.
+            self.conn.close()
+            restore(store, manifest, self.path)
+            self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
+            self.wal = WalReader(self.path + "-wal")
+            self.head_txid = self.shipped_txid = manifest.head_txid
+            self.head_ts = manifest.head_ts
+        epoch = self.node.leases.acquire(self.key, self.node.settings.node_id, at_least=manifest.epoch + 1)
+        try:
+            new, new_etag = swap_manifest(store, manifest.model_copy(update={"epoch": epoch}), etag)
+        except Fenced as exc:
+            raise NotOwner(str(exc)) from None
+        except st.PreconditionFailed:
+            raise NotOwner(f"{self.key}: manifest changed during acquisition; retry") from None
+        with self.ship_cond:
+            self.manifest, self.etag = new, new_etag
+        self.epoch = epoch
+        self.node.metrics.ownership_changes.inc()
+
+    def _capture(self) -> int:
+        try:
+            commits = self.wal.read_commits()
+        except WalCorrupt as exc:
+            self.fence(f"WAL verification failed: {exc}")
+            self.closed = True
+            self.conn.close()
+            drop_local_files(self.path)
+            raise DataCorrupt(str(exc), type="wal-corrupt") from None
+        if not commits:
+            return self.head_txid
+        txns = []
+        for commit in commits:
+            self.head_txid += 1
+            self.head_ts = max(time.time(), self.head_ts or 0.0)
+            txns.append(Txn(self.head_txid, self.head_ts, commit.db_pages, commit.pages))
+        assert self.epoch is not None
+        seg = Segment(self.name, self.branch, self.epoch, self.wal.page_size, txns)
+        self.txids_since_snapshot += len(txns)
+        self.bytes_since_snapshot += sum(len(t.pages) for t in txns) * self.wal.page_size
+        self.node.shipper.enqueue(self, seg)
+        if self.wal.wal_bytes >= self.node.settings.wal_checkpoint_bytes:
+            self._checkpoint()
+        return self.head_txid
+
+    def _checkpoint(self) -> None:
+        busy, _log, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise PreconditionFailed(f"{self.key}: checkpoint was blocked")
+        self.wal.reset()
+
+
+def drop_local_files(path: str) -> None:
+    """Remove a database file and everything beside it (the cache copy is expendable)."""
+    for suffix in ("", "-wal", "-shm", ".state.json"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass

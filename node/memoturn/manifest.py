@@ -1,0 +1,128 @@
+"""Branch manifests: the CAS-updated JSON index of a branch in object storage.
+
+A manifest lists a branch's parent (``branch@txid``), snapshots, segments, checkpoints, head
+txid and the writer epoch. It is the only mutable object of a branch and is changed only by
+compare-and-swap: :func:`create_manifest` uses ``If-None-Match: *`` and :func:`swap_manifest`
+uses ``If-Match`` with the ETag the writer last saw. Every swap carries the writer's epoch; a
+swap whose epoch is older than the stored one is refused here too, so a zombie writer can
+never land an update even if it somehow guessed the ETag.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from pydantic import BaseModel, Field, ValidationError
+
+from . import store as st
+from .errors import Conflict, DataCorrupt, NotFound, Unavailable
+from .names import manifest_key
+
+FORMAT = 1
+
+
+class SegmentRef(BaseModel):
+    key: str
+    first_txid: int
+    last_txid: int
+    first_ts: float
+    last_ts: float
+    size: int
+    sha256: str
+    epoch: int
+
+
+class SnapshotRef(BaseModel):
+    key: str
+    txid: int
+    ts: float
+    size: int
+    sha256: str
+    epoch: int
+
+
+class ParentRef(BaseModel):
+    branch: str
+    txid: int
+
+
+class Manifest(BaseModel):
+    format: int = FORMAT
+    database: str
+    branch: str
+    generation: int = 0
+    epoch: int = 0
+    head_txid: int = 0
+    head_ts: float | None = None
+    page_size: int = 4096
+    parent: ParentRef | None = None
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    snapshots: list[SnapshotRef] = Field(default_factory=list)
+    segments: list[SegmentRef] = Field(default_factory=list)
+    checkpoints: dict[str, int] = Field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Fenced(Conflict):
+    """A newer epoch owns the branch; this writer must stop serving it at once."""
+
+    type = "fenced"
+
+
+def load_manifest(store: st.ObjectStore, database: str, branch: str) -> tuple[Manifest, str]:
+    """Read a branch manifest and its ETag."""
+    key = manifest_key(database, branch)
+    try:
+        data, etag = store.get(key)
+    except st.ObjectNotFound:
+        raise NotFound(f"database {database!r} branch {branch!r} does not exist") from None
+    except st.StoreUnavailable as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+    try:
+        manifest = Manifest.model_validate(json.loads(data))
+    except (ValueError, ValidationError) as exc:
+        raise DataCorrupt(f"manifest {key} is corrupt: {str(exc).splitlines()[0]}") from None
+    if manifest.database != database or manifest.branch != branch:
+        raise DataCorrupt(f"manifest {key} names {manifest.database}/{manifest.branch}")
+    return manifest, etag
+
+
+def create_manifest(store: st.ObjectStore, manifest: Manifest) -> str:
+    """Create a branch manifest; :class:`Conflict` if the branch already exists."""
+    key = manifest_key(manifest.database, manifest.branch)
+    try:
+        return store.put(key, manifest.encode(), if_none_match=True)
+    except st.PreconditionFailed:
+        raise Conflict(
+            f"database {manifest.database!r} branch {manifest.branch!r} already exists",
+            type="already-exists",
+        ) from None
+    except st.StoreUnavailable as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+
+
+def swap_manifest(store: st.ObjectStore, manifest: Manifest, etag: str) -> tuple[Manifest, str]:
+    """CAS-replace the manifest last read with ``etag``; return the new one and its ETag.
+
+    Raises :class:`Fenced` when the stored manifest has a newer epoch, and
+    :class:`st.PreconditionFailed` when it changed under the same epoch (the caller reloads).
+    """
+    new = manifest.model_copy(update={"generation": manifest.generation + 1, "updated_at": time.time()})
+    key = manifest_key(manifest.database, manifest.branch)
+    try:
+        new_etag = store.put(key, new.encode(), if_match=etag)
+    except st.PreconditionFailed:
+        current, _ = load_manifest(store, manifest.database, manifest.branch)
+        if current.epoch > manifest.epoch:
+            raise Fenced(
+                f"{manifest.database}/{manifest.branch} is owned by epoch {current.epoch}, "
+                f"this writer has epoch {manifest.epoch}"
+            ) from None
+        raise
+    except st.StoreUnavailable as exc:
+        raise Unavailable(f"object store unavailable: {exc}") from exc
+    return new, new_etag

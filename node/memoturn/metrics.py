@@ -1,0 +1,35 @@
+"""Prometheus metrics of one node, in a registry of its own (several nodes may share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.commits = Counter("memoturn_commits", "Transactions committed and captured", registry=r)
+        self.unshipped_txids = Gauge(
+            "memoturn_unshipped_txids", "Committed txids not yet in object storage (the standard-mode loss window)", registry=r
+        )
+        self.ship_seconds = Histogram("memoturn_ship_seconds", "Segment put plus manifest CAS", buckets=_LATENCY, registry=r)
+        self.segments_shipped = Counter("memoturn_segments_shipped", "Segments landed in a manifest", registry=r)
+        self.bytes_shipped = Counter("memoturn_shipped_bytes", "Segment bytes written to object storage", registry=r)
+        self.ship_errors = Counter("memoturn_ship_errors", "Failed shipping attempts (retried with backoff)", registry=r)
+        self.snapshots_written = Counter("memoturn_snapshots_written", "Snapshots written by compaction", registry=r)
+        self.restores = Counter("memoturn_restores", "Databases restored from object storage", registry=r)
+        self.restore_seconds = Histogram("memoturn_restore_seconds", "Restore time", buckets=_LATENCY, registry=r)
+        self.ownership_changes = Counter("memoturn_ownership_acquired", "Branches whose writer lease this node took", registry=r)
+        self.fencing_events = Counter("memoturn_fencing_events", "Branches this node stopped serving because a newer epoch owns them", registry=r)
+        self.hot = Gauge("memoturn_hot_databases", "Open database handles", registry=r)
+        self.warm = Gauge("memoturn_warm_databases", "Closed database files on local disk", registry=r)
+        self.disk_bytes = Gauge("memoturn_cache_disk_bytes", "Bytes of warm database files on local disk", registry=r)
+        self.evictions = Counter("memoturn_tier_transitions", "Tier transitions", ["to"], registry=r)
+        self.requests = Histogram(
+            "memoturn_request_seconds", "HTTP request latency", ["method", "route", "status"], buckets=_LATENCY, registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,238 @@
+"""A data-plane node: hosts many databases, each hot, warm or cold, on a disk that is a cache.
+
+* **hot**: an open :class:`Database` in :attr:`Node._hot` (LRU order).
+* **warm**: a closed, checkpointed file in the cache directory with a sidecar recording the
+  manifest generation it matches; reused on the next open only if the stored manifest has
+  not changed since, otherwise restored afresh.
+* **cold**: nothing local; opening restores from object storage.
+
+Memory is bounded by the hot and warm budgets, not by the number of databases ever served:
+cold databases leave no trace in this process. The cache directory is wiped at start-up,
+because only object storage is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from . import store as st
+from .config import Settings
+from .database import Closed, Database, drop_local_files, sidecar_path
+from .errors import PreconditionFailed, Unavailable
+from .leases import LeaseTable, LocalLeaseTable
+from .manifest import Manifest, create_manifest, load_manifest
+from .metrics import NodeMetrics
+from .names import DEFAULT_BRANCH, check_branch_name, check_database_name
+from .restore import restore
+from .shipper import Shipper
+from .tiers import TierManager
+
+T = TypeVar("T")
+log = logging.getLogger("memoturn.node")
+
+
+class Node:
+    def __init__(self, settings: Settings, *, store: st.ObjectStore | None = None, leases: LeaseTable | None = None) -> None:
+        self.settings = settings
+        self.store = store or st.open_store(settings.resolved_store_url)
+        self.leases = leases or LocalLeaseTable()
+        self.metrics = NodeMetrics()
+        self.shipper = Shipper(self)
+        self.tiers = TierManager(self)
+        self._lock = threading.Lock()
+        self._hot: OrderedDict[str, Database] = OrderedDict()
+        # Striped locks serialise opening and cold eviction per branch without a per-branch entry.
+        self._gates = [threading.Lock() for _ in range(4096)]
+        self.started = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> "Node":
+        shutil.rmtree(self.settings.cache_dir, ignore_errors=True)
+        os.makedirs(self.settings.cache_dir, exist_ok=True)
+        self.shipper.start()
+        self.tiers.start()
+        self.started = True
+        return self
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Ship every pending segment, close every database, release ownership."""
+        self.tiers.stop()
+        done = self.shipper.ship_all(timeout)
+        self.shipper.stop()
+        for db in self.hot_databases():
+            db.close(force=True)
+        with self._lock:
+            self._hot.clear()
+        self.leases.close()
+        self.started = False
+        return done
+
+    def hot_databases(self) -> list[Database]:
+        with self._lock:
+            return list(self._hot.values())
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.started:
+            return False, "node not started"
+        if not self.leases.healthy():
+            return False, "writer lease not held"
+        if self.shipper.store_down:
+            return False, "object store unavailable"
+        return True, "ok"
+
+    # -- catalogue -----------------------------------------------------------------------
+
+    def create_database(self, name: str) -> Manifest:
+        """Create a database (its ``main`` branch manifest): a metadata write, no file I/O."""
+        check_database_name(name)
+        manifest = Manifest(database=name, branch=DEFAULT_BRANCH)
+        create_manifest(self.store, manifest)
+        return manifest
+
+    def list_databases(self, *, limit: int = 100, cursor: str | None = None) -> tuple[list[str], str | None]:
+        try:
+            page = self.store.list("db/", delimiter="/", start_after=f"db/{cursor}/" if cursor else None, limit=limit)
+        except st.StoreUnavailable as exc:
+            raise Unavailable(f"object store unavailable: {exc}") from exc
+        names = [p[len("db/"):].rstrip("/") for p in page.prefixes]
+        return names, (names[-1] if page.next_cursor and names else None)
+
+    def describe(self, name: str, branch: str = DEFAULT_BRANCH) -> dict[str, Any]:
+        check_database_name(name)
+        check_branch_name(branch)
+        manifest, _ = load_manifest(self.store, name, branch)
+        key = f"{name}/{branch}"
+        with self._lock:
+            db = self._hot.get(key)
+        path = self._path(name, branch)
+        tier = "hot" if db else ("warm" if os.path.exists(sidecar_path(path)) else "cold")
+        return {
+            "name": name,
+            "branch": branch,
+            "tier": tier,
+            "head_txid": db.head_txid if db else manifest.head_txid,
+            "shipped_txid": db.shipped_txid if db else manifest.head_txid,
+            "epoch": manifest.epoch,
+            "generation": manifest.generation,
+            "snapshots": len(manifest.snapshots),
+            "segments": len(manifest.segments),
+            "created_at": manifest.created_at,
+            "updated_at": manifest.updated_at,
+        }
+
+    def delete_database(self, name: str) -> None:
+        check_database_name(name)
+        load_manifest(self.store, name, DEFAULT_BRANCH)  # 404 if absent
+        with self._lock:
+            victims = [k for k in self._hot if k.startswith(name + "/")]
+            dbs = [self._hot.pop(k) for k in victims]
+        for db in dbs:
+            db.fence("database deleted")
+            db.close(force=True)
+            drop_local_files(db.path)
+        try:
+            for branch_prefix_ in self.store.list(f"db/{name}/", delimiter="/").prefixes:
+                self.store.delete(branch_prefix_ + "manifest.json")
+            self.store.delete_prefix(f"db/{name}/")
+        except st.StoreUnavailable as exc:
+            raise Unavailable(f"object store unavailable: {exc}") from exc
+        shutil.rmtree(os.path.join(self.settings.cache_dir, name), ignore_errors=True)
+
+    # -- access --------------------------------------------------------------------------
+
+    def read(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None) -> tuple[T, int]:
+        for _ in range(3):
+            db = self.open(name, branch)
+            if min_txid is not None and db.head_txid < min_txid:
+                if not db.wait_for_txid(min_txid, self.settings.min_txid_wait_seconds):
+                    raise PreconditionFailed(
+                        f"{name}/{branch} is at txid {db.head_txid}, below Memoturn-Min-Txid {min_txid}",
+                        type="min-txid-not-reached",
+                        txid=db.head_txid,
+                    )
+            try:
+                return db.read(fn)
+            except Closed:
+                continue
+        raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
+
+    def write(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, durable: bool | None = None,
+              transaction: bool = True) -> tuple[T, int]:
+        durable = self.settings.durability == "durable" if durable is None else durable
+        for _ in range(3):
+            db = self.open(name, branch)
+            try:
+                return db.write(fn, durable=durable, transaction=transaction)
+            except Closed:
+                continue
+        raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
+
+    def open(self, name: str, branch: str = DEFAULT_BRANCH) -> Database:
+        """The hot handle of a branch, restoring or re-opening it if needed."""
+        key = f"{name}/{branch}"
+        with self._lock:
+            db = self._hot.get(key)
+            if db is not None and not db.closed and not db.fenced:
+                self._hot.move_to_end(key)
+                return db
+        with self._gate(key):
+            with self._lock:
+                db = self._hot.get(key)
+                if db is not None and not db.closed and not db.fenced:
+                    return db
+                if db is not None:
+                    del self._hot[key]
+            check_database_name(name)
+            check_branch_name(branch)
+            db = self._materialise(name, branch)
+            with self._lock:
+                self._hot[key] = db
+                self.metrics.hot.set(len(self._hot))
+        db.bootstrap()
+        return db
+
+    def _gate(self, key: str) -> threading.Lock:
+        """The lock that serialises opening and cold eviction of one branch."""
+        return self._gates[hash(key) % len(self._gates)]
+
+    def is_hot(self, key: str) -> bool:
+        with self._lock:
+            return key in self._hot
+
+    def _path(self, name: str, branch: str) -> str:
+        return os.path.join(self.settings.cache_dir, name, branch + ".db")
+
+    def _materialise(self, name: str, branch: str) -> Database:
+        manifest, etag = load_manifest(self.store, name, branch)
+        path = self._path(name, branch)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not self.tiers.reuse_warm(f"{name}/{branch}", path, manifest):
+            t0 = time.perf_counter()
+            restore(self.store, manifest, path)
+            self.metrics.restores.inc()
+            self.metrics.restore_seconds.observe(time.perf_counter() - t0)
+        return Database(self, name, branch, path, manifest, etag)
+
+    def _evict_hot(self, key: str, db: Database) -> bool:
+        """Close a hot database (hot -> warm); False if it still has unshipped segments."""
+        if not db.close():
+            return False
+        with self._lock:
+            if self._hot.get(key) is db:
+                del self._hot[key]
+            self.metrics.hot.set(len(self._hot))
+        self.tiers.became_warm(key, db.path)
+        self.metrics.evictions.labels("warm").inc()
+        return True
+
+    def hot_items(self) -> list[tuple[str, Database]]:
+        with self._lock:
+            return list(self._hot.items())

@@ -1,0 +1,294 @@
+"""Ship sealed segments to object storage and land them in the branch manifest.
+
+One shipper per node, with a few worker threads. A database with unshipped segments is
+queued once; a worker merges everything pending for it into one segment object
+(``If-None-Match: *``, so nothing is ever overwritten), then CAS-appends it to the manifest
+with the writer's epoch. Only then does ``shipped_txid`` advance and durable writers wake.
+
+Failures: a store outage sets :attr:`Shipper.store_down`, records the error on the
+database (durable waiters fail fast with 503) and retries with exponential backoff; the
+segments stay pending and ship in order when the store returns. A manifest CAS lost to a
+newer epoch fences the database. A lost response is recognised on retry: the object that
+already exists with the same bytes, or the manifest that already lists the segment, counts
+as success.
+
+Snapshots ride along: when a branch has accumulated enough txids or bytes since its last
+snapshot, the worker copies the file at head, uploads it, and adds it to the manifest in
+the CAS that makes the head reach it; the manifest then keeps the newest ``keep_snapshots``
+snapshots and the segments after the oldest of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from . import store as st
+from .errors import MemoturnError, Unavailable
+from .manifest import Fenced, Manifest, SegmentRef, SnapshotRef, load_manifest, swap_manifest
+from .names import segment_key, snapshot_key
+from .segment import Segment, encode_segment, merge_segments
+from .snapshot import encode_snapshot
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .node import Node
+
+log = logging.getLogger("memoturn.shipper")
+
+
+class Shipper:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.store = node.store
+        self.settings = node.settings
+        self.metrics = node.metrics
+        self.store_down = False
+        self._cv = threading.Condition()
+        self._ready: list[Database] = []
+        self._queued: set[int] = set()
+        self._delayed: list[tuple[float, int, Database]] = []
+        self._seq = 0
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self._backoff: dict[int, float] = {}
+        self.unshipped_txids = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        for i in range(self.settings.ship_workers):
+            t = threading.Thread(target=self._run, name=f"memoturn-ship-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    # -- queueing ------------------------------------------------------------------------
+
+    def enqueue(self, db: "Database", seg: Segment) -> None:
+        """Called by the writer under the database lock, right after capture."""
+        with db.ship_cond:
+            db.pending.append(seg)
+        n = seg.last_txid - seg.first_txid + 1
+        with self._cv:
+            self.unshipped_txids += n
+            self.metrics.unshipped_txids.set(self.unshipped_txids)
+        self.schedule(db)
+
+    def schedule(self, db: "Database", delay: float = 0.0) -> None:
+        with self._cv:
+            if delay > 0:
+                self._seq += 1
+                heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, db))
+            elif id(db) not in self._queued:
+                self._queued.add(id(db))
+                self._ready.append(db)
+            self._cv.notify()
+
+    def _next(self) -> "Database | None":
+        with self._cv:
+            while not self._stop:
+                now = time.monotonic()
+                while self._delayed and self._delayed[0][0] <= now:
+                    _, _, db = heapq.heappop(self._delayed)
+                    if id(db) not in self._queued:
+                        self._queued.add(id(db))
+                        self._ready.append(db)
+                if self._ready:
+                    db = self._ready.pop(0)
+                    self._queued.discard(id(db))
+                    return db
+                timeout = self._delayed[0][0] - now if self._delayed else None
+                self._cv.wait(timeout)
+            return None
+
+    def _run(self) -> None:
+        while (db := self._next()) is not None:
+            try:
+                more = self.ship(db)
+            except Exception:  # noqa: BLE001 - a worker must survive anything
+                log.exception("shipping %s failed", db.key)
+                more = True
+                self.schedule(db, delay=1.0)
+                continue
+            if more:
+                self.schedule(db)
+
+    # -- shipping ------------------------------------------------------------------------
+
+    def ship(self, db: "Database") -> bool:
+        """Ship what is pending for ``db`` once; True if more work remains."""
+        with db.ship_lock:
+            with db.ship_cond:
+                segs = list(db.pending)
+            if db.fenced or not segs:
+                return False
+            try:
+                self._ship_segments(db, segs)
+            except (Unavailable, st.StoreUnavailable) as exc:
+                self._failed(db, exc)
+                return False
+            except Fenced as exc:
+                db.fence(str(exc))
+                return False
+            self._succeeded(db)
+            try:
+                self._maybe_snapshot(db)
+            except (Unavailable, st.StoreUnavailable) as exc:
+                log.warning("snapshot of %s deferred: %s", db.key, exc)
+            except Fenced as exc:
+                db.fence(str(exc))
+                return False
+            with db.ship_cond:
+                return bool(db.pending)
+
+    def ship_all(self, timeout: float) -> bool:
+        """Ship synchronously until nothing is pending (shutdown); True when done."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [db for db in self.node.hot_databases() if db.pending and not db.fenced]
+            if not busy:
+                return True
+            for db in busy:
+                self.ship(db)
+            if any(db.pending for db in busy):
+                time.sleep(0.05)
+        return False
+
+    def _ship_segments(self, db: "Database", segs: list[Segment]) -> None:
+        seg = segs[0] if len(segs) == 1 else merge_segments(segs)
+        data = encode_segment(seg)
+        digest = hashlib.sha256(data).hexdigest()
+        key = segment_key(db.name, db.branch, seg.first_txid, seg.last_txid, seg.epoch)
+        t0 = time.perf_counter()
+        try:
+            self.store.put(key, data, if_none_match=True)
+        except st.PreconditionFailed:
+            existing, _ = self.store.get(key)
+            if hashlib.sha256(existing).hexdigest() != digest:
+                raise Fenced(f"segment {key} exists with other content") from None
+        ref = SegmentRef(
+            key=key,
+            first_txid=seg.first_txid,
+            last_txid=seg.last_txid,
+            first_ts=seg.first_ts,
+            last_ts=seg.last_ts,
+            size=len(data),
+            sha256=digest,
+            epoch=seg.epoch,
+        )
+
+        def change(m: Manifest) -> Manifest:
+            if m.head_txid != seg.first_txid - 1:
+                raise Fenced(f"{db.key}: manifest head {m.head_txid} does not precede txid {seg.first_txid}")
+            update: dict = {
+                "segments": [*m.segments, ref],
+                "head_txid": seg.last_txid,
+                "head_ts": seg.last_ts,
+                "page_size": seg.page_size,
+            }
+            snap = db.pending_snapshot
+            if snap is not None and snap.txid <= seg.last_txid:
+                update.update(_with_snapshot(m, snap, self.settings.keep_snapshots))
+            return m.model_copy(update=update)
+
+        self._cas(db, change, landed=lambda m: any(s.key == key for s in m.segments))
+        if db.pending_snapshot is not None and db.pending_snapshot.txid <= seg.last_txid:
+            db.pending_snapshot = None
+        self.metrics.ship_seconds.observe(time.perf_counter() - t0)
+        self.metrics.segments_shipped.inc()
+        self.metrics.bytes_shipped.inc(len(data))
+        with db.ship_cond:
+            db.pending = [s for s in db.pending if s.first_txid > seg.last_txid]
+            db.shipped_txid = seg.last_txid
+            db.ship_cond.notify_all()
+        n = seg.last_txid - seg.first_txid + 1
+        with self._cv:
+            self.unshipped_txids -= n
+            self.metrics.unshipped_txids.set(self.unshipped_txids)
+
+    def _cas(self, db: "Database", change, landed) -> None:
+        """Apply ``change`` to the manifest by CAS, recognising an earlier lost response."""
+        for _ in range(5):
+            manifest, etag = db.manifest, db.etag
+            if manifest.epoch != db.epoch:
+                raise Fenced(f"{db.key}: manifest epoch {manifest.epoch} is not ours ({db.epoch})")
+            try:
+                new, new_etag = swap_manifest(self.store, change(manifest), etag)
+            except st.PreconditionFailed:
+                current, cur_etag = load_manifest(self.store, db.name, db.branch)
+                if current.epoch != db.epoch:
+                    raise Fenced(f"{db.key}: now owned by epoch {current.epoch}") from None
+                with db.ship_cond:
+                    db.manifest, db.etag = current, cur_etag
+                if landed(current):
+                    return
+                continue
+            with db.ship_cond:
+                db.manifest, db.etag = new, new_etag
+            return
+        raise Unavailable(f"{db.key}: manifest CAS kept failing")
+
+    def _maybe_snapshot(self, db: "Database") -> None:
+        s = self.settings
+        if db.pending_snapshot is not None:
+            return
+        if db.txids_since_snapshot < s.snapshot_every_txids and db.bytes_since_snapshot < s.snapshot_every_bytes:
+            return
+        snap = db.take_snapshot()
+        if snap is None:
+            return
+        data = encode_snapshot(snap)
+        key = snapshot_key(db.name, db.branch, snap.txid, snap.epoch)
+        try:
+            self.store.put(key, data, if_none_match=True)
+        except st.PreconditionFailed:
+            pass  # same epoch and txid: the same bytes from an earlier attempt
+        ref = SnapshotRef(key=key, txid=snap.txid, ts=snap.ts, size=len(data),
+                          sha256=hashlib.sha256(data).hexdigest(), epoch=snap.epoch)
+        db.txids_since_snapshot = 0
+        db.bytes_since_snapshot = 0
+        self.metrics.snapshots_written.inc()
+        if db.manifest.head_txid >= ref.txid:
+            self._cas(
+                db,
+                lambda m: m.model_copy(update=_with_snapshot(m, ref, s.keep_snapshots)),
+                landed=lambda m: any(x.key == key for x in m.snapshots),
+            )
+        else:
+            db.pending_snapshot = ref
+
+    def _failed(self, db: "Database", exc: Exception) -> None:
+        self.store_down = True
+        self.metrics.ship_errors.inc()
+        detail = exc.detail if isinstance(exc, MemoturnError) else str(exc)
+        with db.ship_cond:
+            db.ship_error = detail
+            db.ship_cond.notify_all()
+        delay = min(5.0, self._backoff.get(id(db), 0.05) * 2)
+        self._backoff[id(db)] = delay
+        log.warning("shipping %s failed (%s); retrying in %.2fs", db.key, detail, delay)
+        self.schedule(db, delay=delay)
+
+    def _succeeded(self, db: "Database") -> None:
+        self.store_down = False
+        self._backoff.pop(id(db), None)
+        with db.ship_cond:
+            db.ship_error = None
+
+
+def _with_snapshot(m: Manifest, ref: SnapshotRef, keep: int) -> dict:
+    """Manifest fields after adding ``ref``: the newest ``keep`` snapshots, segments after them."""
+    snaps = sorted([*[s for s in m.snapshots if s.key != ref.key], ref], key=lambda s: s.txid)[-max(1, keep):]
+    oldest = snaps[0].txid
+    return {"snapshots": snaps, "segments": [s for s in m.segments if s.last_txid > oldest]}

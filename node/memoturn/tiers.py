@@ -1,0 +1,121 @@
+"""Tier transitions: hot -> warm -> cold, by idle time and a node-wide budget.
+
+Every ``tier_interval_seconds`` the manager closes hot handles idle longer than
+``hot_idle_seconds`` or beyond ``max_hot`` (least recently used first; a handle with
+unshipped segments is skipped until they ship), and deletes warm files idle longer than
+``warm_idle_seconds`` or beyond ``max_disk_bytes``. A cold database costs this node nothing;
+the next request restores it. The warm registry holds one small entry per file on disk, so
+memory stays bounded by the disk budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from .database import drop_local_files, sidecar_path
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+    from .node import Node
+
+log = logging.getLogger("memoturn.tiers")
+
+
+class TierManager:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.settings = node.settings
+        self._lock = threading.Lock()
+        self._warm: OrderedDict[str, tuple[str, float, int]] = OrderedDict()  # key -> (path, since, bytes)
+        self._disk_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="memoturn-tiers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.tier_interval_seconds):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - keep the loop alive
+                log.exception("tier pass failed")
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def run_once(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        s = self.settings
+        items = sorted(self.node.hot_items(), key=lambda kv: kv[1].last_access)
+        excess = len(items) - s.max_hot
+        for key, db in items:
+            if excess > 0 or now - db.last_access > s.hot_idle_seconds:
+                if self.node._evict_hot(key, db):
+                    excess -= 1
+        with self._lock:
+            warm = list(self._warm.items())
+        for key, (path, since, size) in warm:
+            if self._disk_bytes > s.max_disk_bytes or now - since > s.warm_idle_seconds:
+                self.evict_cold(key)
+
+    def became_warm(self, key: str, path: str) -> None:
+        try:
+            size = os.path.getsize(path)
+        except FileNotFoundError:
+            return
+        with self._lock:
+            old = self._warm.pop(key, None)
+            if old:
+                self._disk_bytes -= old[2]
+            self._warm[key] = (path, time.monotonic(), size)
+            self._disk_bytes += size
+            self._publish()
+
+    def evict_cold(self, key: str) -> None:
+        """Delete a warm file, unless the database became hot again meanwhile."""
+        gate = self.node._gate(key)
+        with gate:
+            with self._lock:
+                entry = self._warm.pop(key, None)
+                if entry is None:
+                    return
+                self._disk_bytes -= entry[2]
+                self._publish()
+            if not self.node.is_hot(key):
+                drop_local_files(entry[0])
+                self.node.metrics.evictions.labels("cold").inc()
+
+    def reuse_warm(self, key: str, path: str, manifest: "Manifest") -> bool:
+        """Take a warm file back if it matches the stored manifest; otherwise drop it."""
+        with self._lock:
+            entry = self._warm.pop(key, None)
+            if entry:
+                self._disk_bytes -= entry[2]
+                self._publish()
+        try:
+            with open(sidecar_path(path)) as f:
+                state = json.load(f)
+            ok = state.get("generation") == manifest.generation and state.get("head_txid") == manifest.head_txid
+        except (FileNotFoundError, ValueError):
+            ok = False
+        if ok:
+            os.unlink(sidecar_path(path))
+        else:
+            drop_local_files(path)
+        return ok
+
+    def _publish(self) -> None:
+        self.node.metrics.warm.set(len(self._warm))
+        self.node.metrics.disk_bytes.set(self._disk_bytes)
