@@ -15,7 +15,8 @@ as success.
 Snapshots ride along: when a branch has accumulated enough txids or bytes since its last
 snapshot, the worker copies the file at head, uploads it, and adds it to the manifest in
 the CAS that makes the head reach it; the manifest then keeps the newest ``keep_snapshots``
-snapshots and the segments after the oldest of them.
+snapshots; once one falls out, so do the segments up to the oldest kept snapshot
+(point-in-time restore reaches back to it).
 """
 
 from __future__ import annotations
@@ -289,6 +290,9 @@ class Shipper:
 
 def _with_snapshot(m: Manifest, ref: SnapshotRef, keep: int) -> dict:
     """Manifest fields after adding ``ref``: the newest ``keep`` snapshots, segments after them."""
-    snaps = sorted([*[s for s in m.snapshots if s.key != ref.key], ref], key=lambda s: s.txid)[-max(1, keep):]
+    every = sorted([*[s for s in m.snapshots if s.key != ref.key], ref], key=lambda s: s.txid)
+    snaps = every[-max(1, keep):]
+    if len(snaps) == len(every):
+        return {"snapshots": snaps}  # nothing falls out of retention yet
     oldest = snaps[0].txid
     return {"snapshots": snaps, "segments": [s for s in m.segments if s.last_txid > oldest]}

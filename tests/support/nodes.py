@@ -1,0 +1,93 @@
+"""Helpers to run nodes in-process or as ``memoturnd`` processes, and to compare databases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import libsql
+
+from memoturn.config import Settings
+from memoturn.node import Node
+
+
+def make_node(tmp_path: Any, store: Any, name: str = "node", **overrides: Any) -> Node:
+    """A started in-process node with its own empty cache directory."""
+    settings = Settings(data_dir=str(tmp_path / name), node_id=name, tier_interval_seconds=3600, **overrides)
+    return Node(settings, store=store).start()
+
+
+def dump(path: str) -> list[Any]:
+    """Logical content of a database file: schema then every row of every table, in order."""
+    conn = libsql.connect(path)
+    try:
+        schema = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"
+        ).fetchall()
+        out: list[Any] = [("schema", tuple(r)) for r in schema]
+        for type_, name, _tbl, sql in schema:
+            if type_ != "table" or (sql or "").upper().startswith("CREATE VIRTUAL"):
+                continue
+            rows = conn.execute(f'SELECT * FROM "{name}"').fetchall()
+            out.append((name, sorted(tuple(repr(v) for v in row) for row in rows)))
+        return out
+    finally:
+        conn.close()
+
+
+def integrity(path: str) -> str:
+    conn = libsql.connect(path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Memoturnd:
+    """A ``memoturnd`` child process on 127.0.0.1 with its own data directory."""
+
+    def __init__(self, data_dir: str, store_url: str, *, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.log_path = os.path.join(data_dir, "memoturnd.log")
+        os.makedirs(data_dir, exist_ok=True)
+        full_env = {**os.environ, **(env or {})}
+        full_env.update(MEMOTURN_DATA_DIR=data_dir, MEMOTURN_STORE_URL=store_url, MEMOTURN_LISTEN=f"{host}:{self.port}")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "memoturn.server", "--log-level", "warning"],
+                                     env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"memoturnd exited with {self.proc.returncode}: {open(self.log_path).read()[-2000:]}")
+            try:
+                if self.client.get("/v1/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"memoturnd not ready after {timeout}s")
+
+    def kill(self, sig: int = 9) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    def close(self) -> None:
+        self.kill()
+        self.client.close()
+        self.log.close()
