@@ -355,3 +355,33 @@ def test_s3_outage_raises_store_unavailable_and_recovers():
         e2 = store.put("manifest", b"v2", if_match=etag)
         assert store.get("manifest") == (b"v2", e2)
         store.close()
+
+
+def test_s3_hung_server_times_out_instead_of_hanging():
+    """A frozen server (TCP accepted, never answered) surfaces after the read timeout."""
+    from memoturn.store.s3 import S3Store
+    from support.minio import MinioServer
+
+    with MinioServer(bucket="hung") as server, pytest.MonkeyPatch.context() as mp:
+        for name, value in server.credentials.items():
+            mp.setenv(name, value)
+        store = S3Store.from_url(server.store_url("db") + "&read_timeout=1&attempts=1")
+        etag = store.put("manifest", b"v1", if_none_match=True)
+        server.pause()
+        try:
+            for operation in [
+                lambda: store.get("manifest"),
+                lambda: store.put("manifest", b"v2", if_match=etag),
+            ]:
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable):
+                    operation()
+                assert time.monotonic() - started < 5
+        finally:
+            server.resume()
+        # The timed-out CAS may still land once the server thaws: its outcome is unknown,
+        # which is why StoreUnavailable (not PreconditionFailed) reports it. Re-read and go on.
+        data, current = store.get("manifest")
+        assert data in (b"v1", b"v2")
+        store.put("manifest", b"v3", if_match=current)
+        store.close()

@@ -5,12 +5,13 @@ txid and the writer epoch. It is the only mutable object of a branch and is chan
 compare-and-swap: :func:`create_manifest` uses ``If-None-Match: *`` and :func:`swap_manifest`
 uses ``If-Match`` with the ETag the writer last saw. Every swap carries the writer's epoch; a
 swap whose epoch is older than the stored one is refused here too, so a zombie writer can
-never land an update even if it somehow guessed the ETag.
+never land an update even if it somehow guessed the ETag. A manifest carries a SHA-256
+of its own JSON, so a damaged one is refused rather than misread.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 
 from pydantic import BaseModel, Field, ValidationError
@@ -64,7 +65,21 @@ class Manifest(BaseModel):
     checkpoints: dict[str, int] = Field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return self.model_dump_json().encode()
+        """JSON with a ``checksum`` field: SHA-256 of the same JSON without it."""
+        body = self.model_dump_json().encode()
+        digest = hashlib.sha256(body).hexdigest()
+        return body[:-1] + b',"checksum":"' + digest.encode() + b'"}'
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Manifest":
+        """Verify the checksum and parse; ValueError on any defect."""
+        marker = data.rfind(b',"checksum":"')
+        if marker < 0 or not data.endswith(b'"}'):
+            raise ValueError("no checksum")
+        body = data[:marker] + b"}"
+        if hashlib.sha256(body).hexdigest().encode() != data[marker + 13 : -2]:
+            raise ValueError("checksum mismatch")
+        return cls.model_validate_json(body)
 
 
 class Fenced(Conflict):
@@ -83,7 +98,7 @@ def load_manifest(store: st.ObjectStore, database: str, branch: str) -> tuple[Ma
     except st.StoreUnavailable as exc:
         raise Unavailable(f"object store unavailable: {exc}") from exc
     try:
-        manifest = Manifest.model_validate(json.loads(data))
+        manifest = Manifest.decode(data)
     except (ValueError, ValidationError) as exc:
         raise DataCorrupt(f"manifest {key} is corrupt: {str(exc).splitlines()[0]}") from None
     if manifest.database != database or manifest.branch != branch:

@@ -10,7 +10,8 @@ when it
 * attaches or detaches databases, loads extensions, vacuums into a file, or controls the
   transaction (the server owns ``BEGIN``/``COMMIT``/``SAVEPOINT``);
 * is a ``PRAGMA`` outside a read-only allowlist (``writable_schema`` and friends are out);
-* contains more than one statement (send a batch instead).
+* contains more than one statement (send a batch instead; ``;`` inside a trigger body or a
+  literal does not count, as :func:`sqlite3.complete_statement` decides).
 
 Comments are stripped before the checks so they cannot hide a keyword.
 """
@@ -18,6 +19,7 @@ Comments are stripped before the checks so they cannot hide a keyword.
 from __future__ import annotations
 
 import re
+import sqlite3
 
 from .errors import BadRequest, Forbidden
 
@@ -36,22 +38,24 @@ _FORBIDDEN_WORDS = re.compile(
 _PRAGMA = re.compile(r"^\s*pragma\s+(?:\w+\s*\.\s*)?(\w+)\s*(=|\()?", re.S)
 
 
-def _strip(sql: str) -> tuple[str, int]:
-    """Remove comments; return the text (literals kept) and the count of top-level ';'."""
-    out = []
-    i, n, semis = 0, len(sql), 0
-    trailing = True
+def _strip(sql: str) -> tuple[str, list[int]]:
+    """Remove comments; return the text (literals kept) and where its ';' outside literals are."""
+    out: list[str] = []
+    semis: list[int] = []
+    i, n, pos = 0, len(sql), 0
     while i < n:
         c = sql[i]
         if c == "-" and sql.startswith("--", i):
             j = sql.find("\n", i)
             i = n if j < 0 else j + 1
             out.append(" ")
+            pos += 1
             continue
         if c == "/" and sql.startswith("/*", i):
             j = sql.find("*/", i + 2)
             i = n if j < 0 else j + 2
             out.append(" ")
+            pos += 1
             continue
         if c in "'\"`[":
             close = "]" if c == "[" else c
@@ -64,30 +68,34 @@ def _strip(sql: str) -> tuple[str, int]:
                     break
                 j += 1
             out.append(sql[i : j + 1])
+            pos += len(sql[i : j + 1])
             i = j + 1
-            trailing = False
             continue
         if c == ";":
-            semis += 1
-            trailing = True
-            out.append(" ")
-            i += 1
-            continue
-        if not c.isspace():
-            if trailing and semis:
-                return "".join(out), semis + 1  # text after a ';': a second statement
-            trailing = False
+            semis.append(pos)
         out.append(c)
+        pos += 1
         i += 1
-    return "".join(out), 1 if semis <= 1 else semis
+    return "".join(out), semis
+
+
+def _count_statements(text: str, semis: list[int]) -> int:
+    """How many statements ``text`` holds; a trigger body's inner ';' do not end it."""
+    count, start = 0, 0
+    for pos in semis:
+        if sqlite3.complete_statement(text[start : pos + 1]):
+            if text[start:pos].strip():
+                count += 1
+            start = pos + 1
+    return count + (1 if text[start:].strip() else 0)
 
 
 def check_statement(sql: str) -> str:
     """Return the statement kind ('vacuum', 'pragma' or 'sql') or raise a clear error."""
     if not isinstance(sql, str) or not sql.strip():
         raise BadRequest("empty SQL statement", type="invalid-sql")
-    text, count = _strip(sql)
-    if count > 1:
+    text, semis = _strip(sql)
+    if _count_statements(text, semis) > 1:
         raise BadRequest("one statement per entry: send several statements as a batch", type="multiple-statements")
     low = text.lower()
     if "__memoturn" in low:

@@ -3,13 +3,15 @@
 The binary is ``$MEMOTURN_MINIO_BIN`` or the one ``.ci/install-minio`` builds into
 ``~/.cache/memoturn/minio-<version>/minio``. Missing binary: an error under CI (``$CI`` set),
 otherwise the test is skipped. The server keeps its port and data directory across
-``stop()``/``start()``, so tests can simulate an outage and a recovery.
+``stop()``/``start()``, so tests can simulate an outage and a recovery; ``pause()``/``resume()``
+freeze and thaw it (a hung server).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -115,9 +117,20 @@ class MinioServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case it was paused
             self.proc.kill()
         self.proc.wait()
         self.proc = None
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections are accepted by the kernel but never
+        answered, like a hung server; ``resume()`` thaws it."""
+        assert self.proc is not None, "server not running"
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None, "server not running"
+        self.proc.send_signal(signal.SIGCONT)
 
     def close(self) -> None:
         self.stop()
