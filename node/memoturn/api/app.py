@@ -8,6 +8,7 @@ per database.
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -83,7 +84,11 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
             node.start()
         yield
         if manage_lifecycle:
-            node.stop()
+            shipped = node.stop()
+            left = node.shipper.unshipped_txids
+            print(f"memoturnd {settings.node_id}: stopped; "
+                  + ("every committed txid is in object storage" if shipped and not left
+                     else f"{left} committed txids could not be shipped"), file=sys.stderr, flush=True)
 
     app = FastAPI(
         title="Memoturn node API",

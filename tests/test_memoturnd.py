@@ -1,0 +1,84 @@
+"""The embedded default as a user runs it: memoturnd and the memoturn CLI as processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from memoturn.store.file import FileStore
+from support.nodes import Memoturnd, make_node
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "memoturn.cli", "--url", url, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    data = tmp_path / "data"
+    proc = Memoturnd(str(data), f"file://{data}/store")
+    proc.wait_ready()
+    yield proc
+    proc.close()
+
+
+def test_cli_round_trip_and_one_line_errors(daemon):
+    assert cli(daemon.url, "db", "create", "acme--alice").returncode == 0
+    r = cli(daemon.url, "kv", "put", "acme--alice", "greeting", '{"hi": 1}', "--durable")
+    assert r.returncode == 0 and json.loads(r.stdout)["txid"] >= 1
+    r = cli(daemon.url, "kv", "get", "acme--alice", "greeting")
+    assert json.loads(r.stdout) == {"hi": 1}
+    r = cli(daemon.url, "sql", "acme--alice", "CREATE TABLE n(x)", "INSERT INTO n VALUES (42)", "SELECT x FROM n")
+    assert json.loads(r.stdout)["results"][2]["rows"] == [[42]]
+    assert json.loads(cli(daemon.url, "db", "list").stdout) == ["acme--alice"]
+
+    for args, code, needle in [
+        (("kv", "get", "acme--alice", "missing"), 1, "404"),
+        (("db", "create", "Not Valid"), 1, "invalid database name"),
+        (("sql", "acme--alice", "SELECT * FROM __memoturn_kv"), 1, "reserved"),
+        (("db", "show", "nope"), 1, "does not exist"),
+    ]:
+        r = cli(daemon.url, *args)
+        assert r.returncode == code and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "Traceback" not in r.stderr
+    r = cli("http://127.0.0.1:9", "db", "list")
+    assert r.returncode == 2 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_settings_exit_with_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "memoturn.server"], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "MEMOTURN_DURABILITY": "sometimes", "MEMOTURN_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 2 and "MEMOTURN_DURABILITY" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "memoturn.server", "--store", "ftp://x"], capture_output=True, text=True,
+                       timeout=60, env={"PATH": "/usr/bin:/bin", "MEMOTURN_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 2 and "unsupported store URL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigterm_ships_the_tail_so_a_planned_restart_loses_nothing(tmp_path):
+    data = tmp_path / "data"
+    store_url = f"file://{data}/store"
+    proc = Memoturnd(str(data), store_url)
+    try:
+        proc.wait_ready()
+        proc.client.post("/v1/databases", json={"name": "planned"})
+        for i in range(200):  # standard mode: acknowledged on local commit
+            assert proc.client.put(f"/v1/databases/planned/kv/k{i}", json={"value": i}).status_code == 200
+        proc.kill(signal.SIGTERM)
+        assert proc.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutdown
+        assert "every committed txid is in object storage" in open(proc.log_path).read()
+    finally:
+        proc.close()
+    fresh = make_node(tmp_path, FileStore(f"{data}/store"), name="fresh")
+    try:
+        from memoturn import kv
+
+        rows, txid = fresh.read("planned", lambda c: c.execute("SELECT count(*) FROM __memoturn_kv").fetchone()[0])
+        assert rows == 200 and txid >= 200
+        assert fresh.read("planned", lambda c: kv.get(c, "k199"))[0]["value"] == 199
+    finally:
+        fresh.stop()
