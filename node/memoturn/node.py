@@ -175,6 +175,14 @@ class Node:
                 continue
         raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
 
+    def compact(self, name: str, branch: str = DEFAULT_BRANCH) -> int:
+        """Write a snapshot at the head now (restore then needs no segment replay); its txid."""
+        db = self.open(name, branch)
+        if db.epoch is None:
+            db.write(lambda c: None, durable=False)  # take ownership: snapshots carry the epoch
+        self.shipper.compact(db)
+        return max((s.txid for s in db.manifest.snapshots), default=0)
+
     def open(self, name: str, branch: str = DEFAULT_BRANCH) -> Database:
         """The hot handle of a branch, restoring or re-opening it if needed."""
         key = f"{name}/{branch}"

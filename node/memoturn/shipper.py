@@ -153,6 +153,16 @@ class Shipper:
             with db.ship_cond:
                 return bool(db.pending)
 
+    def compact(self, db: "Database", timeout: float = 60.0) -> None:
+        """Ship everything pending, then write a snapshot at the head and land it now."""
+        deadline = time.monotonic() + timeout
+        while db.pending and time.monotonic() < deadline:
+            self.ship(db)
+        with db.ship_lock:
+            if db.pending:
+                raise Unavailable(f"{db.key}: could not ship pending segments before compaction")
+            self._maybe_snapshot(db, force=True)
+
     def ship_all(self, timeout: float) -> bool:
         """Ship synchronously until nothing is pending (shutdown); True when done."""
         deadline = time.monotonic() + timeout
@@ -240,11 +250,12 @@ class Shipper:
             return
         raise Unavailable(f"{db.key}: manifest CAS kept failing")
 
-    def _maybe_snapshot(self, db: "Database") -> None:
+    def _maybe_snapshot(self, db: "Database", *, force: bool = False) -> None:
         s = self.settings
         if db.pending_snapshot is not None:
             return
-        if db.txids_since_snapshot < s.snapshot_every_txids and db.bytes_since_snapshot < s.snapshot_every_bytes:
+        due = db.txids_since_snapshot >= s.snapshot_every_txids or db.bytes_since_snapshot >= s.snapshot_every_bytes
+        if not (due or force):
             return
         snap = db.take_snapshot()
         if snap is None:
