@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 CACHE ?= $(HOME)/.cache/memoturn
-VENV ?= $(CACHE)/venv-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# One virtualenv per checkout and dependency set (the project is installed editable into it).
+VENV ?= $(CACHE)/venv-$(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
