@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test bench minio clean
+.PHONY: help venv run test bench minio etcd clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -30,8 +30,11 @@ run: venv
 minio:
 	@bash .ci/install-minio >/dev/null
 
-test: venv minio
-	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m pytest $(PYTEST_ARGS)
+etcd:
+	@bash .ci/install-etcd >/dev/null
+
+test: venv minio etcd
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv minio
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage

@@ -43,3 +43,12 @@ def file_store(tmp_path):
     store = FileStore(str(tmp_path / "store"), fsync=False)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def etcd():
+    """One real etcd process for the session (Debian's etcd-server)."""
+    from support.etcd import EtcdServer
+
+    with EtcdServer() as server:
+        yield server

@@ -16,7 +16,9 @@ answers ``404 NoSuchKey``). Conditional PUTs are sent exactly once (no botocore 
 a retry after a write that landed but whose response was lost would report a false
 ``PreconditionFailed``, so an ambiguous outcome surfaces as :class:`StoreUnavailable` instead
 and the caller re-reads. Timeouts are short and retries few, so an outage surfaces within
-seconds. ETags are returned without quotes. One store, one pair of boto3 clients, safe to
+seconds (refused connections at once; a hung server after ``read_timeout`` per attempt). Every
+other failure (5xx, throttling, auth, missing bucket) is :class:`StoreUnavailable` carrying the
+S3 error code, never :class:`ObjectNotFound`. ETags are returned without quotes. One store, one pair of boto3 clients, safe to
 share between threads.
 """
 
