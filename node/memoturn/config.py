@@ -36,6 +36,10 @@ class Settings(BaseModel):
     min_txid_wait_seconds: float = 1.0
     ship_workers: int = 4
     tier_interval_seconds: float = 1.0
+    etcd_endpoints: str | None = Field(None, description="HOST:PORT of etcd; unset = in-process lease table")
+    etcd_prefix: str = "/memoturn"
+    lease_ttl_seconds: int = Field(15, ge=2)
+    advertise_url: str | None = Field(None, description="URL other nodes and gateways use; default http://{listen}")
 
     @field_validator("listen")
     @classmethod
@@ -44,6 +48,10 @@ class Settings(BaseModel):
         if not host or not port.isdigit():
             raise ValueError("listen must be HOST:PORT")
         return v
+
+    @property
+    def resolved_advertise_url(self) -> str:
+        return self.advertise_url or f"http://{self.listen}"
 
     @property
     def cache_dir(self) -> str:

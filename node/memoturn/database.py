@@ -77,6 +77,7 @@ class Database:
         self.manifest = manifest
         self.etag = etag
         self.epoch: int | None = None
+        self.lease_generation = 0
         self.head_txid = manifest.head_txid
         self.head_ts = manifest.head_ts
         self.shipped_txid = manifest.head_txid
@@ -99,11 +100,27 @@ class Database:
     # -- public operations ---------------------------------------------------------------
 
     def read(self, fn: Callable[[Any], T]) -> tuple[T, int]:
-        """Run ``fn(conn)`` on a consistent state; return its result and the txid it saw."""
+        """Run ``fn(conn)`` on a consistent state; return its result and the txid it saw.
+
+        With a shared lease table a primary read needs ownership too (so it is strong).
+        """
         with self.lock:
             self._check_open()
+            if self.node.leases.shared:
+                self._check_lease()
+                if not self.owned:
+                    self._acquire()
             self.last_access = time.monotonic()
             return fn(self.conn), self.head_txid
+
+    @property
+    def owned(self) -> bool:
+        return self.epoch is not None and self.lease_generation == self.node.leases.generation
+
+    def _check_lease(self) -> None:
+        if not self.node.leases.healthy():
+            raise Unavailable("this node cannot renew its writer lease; it refuses requests until it can",
+                              type="lease-lost")
 
     def write(self, fn: Callable[[Any], T], *, durable: bool, transaction: bool = True) -> tuple[T, int]:
         """Run ``fn(conn)`` in one transaction, capture it, and return ``(result, txid)``.
@@ -113,11 +130,10 @@ class Database:
         """
         with self.lock:
             self._check_open()
-            if not self.node.leases.healthy():
-                raise Unavailable("this node cannot renew its writer lease; writes are refused", type="lease-lost")
+            self._check_lease()
             if durable and self.node.shipper.store_down:
                 raise Unavailable("object store unavailable: durable writes are refused", type="store-unavailable")
-            if self.epoch is None:
+            if not self.owned:
                 self._acquire()
             self.last_access = time.monotonic()
             conn = self.conn
@@ -139,6 +155,10 @@ class Database:
             txid = self._capture()
         if durable:
             self.wait_shipped(txid)
+        elif self.node.leases.shared and not self.node.leases.healthy():
+            # Paused past the safety margin while committing: do not acknowledge a write
+            # that a newer owner may already have made void.
+            raise Unavailable(f"lease lost while committing txid {txid}; outcome unknown", type="lease-lost", txid=txid)
         return result, txid
 
     def bootstrap(self) -> None:
@@ -195,8 +215,11 @@ class Database:
                 data=data,
             )
 
-    def close(self, *, force: bool = False) -> bool:
-        """Checkpoint and close, leaving a warm file. Refuses while segments are unshipped."""
+    def close(self, *, force: bool = False, release: bool = True) -> bool:
+        """Checkpoint and close, leaving a warm file. Refuses while segments are unshipped.
+
+        ``release=False`` keeps the ownership key (the caller revokes the whole lease).
+        """
         with self.lock:
             if self.closed:
                 return True
@@ -215,7 +238,7 @@ class Database:
                     json.dump({"generation": self.manifest.generation, "head_txid": self.head_txid}, f)
             else:
                 drop_local_files(self.path)
-        if self.epoch is not None:
+        if self.epoch is not None and release:
             self.node.leases.release(self.key, self.node.settings.node_id)
         with self.ship_cond:
             self.ship_cond.notify_all()
@@ -240,6 +263,14 @@ class Database:
     def _acquire(self) -> None:
         """Become the writer: new epoch, then the fencing manifest CAS."""
         store = self.node.store
+        if self.pending:
+            # Segments committed under the previous ownership ship first (their CAS still
+            # succeeds if nobody took over meanwhile, and fences us if somebody did).
+            self.node.shipper.ship(self, snapshot=False)
+            if self.fenced:
+                raise NotOwner(f"{self.key}: {self.fenced}")
+            if self.pending:
+                raise Unavailable(f"{self.key}: unshipped segments from a previous lease; retry", type="store-unavailable")
         manifest, etag = load_manifest(store, self.name, self.branch)
         if manifest.generation != self.manifest.generation or manifest.head_txid != self.head_txid:
             # Someone else wrote since this copy was restored: start again from the store.
@@ -249,9 +280,11 @@ class Database:
             self.wal = WalReader(self.path + "-wal")
             self.head_txid = self.shipped_txid = manifest.head_txid
             self.head_ts = manifest.head_ts
-        epoch = self.node.leases.acquire(self.key, self.node.settings.node_id, at_least=manifest.epoch + 1)
+        generation = self.node.leases.generation
+        me = self.node.settings.node_id
+        epoch = self.node.leases.acquire(self.key, me, at_least=manifest.epoch + 1)
         try:
-            new, new_etag = swap_manifest(store, manifest.model_copy(update={"epoch": epoch}), etag)
+            new, new_etag = swap_manifest(store, manifest.model_copy(update={"epoch": epoch, "owner": me}), etag)
         except Fenced as exc:
             raise NotOwner(str(exc)) from None
         except st.PreconditionFailed:
@@ -259,7 +292,10 @@ class Database:
         with self.ship_cond:
             self.manifest, self.etag = new, new_etag
         self.epoch = epoch
+        self.lease_generation = generation
         self.node.metrics.ownership_changes.inc()
+        if manifest.owner not in (None, me):
+            self.node.metrics.failovers.inc()
 
     def _capture(self) -> int:
         try:

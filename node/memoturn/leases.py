@@ -17,6 +17,17 @@ from .errors import NotOwner
 
 
 class LeaseTable(abc.ABC):
+    #: True when other nodes share this table (etcd): reads then need ownership too.
+    shared = False
+    #: Increases whenever this node had to take a new lease: ownership taken under an
+    #: older generation is void and must be acquired again.
+    generation = 1
+
+    def start(self) -> "LeaseTable":
+        return self
+
+    def revoke(self) -> None:
+        """Drop every ownership of this node at once (graceful shutdown)."""
     @abc.abstractmethod
     def acquire(self, key: str, node_id: str, *, at_least: int) -> int:
         """Take ownership of ``key`` for ``node_id``; return the new epoch or raise NotOwner."""

@@ -54,6 +54,7 @@ class Manifest(BaseModel):
     branch: str
     generation: int = 0
     epoch: int = 0
+    owner: str | None = None
     head_txid: int = 0
     head_ts: float | None = None
     page_size: int = 4096

@@ -42,8 +42,15 @@ class Node:
     def __init__(self, settings: Settings, *, store: st.ObjectStore | None = None, leases: LeaseTable | None = None) -> None:
         self.settings = settings
         self.store = store or st.open_store(settings.resolved_store_url)
-        self.leases = leases or LocalLeaseTable()
         self.metrics = NodeMetrics()
+        if leases is None and settings.etcd_endpoints:
+            from .etcd_leases import EtcdLeaseTable
+
+            leases = EtcdLeaseTable(settings.etcd_endpoints, settings.node_id, url=settings.resolved_advertise_url,
+                                    ttl=settings.lease_ttl_seconds, prefix=settings.etcd_prefix,
+                                    capacity={"max_hot": settings.max_hot, "max_disk_bytes": settings.max_disk_bytes},
+                                    metrics=self.metrics)
+        self.leases = leases or LocalLeaseTable()
         self.shipper = Shipper(self)
         self.tiers = TierManager(self)
         self._lock = threading.Lock()
@@ -57,6 +64,7 @@ class Node:
     def start(self) -> "Node":
         shutil.rmtree(self.settings.cache_dir, ignore_errors=True)
         os.makedirs(self.settings.cache_dir, exist_ok=True)
+        self.leases.start()
         self.shipper.start()
         self.tiers.start()
         self.started = True
@@ -68,10 +76,10 @@ class Node:
         done = self.shipper.ship_all(timeout)
         self.shipper.stop()
         for db in self.hot_databases():
-            db.close(force=True)
+            db.close(force=True, release=False)
         with self._lock:
             self._hot.clear()
-        self.leases.close()
+        self.leases.close()  # revokes the lease: every ownership of this node goes at once
         self.started = False
         return done
 

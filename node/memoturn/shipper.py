@@ -127,8 +127,11 @@ class Shipper:
 
     # -- shipping ------------------------------------------------------------------------
 
-    def ship(self, db: "Database") -> bool:
-        """Ship what is pending for ``db`` once; True if more work remains."""
+    def ship(self, db: "Database", *, snapshot: bool = True) -> bool:
+        """Ship what is pending for ``db`` once; True if more work remains.
+
+        ``snapshot=False`` when the caller holds the database lock (snapshots take it).
+        """
         with db.ship_lock:
             with db.ship_cond:
                 segs = list(db.pending)
@@ -143,6 +146,9 @@ class Shipper:
                 db.fence(str(exc))
                 return False
             self._succeeded(db)
+            if not snapshot:
+                with db.ship_cond:
+                    return bool(db.pending)
             try:
                 self._maybe_snapshot(db)
             except (Unavailable, st.StoreUnavailable) as exc:
