@@ -32,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     from .api.app import create_app
     from .node import Node
 
+    from .errors import MemoturnError
+
     try:
-        node = Node(settings)
+        node = Node(settings).start()
+    except MemoturnError as exc:
+        print(f"memoturnd: cannot start: {exc.detail}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as exc:
         print(f"memoturnd: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -41,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"memoturnd {settings.node_id} listening on http://{settings.listen} "
         f"(store {settings.resolved_store_url}, durability {settings.durability}, "
+        f"leases {'etcd ' + settings.etcd_endpoints if settings.etcd_endpoints else 'in-process'}, "
         f"API docs http://{settings.listen}/docs)",
         flush=True,
     )

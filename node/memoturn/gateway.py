@@ -1,0 +1,195 @@
+"""``memoturn-gateway``: a stateless router in front of the nodes.
+
+For a request addressed to a database (``/v1/databases/{db}/…``, branch from ``?branch=``)
+the gateway picks the owner from its :class:`~memoturn.placement.Placement` cache (or the
+rendezvous choice when the branch has no owner), forwards the request and streams the
+answer back. It retries, with bounded attempts and exponential backoff, only when the
+request provably did not execute:
+
+* the node could not be reached (connection refused or timed out while connecting): the
+  node is skipped for this request and the next choice is tried;
+* the node answered ``409 not-owner`` or ``503 lease-lost``: the owner is re-read from etcd
+  and the request goes there.
+
+Any other answer, success or error, goes back to the client as it is, with its
+``Memoturn-Txid``. Request bodies are buffered (they must be replayable for a retry, and
+are bounded by ``max_body_bytes``); response bodies stream. Requests not addressed to one
+database go to any live node. When no node is live the answer is ``503`` with a problem
+body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import re
+import sys
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .etcd_client import EtcdClient
+from .placement import Placement
+
+log = logging.getLogger("memoturn.gateway")
+_DB_PATH = re.compile(r"^/v1/databases/([^/]+)(?:/|$)")
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+_RETRYABLE = {"not-owner", "lease-lost", "fenced"}
+
+
+def _problem(status: int, type_: str, detail: str) -> JSONResponse:
+    return JSONResponse({"type": type_, "title": "Gateway error", "status": status, "detail": detail},
+                        status_code=status, media_type="application/problem+json")
+
+
+class Gateway:
+    def __init__(self, placement: Placement, *, attempts: int = 8, backoff: float = 0.05, max_backoff: float = 1.0,
+                 max_body_bytes: int = 16 * 1024**2, timeout: float = 60.0) -> None:
+        self.placement = placement
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_body_bytes = max_body_bytes
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=2.0),
+                                        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
+        self.retries = 0
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path
+        if path == "/v1/gateway/health":
+            return JSONResponse({"status": "ok", "nodes": len(self.placement.live_nodes())})
+        if path == "/v1/cluster/nodes":
+            return JSONResponse({"nodes": list(self.placement.live_nodes().values())})
+        m = _DB_PATH.match(path)
+        key = f"{m.group(1)}/{request.query_params.get('branch', 'main')}" if m else None
+        if path.startswith("/v1/cluster/placement/") and m is None:
+            db = path.rsplit("/", 1)[-1]
+            k = f"{db}/{request.query_params.get('branch', 'main')}"
+            return JSONResponse({"key": k, "owner": self.placement.owner(k),
+                                 "route": (self.placement.route(k) or {}).get("id")})
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            return _problem(413, "payload-too-large", f"request body is {length} bytes; the limit is {self.max_body_bytes}")
+        body = await request.body()
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
+        excluded: set[str] = set()
+        delay = self.backoff
+        last_problem = "no live node"
+        for attempt in range(self.attempts):
+            node = self.placement.route(key, excluded)
+            if node is None:
+                excluded.clear()  # every node failed once: start over after a pause
+                last_problem = "no live node to route to"
+            else:
+                url = node["url"].rstrip("/") + path
+                req = self.client.build_request(request.method, url, params=request.query_params, headers=headers,
+                                                content=body)
+                try:
+                    resp = await self.client.send(req, stream=True)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    excluded.add(node["id"])
+                    last_problem = f"node {node['id']} unreachable: {exc}"
+                else:
+                    retry_type = await self._retryable(resp)
+                    if retry_type is None:
+                        return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code,
+                                                 headers=_response_headers(resp), background=_Closer(resp))
+                    last_problem = f"node {node['id']} answered {retry_type}"
+                    if key:
+                        await asyncio.get_running_loop().run_in_executor(None, self._refresh, key)
+            self.retries += 1
+            await asyncio.sleep(delay)
+            delay = min(self.max_backoff, delay * 2)
+        return _problem(503, "no-route", f"gave up after {self.attempts} attempts: {last_problem}")
+
+    def _refresh(self, key: str) -> None:
+        try:
+            self.placement.refresh_owner(key)
+        except Exception as exc:  # noqa: BLE001 - the watch will catch up
+            log.debug("owner refresh for %s failed: %s", key, exc)
+
+    @staticmethod
+    async def _retryable(resp: httpx.Response) -> str | None:
+        if resp.status_code not in (409, 503) or not resp.headers.get("content-type", "").startswith("application/problem+json"):
+            return None
+        await resp.aread()
+        try:
+            type_ = resp.json().get("type")
+        except ValueError:
+            return None
+        if type_ in _RETRYABLE:
+            await resp.aclose()
+            return type_
+        return None
+
+
+class _Closer:
+    def __init__(self, resp: httpx.Response) -> None:
+        self.resp = resp
+
+    async def __call__(self) -> None:
+        await self.resp.aclose()
+
+
+def _response_headers(resp: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS and k.lower() != "content-encoding"}
+
+
+def create_gateway_app(gateway: Gateway) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        return await gateway.handle(request)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await gateway.close()
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)], lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    parser = argparse.ArgumentParser(prog="memoturn-gateway", description="Memoturn gateway (stateless router)")
+    parser.add_argument("--listen", default=os.environ.get("MEMOTURN_GATEWAY_LISTEN", "127.0.0.1:7400"))
+    parser.add_argument("--etcd", default=os.environ.get("MEMOTURN_ETCD_ENDPOINTS"), help="HOST:PORT of etcd")
+    parser.add_argument("--prefix", default=os.environ.get("MEMOTURN_ETCD_PREFIX", "/memoturn"))
+    parser.add_argument("--attempts", type=int, default=int(os.environ.get("MEMOTURN_GATEWAY_ATTEMPTS", "8")))
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    if not args.etcd:
+        print("memoturn-gateway: set --etcd or MEMOTURN_ETCD_ENDPOINTS (HOST:PORT)", file=sys.stderr)
+        return 2
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"memoturn-gateway: --listen must be HOST:PORT, got {args.listen!r}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper())
+    try:
+        etcd = EtcdClient(args.etcd)
+    except ValueError as exc:
+        print(f"memoturn-gateway: {exc}", file=sys.stderr)
+        return 2
+    placement = Placement(etcd, args.prefix).start()
+    gateway = Gateway(placement, attempts=args.attempts)
+    import uvicorn
+
+    print(f"memoturn-gateway listening on http://{args.listen} (etcd {args.etcd}, "
+          f"{len(placement.live_nodes())} live nodes)", flush=True)
+    uvicorn.run(create_gateway_app(gateway), host=host, port=int(port), log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

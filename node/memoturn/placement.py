@@ -1,0 +1,146 @@
+"""Where each branch lives: a cache of live nodes and branch owners, fed by an etcd watch.
+
+The gateway asks :meth:`Placement.route` for every request; it never queries etcd per
+request. The cache loads ``/nodes/`` and ``/owners/`` once, then follows one watch on the
+whole prefix from the next revision; when the watch breaks it reloads and watches again.
+A branch without an owner goes to the node that rendezvous hashing ranks first among live
+nodes, so every gateway picks the same node without talking to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+from typing import Any
+
+from .etcd_client import EtcdClient
+
+log = logging.getLogger("memoturn.placement")
+
+
+def rendezvous(key: str, nodes: list[str]) -> list[str]:
+    """``nodes`` ranked for ``key`` by highest random weight (stable, minimal reshuffling)."""
+    def weight(node: str) -> int:
+        return int.from_bytes(hashlib.blake2b(f"{key}\0{node}".encode(), digest_size=8).digest(), "big")
+
+    return sorted(nodes, key=weight, reverse=True)
+
+
+class Placement:
+    def __init__(self, etcd: EtcdClient, prefix: str = "/memoturn") -> None:
+        self.etcd = etcd
+        self.prefix = prefix.rstrip("/")
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.owners: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._closed = False
+        self._task: Any = None
+
+    def start(self, timeout: float = 10.0) -> "Placement":
+        self._task = self.etcd.spawn(self._follow())
+        self._ready.wait(timeout)
+        return self
+
+    def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- queries -------------------------------------------------------------------------
+
+    def live_nodes(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self.nodes)
+
+    def owner(self, key: str) -> str | None:
+        with self._lock:
+            return self.owners.get(key)
+
+    def route(self, key: str | None, exclude: set[str] = frozenset()) -> dict[str, Any] | None:  # type: ignore[assignment]
+        """The node to send a request for ``key`` to (owner first, else rendezvous)."""
+        with self._lock:
+            nodes = {n: info for n, info in self.nodes.items() if n not in exclude}
+            owner = self.owners.get(key) if key else None
+        if not nodes:
+            return None
+        if owner in nodes:
+            return nodes[owner]
+        ranked = rendezvous(key or "", sorted(nodes))
+        return nodes[ranked[0]]
+
+    def replicas(self, key: str, owner: str | None, count: int) -> list[dict[str, Any]]:
+        """The ``count`` nodes after the owner in ``key``'s rendezvous order."""
+        with self._lock:
+            nodes = dict(self.nodes)
+        ranked = [n for n in rendezvous(key, sorted(nodes)) if n != owner]
+        return [nodes[n] for n in ranked[:count]]
+
+    def refresh_owner(self, key: str) -> str | None:
+        """Read one owner straight from etcd (after a not-owner answer)."""
+        result = self.etcd.call(lambda c: c.get(f"{self.prefix}/owners/{key}".encode()))
+        with self._lock:
+            if result is None:
+                self.owners.pop(key, None)
+                return None
+            value = (result[0] if isinstance(result, tuple) else result.value).decode()
+            self.owners[key] = value
+            return value
+
+    # -- the watch -----------------------------------------------------------------------
+
+    def _apply(self, key: bytes, value: bytes | None) -> None:
+        k = key.decode()[len(self.prefix):]
+        with self._lock:
+            if k.startswith("/nodes/"):
+                node_id = k[len("/nodes/"):]
+                if value is None:
+                    self.nodes.pop(node_id, None)
+                else:
+                    self.nodes[node_id] = json.loads(value)
+            elif k.startswith("/owners/"):
+                branch = k[len("/owners/"):]
+                if value is None:
+                    self.owners.pop(branch, None)
+                else:
+                    self.owners[branch] = value.decode()
+
+    async def _load(self) -> int:
+        client = self.etcd.client
+        result = await client.get_prefix(f"{self.prefix}/".encode())
+        with self._lock:
+            self.nodes.clear()
+            self.owners.clear()
+        revision = 0
+        for item in result:
+            value, meta = item if isinstance(item, tuple) else (item.value, item)
+            self._apply(meta.key, value)
+            revision = max(revision, int(meta.mod_revision))
+        header = getattr(result, "header", None)
+        if header is not None:
+            revision = max(revision, int(header.revision))
+        return revision
+
+    async def _follow(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                revision = await self._load()
+                self._ready.set()
+                watch = await self.etcd.client.watch_prefix(f"{self.prefix}/".encode(), start_revision=revision + 1)
+                delay = 0.1
+                async for event in watch:
+                    kind = getattr(event.kind, "value", event.kind)
+                    self._apply(event.kv.key, None if str(kind).lower().endswith("delete") else event.kv.value)
+                    if self._closed:
+                        await watch.cancel()
+                        return
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:  # noqa: BLE001 - reload and watch again
+                log.warning("placement watch broke (%s); reloading in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)

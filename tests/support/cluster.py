@@ -1,0 +1,81 @@
+"""A local cluster for tests: several memoturnd processes on 127.0.0.x, one gateway, real
+etcd and MinIO (from the session fixtures)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from support.nodes import Memoturnd, free_port
+
+
+class Gateway:
+    def __init__(self, etcd_endpoint: str, prefix: str, log_dir: str, attempts: int = 8) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(log_dir, "gateway.log")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "memoturn.gateway", "--listen", f"127.0.0.1:{self.port}", "--etcd", etcd_endpoint,
+             "--prefix", prefix, "--attempts", str(attempts)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_ready(self, nodes: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {open(self.log_path).read()[-2000:]}")
+            try:
+                r = self.client.get("/v1/gateway/health")
+                if r.status_code == 200 and r.json()["nodes"] >= nodes:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("gateway not ready")
+
+    def owner(self, db: str) -> str | None:
+        return self.client.get(f"/v1/cluster/placement/{db}").json()["owner"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.client.close()
+        self.log.close()
+
+
+class Cluster:
+    def __init__(self, tmp_path: Any, etcd: Any, minio: Any, *, nodes: int = 3, ttl: int = 3,
+                 env: dict[str, str] | None = None, prefix: str | None = None) -> None:
+        self.tmp_path = tmp_path
+        self.prefix = prefix or f"/mt-{os.urandom(4).hex()}"
+        self.store_url = minio.store_url(self.prefix.strip("/"))
+        self.etcd = etcd
+        self.env = {"MEMOTURN_ETCD_ENDPOINTS": etcd.endpoint, "MEMOTURN_ETCD_PREFIX": self.prefix,
+                    "MEMOTURN_LEASE_TTL_SECONDS": str(ttl), **(env or {})}
+        self.nodes: dict[str, Memoturnd] = {}
+        for i in range(nodes):
+            self.add_node(f"n{i}")
+        for node in self.nodes.values():
+            node.wait_ready()
+        self.gateway = Gateway(etcd.endpoint, self.prefix, str(tmp_path))
+        self.gateway.wait_ready(len(self.nodes))
+
+    def add_node(self, node_id: str) -> Memoturnd:
+        host = f"127.0.0.{len(self.nodes) + 2}"
+        node = Memoturnd(str(self.tmp_path / node_id), self.store_url, host=host,
+                         env={**self.env, "MEMOTURN_NODE_ID": node_id})
+        self.nodes[node_id] = node
+        return node
+
+    def close(self) -> None:
+        self.gateway.close()
+        for node in self.nodes.values():
+            node.close()
