@@ -39,6 +39,8 @@ class Settings(BaseModel):
     etcd_endpoints: str | None = Field(None, description="HOST:PORT of etcd; unset = in-process lease table")
     etcd_prefix: str = "/memoturn"
     lease_ttl_seconds: int = Field(15, ge=2)
+    replicas: int = Field(1, ge=0, description="read replicas per branch (nodes that receive streamed segments)")
+    replica_max_staleness_seconds: float = 5.0
     advertise_url: str | None = Field(None, description="URL other nodes and gateways use; default http://{listen}")
 
     @field_validator("listen")

@@ -84,8 +84,10 @@ class Gateway:
         excluded: set[str] = set()
         delay = self.backoff
         last_problem = "no live node"
+        replica = key is not None and request.method == "GET" and request.headers.get("memoturn-read") == "replica"
         for attempt in range(self.attempts):
-            node = self.placement.route(key, excluded)
+            node = self._replica_node(key) if replica else None
+            node = node or self.placement.route(key, excluded)
             if node is None:
                 excluded.clear()  # every node failed once: start over after a pause
                 last_problem = "no live node to route to"
@@ -99,8 +101,16 @@ class Gateway:
                     excluded.add(node["id"])
                     last_problem = f"node {node['id']} unreachable: {exc}"
                 else:
-                    retry_type = await self._retryable(resp)
+                    retry_type = await self._retryable(resp, replica)
+                    if replica and retry_type == "min-txid-not-reached":
+                        # The replica is behind what the client saw: ask the primary, now.
+                        replica = False
+                        headers = [(k, v) for k, v in headers if k.lower() != "memoturn-read"]
+                        continue
                     if retry_type is None:
+                        if resp.is_stream_consumed:  # a problem body we looked at
+                            await resp.aclose()
+                            return Response(resp.content, status_code=resp.status_code, headers=_response_headers(resp))
                         return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code,
                                                  headers=_response_headers(resp), background=_Closer(resp))
                     last_problem = f"node {node['id']} answered {retry_type}"
@@ -111,6 +121,12 @@ class Gateway:
             delay = min(self.max_backoff, delay * 2)
         return _problem(503, "no-route", f"gave up after {self.attempts} attempts: {last_problem}")
 
+    def _replica_node(self, key: str | None) -> dict[str, Any] | None:
+        if key is None:
+            return None
+        ranked = self.placement.replicas(key, self.placement.owner(key), 1)
+        return ranked[0] if ranked else None
+
     def _refresh(self, key: str) -> None:
         try:
             self.placement.refresh_owner(key)
@@ -118,15 +134,15 @@ class Gateway:
             log.debug("owner refresh for %s failed: %s", key, exc)
 
     @staticmethod
-    async def _retryable(resp: httpx.Response) -> str | None:
-        if resp.status_code not in (409, 503) or not resp.headers.get("content-type", "").startswith("application/problem+json"):
+    async def _retryable(resp: httpx.Response, replica: bool) -> str | None:
+        if resp.status_code not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith("application/problem+json"):
             return None
         await resp.aread()
         try:
             type_ = resp.json().get("type")
         except ValueError:
             return None
-        if type_ in _RETRYABLE:
+        if type_ in _RETRYABLE or (replica and resp.status_code == 412 and type_ == "min-txid-not-reached"):
             await resp.aclose()
             return type_
         return None

@@ -31,6 +31,7 @@ from .manifest import Manifest, create_manifest, load_manifest
 from .metrics import NodeMetrics
 from .names import DEFAULT_BRANCH, check_branch_name, check_database_name
 from .restore import restore
+from .replication import ReplicaSet, Replicator
 from .shipper import Shipper
 from .tiers import TierManager
 
@@ -51,6 +52,9 @@ class Node:
                                     capacity={"max_hot": settings.max_hot, "max_disk_bytes": settings.max_disk_bytes},
                                     metrics=self.metrics)
         self.leases = leases or LocalLeaseTable()
+        self.placement: Any = None
+        self.replicator = Replicator(self)
+        self.replicas = ReplicaSet(self)
         self.shipper = Shipper(self)
         self.tiers = TierManager(self)
         self._lock = threading.Lock()
@@ -65,6 +69,12 @@ class Node:
         shutil.rmtree(self.settings.cache_dir, ignore_errors=True)
         os.makedirs(self.settings.cache_dir, exist_ok=True)
         self.leases.start()
+        etcd = getattr(self.leases, "etcd", None)
+        if etcd is not None:
+            from .placement import Placement
+
+            self.placement = Placement(etcd, self.settings.etcd_prefix).start()
+        self.replicator.start()
         self.shipper.start()
         self.tiers.start()
         self.started = True
@@ -75,6 +85,10 @@ class Node:
         self.tiers.stop()
         done = self.shipper.ship_all(timeout)
         self.shipper.stop()
+        self.replicator.stop()
+        self.replicas.close()
+        if self.placement is not None:
+            self.placement.close()
         for db in self.hot_databases():
             db.close(force=True, release=False)
         with self._lock:
@@ -156,7 +170,17 @@ class Node:
 
     # -- access --------------------------------------------------------------------------
 
-    def read(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None) -> tuple[T, int]:
+    def read(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None,
+             replica: bool = False) -> tuple[T, int]:
+        """A primary read, or with ``replica=True`` (and another node owning the branch) a
+        bounded-stale read from this node's replica copy."""
+        if replica and self.leases.shared:
+            check_database_name(name)
+            check_branch_name(branch)
+            with self._lock:
+                db = self._hot.get(f"{name}/{branch}")
+            if db is None or not db.owned:
+                return self.replicas.read(name, branch, fn, min_txid)
         for _ in range(3):
             db = self.open(name, branch)
             if min_txid is not None and db.head_txid < min_txid:
@@ -171,6 +195,14 @@ class Node:
             except Closed:
                 continue
         raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
+
+    def serves_replica(self, name: str, branch: str = DEFAULT_BRANCH) -> bool:
+        """Whether a replica read of this branch is answered from this node's replica copy."""
+        if not self.leases.shared:
+            return False
+        with self._lock:
+            db = self._hot.get(f"{name}/{branch}")
+        return db is None or not db.owned
 
     def write(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, durable: bool | None = None,
               transaction: bool = True) -> tuple[T, int]:

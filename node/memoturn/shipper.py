@@ -223,6 +223,8 @@ class Shipper:
         if db.pending_snapshot is not None and db.pending_snapshot.txid <= seg.last_txid:
             db.pending_snapshot = None
         self.metrics.ship_seconds.observe(time.perf_counter() - t0)
+        self.metrics.ship_lag_seconds.observe(max(0.0, time.time() - seg.first_ts))
+        self.node.replicator.offer(db.name, db.branch, data, seg.first_txid, seg.last_txid, db.head_txid)
         self.metrics.segments_shipped.inc()
         self.metrics.bytes_shipped.inc(len(data))
         with db.ship_cond:

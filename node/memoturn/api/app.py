@@ -32,6 +32,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 Branch = Annotated[str, Query(description="Branch of the database")]
 MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
+ReadFrom = Annotated[str | None, Header(alias="Memoturn-Read", description="'primary' (default, strong) or 'replica' (bounded-stale, says its txid)")]
+
+
+def _replica(value: str | None) -> bool:
+    if value is None or value == "primary":
+        return False
+    if value != "replica":
+        raise BadRequest("Memoturn-Read must be 'primary' or 'replica'", type="invalid-header")
+    return True
 DurabilityHeader = Annotated[str | None, Header(alias="Memoturn-Durability")]
 
 
@@ -149,9 +158,12 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         return KVWritten(key=key, txid=txid)
 
     @app.get("/v1/databases/{db}/kv/{key:path}", response_model=KVItem, responses=ERRORS, tags=["kv"])
-    def kv_get(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH, min_txid: MinTxid = None) -> KVItem:
+    def kv_get(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH, min_txid: MinTxid = None,
+               read_from: ReadFrom = None) -> KVItem:
         kv.check_key(key)
-        item, txid = node.read(db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid)
+        replica = _replica(read_from)
+        item, txid = node.read(db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=replica)
+        _served_by(response, db, branch, replica)
         if item is None:
             raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)
         _txid(response, txid)
@@ -168,12 +180,26 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.get("/v1/databases/{db}/kv", response_model=KVList, responses=ERRORS, tags=["kv"])
     def kv_list(db: str, response: Response, prefix: str = "", limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 cursor: str | None = None, values: bool = True, branch: Branch = DEFAULT_BRANCH,
-                min_txid: MinTxid = None) -> KVList:
+                min_txid: MinTxid = None, read_from: ReadFrom = None) -> KVList:
+        replica = _replica(read_from)
         items, txid = node.read(db, lambda c: kv.list_keys(c, prefix, limit + 1, cursor, values), branch=branch,
-                                min_txid=min_txid)
+                                min_txid=min_txid, replica=replica)
+        _served_by(response, db, branch, replica)
         nxt = items[limit - 1]["key"] if len(items) > limit else None
         _txid(response, txid)
         return KVList(items=[KVItem(**i) for i in items[:limit]], next_cursor=nxt)
+
+    def _served_by(response: Response, db: str, branch: str, replica: bool) -> None:
+        response.headers["Memoturn-Served-By"] = "replica" if replica and node.serves_replica(db, branch) else "primary"
+
+    @app.post("/internal/v1/replicate/{db}", tags=["internal"], responses=ERRORS)
+    async def replicate(db: str, request: Request, branch: Branch = DEFAULT_BRANCH) -> dict:
+        """Node to node: apply one streamed segment to this node's replica copy."""
+        data = await request.body()
+        head = request.headers.get("Memoturn-Head-Txid")
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(node.replicas.apply, db, branch, data, int(head) if head and head.isdigit() else None)
 
     # -- SQL ------------------------------------------------------------------------------
 
