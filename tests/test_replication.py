@@ -103,5 +103,20 @@ def test_replica_reads_through_the_gateway_keep_read_your_writes(tmp_path, etcd,
         others = [n for i, n in c.nodes.items() if i != owner]
         text = "".join(httpx.get(f"{n.url}/metrics").text for n in others)
         assert "memoturn_replica_lag_seconds_count" in text
+        # Operations from the command line, through the gateway.
+        import subprocess
+        import sys
+
+        def cli(*args):
+            r = subprocess.run([sys.executable, "-m", "memoturn.cli", "--url", c.gateway.url, *args],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        assert sorted(n["id"] for n in cli("nodes")) == sorted(c.nodes)
+        info = cli("owner", "ryw")
+        assert info["owner"] == owner and info["head_txid"] >= 30 and info["epoch"] > 0
+        assert info["replicas"] and info["replicas"][0]["node"] != owner
+        assert info["replicas"][0]["lag_txids"] >= 0
     finally:
         c.close()

@@ -52,6 +52,28 @@ def _json_arg(text: str) -> Any:
         return text  # a bare word is a string value
 
 
+def _owner(args: argparse.Namespace) -> dict[str, Any]:
+    placement = _request(args, "GET", f"/v1/cluster/placement/{args.db}", params={"branch": args.branch}).json()
+    info = _request(args, "GET", f"/v1/databases/{args.db}", params={"branch": args.branch}).json()
+    out: dict[str, Any] = {"database": args.db, "branch": args.branch, "owner": placement["owner"],
+                           "epoch": info["epoch"], "head_txid": info["head_txid"], "shipped_txid": info["shipped_txid"],
+                           "tier": info["tier"], "replicas": []}
+    for replica in placement.get("replicas", []):
+        entry: dict[str, Any] = {"node": replica["id"]}
+        try:
+            r = httpx.get(replica["url"].rstrip("/") + f"/internal/v1/replicas/{args.db}",
+                          params={"branch": args.branch}, timeout=args.timeout)
+            if r.status_code == 200:
+                entry["head_txid"] = r.json()["head_txid"]
+                entry["lag_txids"] = max(0, info["head_txid"] - entry["head_txid"])
+            else:
+                entry["state"] = "no copy yet"
+        except httpx.HTTPError as exc:
+            entry["state"] = f"unreachable: {exc}"
+        out["replicas"].append(entry)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="memoturn", description="Memoturn command line")
     p.add_argument("--url", default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"),
@@ -74,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("db"), k.add_argument("key"), k.add_argument("--durable", action="store_true")
     k = kv.add_parser("list")
     k.add_argument("db"), k.add_argument("--prefix", default=""), k.add_argument("--limit", type=int, default=100)
+
+    sub.add_parser("nodes", help="live nodes (ask a gateway)")
+    o = sub.add_parser("owner", help="owner, epoch, head txid and replica lag of a database (ask a gateway)")
+    o.add_argument("db"), o.add_argument("--branch", default="main")
 
     s = sub.add_parser("sql", help="run SQL statements in one transaction")
     s.add_argument("db"), s.add_argument("statements", nargs="+"), s.add_argument("--durable", action="store_true")
@@ -100,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                 _print(_request(args, "DELETE", f"{base}/{args.key}").json())
             else:
                 _print(_request(args, "GET", base, params={"prefix": args.prefix, "limit": args.limit}).json()["items"])
+        elif args.cmd == "nodes":
+            _print(_request(args, "GET", "/v1/cluster/nodes").json()["nodes"])
+        elif args.cmd == "owner":
+            _print(_owner(args))
         elif args.cmd == "sql":
             body = {"statements": [{"sql": sql} for sql in args.statements]}
             _print(_request(args, "POST", f"/v1/databases/{args.db}/sql", json=body).json())

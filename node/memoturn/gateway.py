@@ -50,7 +50,8 @@ def _problem(status: int, type_: str, detail: str) -> JSONResponse:
 
 class Gateway:
     def __init__(self, placement: Placement, *, attempts: int = 8, backoff: float = 0.05, max_backoff: float = 1.0,
-                 max_body_bytes: int = 16 * 1024**2, timeout: float = 60.0) -> None:
+                 max_body_bytes: int = 16 * 1024**2, timeout: float = 60.0, replicas: int = 1) -> None:
+        self.replicas = replicas
         self.placement = placement
         self.attempts = attempts
         self.backoff = backoff
@@ -74,8 +75,9 @@ class Gateway:
         if path.startswith("/v1/cluster/placement/") and m is None:
             db = path.rsplit("/", 1)[-1]
             k = f"{db}/{request.query_params.get('branch', 'main')}"
-            return JSONResponse({"key": k, "owner": self.placement.owner(k),
-                                 "route": (self.placement.route(k) or {}).get("id")})
+            owner = self.placement.owner(k)
+            return JSONResponse({"key": k, "owner": owner, "route": self.placement.route(k),
+                                 "replicas": self.placement.replicas(k, owner, self.replicas)})
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
             return _problem(413, "payload-too-large", f"request body is {length} bytes; the limit is {self.max_body_bytes}")

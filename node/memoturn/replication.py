@@ -216,6 +216,14 @@ class ReplicaSet:
                                          type="min-txid-not-reached", txid=head)
             time.sleep(0.01)
 
+    def describe(self, name: str, branch: str) -> dict[str, Any] | None:
+        with self._lock:
+            copy = self._copies.get(f"{name}/{branch}")
+        if copy is None:
+            return None
+        return {"head_txid": copy.head_txid, "epoch": copy.epoch, "stale": copy.stale,
+                "checked_seconds_ago": round(time.monotonic() - copy.checked_at, 3)}
+
     def close(self) -> None:
         with self._lock:
             copies = list(self._copies.values())

@@ -192,6 +192,14 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     def _served_by(response: Response, db: str, branch: str, replica: bool) -> None:
         response.headers["Memoturn-Served-By"] = "replica" if replica and node.serves_replica(db, branch) else "primary"
 
+    @app.get("/internal/v1/replicas/{db}", tags=["internal"], responses=ERRORS)
+    def replica_state(db: str, branch: Branch = DEFAULT_BRANCH) -> dict:
+        """This node's replica copy of a branch (head txid), for replica-lag reporting."""
+        state = node.replicas.describe(db, branch)
+        if state is None:
+            raise NotFound(f"this node holds no replica of {db}/{branch}", type="no-replica")
+        return state
+
     @app.post("/internal/v1/replicate/{db}", tags=["internal"], responses=ERRORS)
     async def replicate(db: str, request: Request, branch: Branch = DEFAULT_BRANCH) -> dict:
         """Node to node: apply one streamed segment to this node's replica copy."""
