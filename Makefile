@@ -9,12 +9,12 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test bench minio etcd clean
+.PHONY: help venv run test bench bench-quick minio etcd clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
 	@echo "make test   - install everything the tests need and run every test"
-	@echo "make bench  - run the storage benchmarks, JSON under bench/results/"
+	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
 
 $(BIN)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
@@ -36,8 +36,13 @@ etcd:
 test: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv minio
+bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster
+
+bench-quick: venv minio etcd
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage --quick
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster --quick
 
 clean:
 	rm -rf memoturn-data bench/results .pytest_cache

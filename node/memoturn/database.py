@@ -78,6 +78,7 @@ class Database:
         self.etag = etag
         self.epoch: int | None = None
         self.lease_generation = 0
+        self.bootstrapped = False
         self.head_txid = manifest.head_txid
         self.head_ts = manifest.head_ts
         self.shipped_txid = manifest.head_txid
@@ -110,6 +111,7 @@ class Database:
                 self._check_lease()
                 if not self.owned:
                     self._acquire()
+            self._ensure_bootstrapped()
             self.last_access = time.monotonic()
             return fn(self.conn), self.head_txid
 
@@ -135,6 +137,7 @@ class Database:
                 raise Unavailable("object store unavailable: durable writes are refused", type="store-unavailable")
             if not self.owned:
                 self._acquire()
+            self._ensure_bootstrapped()
             self.last_access = time.monotonic()
             conn = self.conn
             if transaction:
@@ -161,13 +164,28 @@ class Database:
             raise Unavailable(f"lease lost while committing txid {txid}; outcome unknown", type="lease-lost", txid=txid)
         return result, txid
 
-    def bootstrap(self) -> None:
-        """Create the reserved schema if this database lacks it (a no-op write otherwise)."""
+    def _ensure_bootstrapped(self) -> None:
+        """Create the reserved schema if this copy lacks it (under the lock; a write, so owned)."""
+        if self.bootstrapped:
+            return
         missing = self.conn.execute(
             "SELECT count(*) FROM sqlite_schema WHERE name = '__memoturn_kv'"
         ).fetchone()[0] == 0
         if missing:
-            self.write(lambda c: [c.execute(s) for s in BOOTSTRAP], durable=False)
+            if not self.owned:
+                self._check_lease()
+                self._acquire()
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in BOOTSTRAP:
+                    self.conn.execute(statement)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self._capture()
+        self.bootstrapped = True
 
     def wait_shipped(self, txid: int, timeout: float | None = None) -> None:
         """Block until ``txid`` is in the stored manifest; raise if that cannot happen now."""
@@ -280,6 +298,7 @@ class Database:
             self.wal = WalReader(self.path + "-wal")
             self.head_txid = self.shipped_txid = manifest.head_txid
             self.head_ts = manifest.head_ts
+            self.bootstrapped = False
         generation = self.node.leases.generation
         me = self.node.settings.node_id
         epoch = self.node.leases.acquire(self.key, me, at_least=manifest.epoch + 1)

@@ -244,7 +244,6 @@ class Node:
             with self._lock:
                 self._hot[key] = db
                 self.metrics.hot.set(len(self._hot))
-        db.bootstrap()
         return db
 
     def _gate(self, key: str) -> threading.Lock:

@@ -58,6 +58,7 @@ class Cluster:
         self.prefix = prefix or f"/mt-{os.urandom(4).hex()}"
         self.store_url = minio.store_url(self.prefix.strip("/"))
         self.etcd = etcd
+        self.ttl = ttl
         self.env = {"MEMOTURN_ETCD_ENDPOINTS": etcd.endpoint, "MEMOTURN_ETCD_PREFIX": self.prefix,
                     "MEMOTURN_LEASE_TTL_SECONDS": str(ttl), **(env or {})}
         self.nodes: dict[str, Memoturnd] = {}
