@@ -195,3 +195,46 @@ def test_etcd_outage_stops_writes_with_503_and_the_cluster_recovers_alone(tmp_pa
         assert node.client.get("/v1/databases/e/kv/a").json()["value"] == 1
     finally:
         c.close()
+
+
+def _metric(url: str, name: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+@pytest.mark.slow
+def test_s3_outage_standard_keeps_acking_durable_gets_503_then_everything_ships(tmp_path, etcd, minio):
+    c = Cluster(tmp_path, etcd, minio, nodes=2, ttl=TTL)
+    try:
+        gw = c.gateway.client
+        gw.post("/v1/databases", json={"name": "s3out"})
+        assert gw.put("/v1/databases/s3out/kv/before", json={"value": 0}, headers={"Memoturn-Durability": "durable"}).status_code == 200
+        time.sleep(0.3)
+        owner = c.nodes[c.gateway.owner("s3out")]
+        minio.stop()
+        try:
+            acked = []
+            for i in range(20):
+                r = gw.put(f"/v1/databases/s3out/kv/k{i}", json={"value": i})
+                assert r.status_code == 200, r.text
+                acked.append(int(r.headers["Memoturn-Txid"]))
+            deadline = time.monotonic() + 30
+            while _metric(owner.url, "memoturn_unshipped_txids") == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _metric(owner.url, "memoturn_unshipped_txids") > 0
+            r = gw.put("/v1/databases/s3out/kv/durable", json={"value": 1}, headers={"Memoturn-Durability": "durable"})
+            assert r.status_code == 503 and r.json()["type"] == "store-unavailable", r.text
+        finally:
+            minio.start()
+        deadline = time.monotonic() + 60
+        while _metric(owner.url, "memoturn_unshipped_txids") > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _metric(owner.url, "memoturn_unshipped_txids") == 0
+        manifest = _chain_unbroken(open_store(c.store_url), "s3out")
+        assert manifest.head_txid >= max(acked)
+        assert gw.put("/v1/databases/s3out/kv/after", json={"value": 2},
+                      headers={"Memoturn-Durability": "durable"}).status_code == 200
+    finally:
+        c.close()
