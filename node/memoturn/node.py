@@ -119,9 +119,10 @@ class Node:
         create_manifest(self.store, manifest)
         return manifest
 
-    def list_databases(self, *, limit: int = 100, cursor: str | None = None) -> tuple[list[str], str | None]:
+    def list_databases(self, *, limit: int = 100, cursor: str | None = None, prefix: str = "") -> tuple[list[str], str | None]:
         try:
-            page = self.store.list("db/", delimiter="/", start_after=f"db/{cursor}/" if cursor else None, limit=limit)
+            page = self.store.list(f"db/{prefix}", delimiter="/", start_after=f"db/{cursor}/" if cursor else None,
+                                   limit=limit)
         except st.StoreUnavailable as exc:
             raise Unavailable(f"object store unavailable: {exc}") from exc
         names = [p[len("db/"):].rstrip("/") for p in page.prefixes]

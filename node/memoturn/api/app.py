@@ -224,5 +224,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         _txid(response, txid)
         return SQLResponse(results=results, txid=txid)
 
+    from . import memory
+
+    memory.install(app, node, settings.embedder, settings.embedding_url, settings.embedding_api_key)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=node.metrics)
     return app

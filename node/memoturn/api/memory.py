@@ -1,0 +1,285 @@
+"""Memory routes: namespaces, profiles and typed memories over the node.
+
+A profile is the database ``{namespace}--{profile}``, created on first use. Embeddings are
+computed before the database lock is taken, so a slow embedder never blocks other writers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import memories
+from ..embedding import Embedder, as_vector, get_embedder
+from ..errors import BadRequest, Conflict
+from ..node import Node
+from .models import Problem
+
+_PART = re.compile(r"^[a-z0-9](?:[a-z0-9_.]|-(?!-)){0,62}$")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (400, 404, 409, 412, 413, 422, 503)
+}
+Timestamp = float | datetime
+
+
+def _ts(value: Timestamp | None) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return value.timestamp()
+
+
+class MemoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field("fact", description="fact, preference, event, instruction, episode, or your own type")
+    content: str = Field(min_length=1, max_length=100_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=64)
+    subject: str | None = Field(None, max_length=512, description="A new memory with the same subject supersedes the current one")
+    supersedes: str | None = Field(None, description="Id of the memory this one replaces")
+    event_time: Timestamp | None = Field(None, description="When it happened or became true (unix seconds or ISO 8601)")
+    embedding: list[float] | None = Field(None, description="Your own vector; otherwise the server embeds the content")
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        return memories.check_type(v)
+
+
+class MemoryOut(BaseModel):
+    id: str
+    type: str
+    content: str
+    metadata: dict[str, Any]
+    tags: list[str]
+    subject: str | None
+    event_time: float | None
+    valid_from: float
+    valid_to: float | None
+    recorded_at: float
+    supersedes: str | None
+    superseded_by: str | None
+    current: bool
+
+
+class Stored(BaseModel):
+    memory: MemoryOut
+    duplicate: bool
+    txid: int
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    memories: list[MemoryIn] = Field(min_length=1, max_length=1000)
+
+
+class BatchOut(BaseModel):
+    memories: list[Stored]
+    txid: int
+
+
+class RecallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=10_000)
+    limit: int = Field(10, ge=1, le=100)
+    types: list[str] | None = None
+    tags: list[str] | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    metadata: dict[str, Any] | None = Field(None, description="Equality filters on metadata keys")
+    as_of: Timestamp | None = Field(None, description="Recall what was current at this time")
+    include_superseded: bool = False
+    recency_half_life_days: float | None = Field(None, gt=0)
+    embedding: list[float] | None = None
+
+
+class Hit(BaseModel):
+    memory: MemoryOut
+    score: float
+    ranks: dict[str, int]
+
+
+class RecallOut(BaseModel):
+    results: list[Hit]
+    txid: int
+
+
+class MemoryList(BaseModel):
+    memories: list[MemoryOut]
+    next_cursor: str | None = None
+
+
+class ProfileStats(BaseModel):
+    namespace: str
+    profile: str
+    database: str
+    head_txid: int
+    memories: int
+    current: int
+    by_type: dict[str, int]
+    embedding_dim: int | None
+
+
+class ProfileList(BaseModel):
+    profiles: list[str]
+    next_cursor: str | None = None
+
+
+def profile_db(namespace: str, profile: str) -> str:
+    for what, value in (("namespace", namespace), ("profile", profile)):
+        if not _PART.match(value):
+            raise BadRequest(f"invalid {what} {value!r}: 1-63 characters of a-z, 0-9, '.', '_', single '-'",
+                             type="invalid-name")
+    return f"{namespace}--{profile}"
+
+
+def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_url: str | None = None,
+            embedding_key: str | None = None) -> None:
+    base = "/v1/namespaces/{namespace}/profiles/{profile}"
+
+    def embedder() -> Embedder:
+        return get_embedder(embedder_spec, embedding_url, embedding_key)
+
+    def ensure_profile(db: str) -> None:
+        try:
+            node.create_database(db)
+        except Conflict:
+            pass
+
+    def vectors(items: list[tuple[str, list[float] | None]]) -> list[np.ndarray]:
+        missing = [i for i, (_, v) in enumerate(items) if v is None]
+        out: list[Any] = [None] * len(items)
+        dim = None
+        if missing:
+            model = embedder()
+            dim = model.dim
+            embedded = model.embed([items[i][0] for i in missing])
+            for row, i in enumerate(missing):
+                out[i] = embedded[row]
+        for i, (_, v) in enumerate(items):
+            if v is not None:
+                out[i] = as_vector(v, dim or len(v))
+        dims = {len(v) for v in out}
+        if len(dims) > 1:
+            raise BadRequest(f"embeddings of different dimensions in one request: {sorted(dims)}", type="dimension-mismatch")
+        return out
+
+    def store(db: str, items: list[MemoryIn], durable: bool | None) -> tuple[list[tuple[dict, bool]], int]:
+        vecs = vectors([(m.content, m.embedding) for m in items])
+        dim = len(vecs[0])
+        name = embedder_spec if any(m.embedding is None for m in items) else "client"
+        payload = [{**m.model_dump(exclude={"embedding"}), "event_time": _ts(m.event_time)} for m in items]
+
+        def tx(conn: Any) -> list[tuple[dict, bool]]:
+            memories.ensure_schema(conn, dim, name)
+            return [memories.add(conn, p, v) for p, v in zip(payload, vecs)]
+
+        return node.write(db, tx, durable=durable)
+
+    def durable_flag(value: str | None) -> bool | None:
+        if value is None:
+            return None
+        if value not in ("standard", "durable"):
+            raise BadRequest("Memoturn-Durability must be 'standard' or 'durable'", type="invalid-header")
+        return value == "durable"
+
+    Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
+    MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
+
+    @app.post(base + "/memories", status_code=201, response_model=Stored, responses=ERRORS, tags=["memory"])
+    def add_memory(namespace: str, profile: str, body: MemoryIn, response: Response,
+                   durability: Durability = None) -> Stored:
+        db = profile_db(namespace, profile)
+        ensure_profile(db)
+        (result,), txid = store(db, [body], durable_flag(durability))
+        response.headers["Memoturn-Txid"] = str(txid)
+        return Stored(memory=MemoryOut(**result[0]), duplicate=result[1], txid=txid)
+
+    @app.post(base + "/memories/batch", status_code=201, response_model=BatchOut, responses=ERRORS, tags=["memory"])
+    def add_memories(namespace: str, profile: str, body: BatchIn, response: Response,
+                     durability: Durability = None) -> BatchOut:
+        db = profile_db(namespace, profile)
+        ensure_profile(db)
+        results, txid = store(db, body.memories, durable_flag(durability))
+        response.headers["Memoturn-Txid"] = str(txid)
+        return BatchOut(memories=[Stored(memory=MemoryOut(**m), duplicate=d, txid=txid) for m, d in results], txid=txid)
+
+    @app.post(base + "/recall", response_model=RecallOut, responses=ERRORS, tags=["memory"])
+    def recall(namespace: str, profile: str, body: RecallIn, response: Response, min_txid: MinTxid = None) -> RecallOut:
+        db = profile_db(namespace, profile)
+
+        def dim_of(conn: Any) -> int | None:
+            return memories.profile_dim(conn)
+
+        dim, _ = node.read(db, dim_of, min_txid=min_txid)
+        vector = None
+        if body.embedding is not None:
+            vector = as_vector(body.embedding, dim or len(body.embedding))
+        elif dim is not None:
+            model = embedder()
+            if model.dim != dim:
+                raise BadRequest(f"this profile stores {dim}-dimensional embeddings; the server's embedder makes "
+                                 f"{model.dim}: send your own query embedding", type="dimension-mismatch")
+            vector = model.embed([body.query])[0]
+        hits, txid = node.read(db, lambda conn: memories.recall(
+            conn, query=body.query, vector=vector, limit=body.limit, types=body.types, tags=body.tags,
+            since=_ts(body.since), until=_ts(body.until), metadata=body.metadata, as_of=_ts(body.as_of),
+            include_superseded=body.include_superseded, recency_half_life_days=body.recency_half_life_days),
+            min_txid=min_txid)
+        response.headers["Memoturn-Txid"] = str(txid)
+        return RecallOut(results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits],
+                         txid=txid)
+
+    @app.get(base + "/memories", response_model=MemoryList, responses=ERRORS, tags=["memory"])
+    def list_memories(namespace: str, profile: str, response: Response, type: Annotated[list[str] | None, Query()] = None,
+                      include_superseded: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      cursor: str | None = None) -> MemoryList:
+        db = profile_db(namespace, profile)
+        items, txid = node.read(db, lambda c: memories.list_memories(
+            c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor))
+        response.headers["Memoturn-Txid"] = str(txid)
+        return MemoryList(memories=[MemoryOut(**m) for m in items[:limit]],
+                          next_cursor=items[limit - 1]["id"] if len(items) > limit else None)
+
+    @app.get(base + "/memories/{memory_id}", response_model=MemoryOut, responses=ERRORS, tags=["memory"])
+    def get_memory(namespace: str, profile: str, memory_id: str, response: Response) -> MemoryOut:
+        item, txid = node.read(profile_db(namespace, profile), lambda c: memories.get(c, memory_id))
+        response.headers["Memoturn-Txid"] = str(txid)
+        return MemoryOut(**item)
+
+    @app.get(base + "/memories/{memory_id}/history", response_model=list[MemoryOut], responses=ERRORS, tags=["memory"])
+    def memory_history(namespace: str, profile: str, memory_id: str, response: Response) -> list[MemoryOut]:
+        chain, txid = node.read(profile_db(namespace, profile), lambda c: memories.history(c, memory_id))
+        response.headers["Memoturn-Txid"] = str(txid)
+        return [MemoryOut(**m) for m in chain]
+
+    @app.delete(base + "/memories/{memory_id}", status_code=204, responses=ERRORS, tags=["memory"])
+    def forget(namespace: str, profile: str, memory_id: str, durability: Durability = None) -> Response:
+        _, txid = node.write(profile_db(namespace, profile), lambda c: memories.forget(c, memory_id),
+                             durable=durable_flag(durability))
+        return Response(status_code=204, headers={"Memoturn-Txid": str(txid)})
+
+    @app.get(base, response_model=ProfileStats, responses=ERRORS, tags=["memory"])
+    def profile_stats(namespace: str, profile: str, response: Response) -> ProfileStats:
+        db = profile_db(namespace, profile)
+        stats, txid = node.read(db, memories.stats)
+        response.headers["Memoturn-Txid"] = str(txid)
+        return ProfileStats(namespace=namespace, profile=profile, database=db, head_txid=txid, **stats)
+
+    @app.delete(base, status_code=204, responses=ERRORS, tags=["memory"])
+    def delete_profile(namespace: str, profile: str) -> Response:
+        node.delete_database(profile_db(namespace, profile))
+        return Response(status_code=204)
+
+    @app.get("/v1/namespaces/{namespace}/profiles", response_model=ProfileList, responses=ERRORS, tags=["memory"])
+    def list_profiles(namespace: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      cursor: str | None = None) -> ProfileList:
+        profile_db(namespace, "x")
+        names, nxt = node.list_databases(limit=limit, cursor=f"{namespace}--{cursor}" if cursor else None,
+                                         prefix=f"{namespace}--")
+        profiles = [n[len(namespace) + 2:] for n in names]
+        return ProfileList(profiles=profiles, next_cursor=profiles[-1] if nxt and profiles else None)
