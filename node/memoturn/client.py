@@ -1,0 +1,282 @@
+"""Python SDK: :class:`Memoturn` (sync) and :class:`AsyncMemoturn` (asyncio), over the HTTP API.
+
+    from memoturn.client import Memoturn
+
+    mt = Memoturn("http://127.0.0.1:7411")
+    alice = mt.profile("acme", "alice")
+    stored = alice.add("Alice prefers green tea", type="preference", subject="drink")
+    hits = alice.recall("what does Alice drink?", min_txid=stored.txid)
+
+* Every result carries the ``txid`` the server reported (``Memoturn-Txid``); pass it back as
+  ``min_txid`` for read-your-writes, and ``read_from="replica"`` to allow a bounded-stale
+  replica read.
+* ``durability="durable"`` (per client or per call) waits until the write is in object
+  storage.
+* Transient answers — ``503`` and ``409 not-owner`` (an ownership move in progress) — are
+  retried with exponential backoff (``retries`` times); connection errors are retried for
+  reads only. Everything else raises :class:`MemoturnError` with the problem's ``type``,
+  ``status`` and ``detail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+_RETRY_TYPES = {"not-owner", "lease-lost", "fenced", "store-unavailable", "no-route", "unavailable"}
+
+
+class MemoturnError(Exception):
+    def __init__(self, status: int, type: str, detail: str, txid: int | None = None) -> None:
+        super().__init__(f"{status} {type}: {detail}")
+        self.status, self.type, self.detail, self.txid = status, type, detail, txid
+
+
+@dataclass
+class Result:
+    """A response body with the txid it was served at."""
+
+    data: Any
+    txid: int | None = None
+    served_by: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+
+@dataclass
+class _Call:
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    idempotent: bool = False
+
+
+def _headers(durability: str | None = None, min_txid: int | None = None, read_from: str | None = None) -> dict[str, str]:
+    h = {}
+    if durability:
+        h["Memoturn-Durability"] = durability
+    if min_txid is not None:
+        h["Memoturn-Min-Txid"] = str(min_txid)
+    if read_from:
+        h["Memoturn-Read"] = read_from
+    return h
+
+
+def _result(r: httpx.Response) -> Result:
+    txid = r.headers.get("Memoturn-Txid")
+    data = r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else None
+    return Result(data, int(txid) if txid and txid.isdigit() else None, r.headers.get("Memoturn-Served-By"))
+
+
+def _error(r: httpx.Response) -> MemoturnError:
+    try:
+        body = r.json()
+        return MemoturnError(r.status_code, body.get("type", "error"), body.get("detail", r.text), body.get("txid"))
+    except ValueError:
+        return MemoturnError(r.status_code, "http-error", r.text or r.reason_phrase)
+
+
+def _retryable(r: httpx.Response) -> bool:
+    if r.status_code not in (409, 503):
+        return False
+    try:
+        return r.json().get("type") in _RETRY_TYPES or r.status_code == 503
+    except ValueError:
+        return r.status_code == 503
+
+
+class _Base:
+    def __init__(self, url: str, token: str | None, retries: int, backoff: float, durability: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.retries = retries
+        self.backoff = backoff
+        self.durability = durability
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+class Memoturn(_Base):
+    """Synchronous client."""
+
+    def __init__(self, url: str = "http://127.0.0.1:7411", *, token: str | None = None, timeout: float = 30.0,
+                 retries: int = 5, backoff: float = 0.05, durability: str | None = None) -> None:
+        super().__init__(url, token, retries, backoff, durability)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=self._auth())
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "Memoturn":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _do(self, call: _Call) -> Result:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                r = self.http.request(call.method, call.path, json=call.json, params=call.params, headers=call.headers)
+            except httpx.TransportError as exc:
+                if not call.idempotent or attempt == self.retries:
+                    raise MemoturnError(0, "unreachable", f"{self.url}: {exc}") from None
+            else:
+                if r.status_code < 400:
+                    return _result(r)
+                if not _retryable(r) or attempt == self.retries:
+                    raise _error(r)
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
+        raise AssertionError("unreachable")
+
+    def database(self, name: str, branch: str = "main") -> "Database":
+        return Database(self, name, branch)
+
+    def profile(self, namespace: str, profile: str) -> "Profile":
+        return Profile(self, namespace, profile)
+
+    def create_database(self, name: str) -> Result:
+        return self._do(_Call("POST", "/v1/databases", json={"name": name}))
+
+    def list_databases(self, limit: int = 100, cursor: str | None = None) -> Result:
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        return self._do(_Call("GET", "/v1/databases", params=params, idempotent=True))
+
+    def delete_database(self, name: str) -> Result:
+        return self._do(_Call("DELETE", f"/v1/databases/{name}"))
+
+
+class _Scope:
+    client: Any
+
+    def _durability(self, durability: str | None) -> str | None:
+        return durability or self.client.durability
+
+
+class Database(_Scope):
+    """KV and SQL of one database branch."""
+
+    def __init__(self, client: Memoturn, name: str, branch: str) -> None:
+        self.client, self.name, self.branch = client, name, branch
+
+    def _p(self) -> dict[str, str]:
+        return {"branch": self.branch}
+
+    def kv_put(self, key: str, value: Any, *, ttl_seconds: float | None = None, durability: str | None = None) -> Result:
+        return self.client._do(_Call("PUT", f"/v1/databases/{self.name}/kv/{key}", json={"value": value, "ttl_seconds": ttl_seconds},
+                                     params=self._p(), headers=_headers(self._durability(durability)), idempotent=True))
+
+    def kv_get(self, key: str, *, min_txid: int | None = None, read_from: str | None = None) -> Result:
+        return self.client._do(_Call("GET", f"/v1/databases/{self.name}/kv/{key}", params=self._p(),
+                                     headers=_headers(min_txid=min_txid, read_from=read_from), idempotent=True))
+
+    def kv_delete(self, key: str, *, durability: str | None = None) -> Result:
+        return self.client._do(_Call("DELETE", f"/v1/databases/{self.name}/kv/{key}", params=self._p(),
+                                     headers=_headers(self._durability(durability)), idempotent=True))
+
+    def kv_list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Result:
+        params = {**self._p(), "prefix": prefix, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        return self.client._do(_Call("GET", f"/v1/databases/{self.name}/kv", params=params, idempotent=True))
+
+    def sql(self, *statements: str | tuple[str, Any], transaction: bool = True, durability: str | None = None) -> Result:
+        body = {"statements": [{"sql": s} if isinstance(s, str) else {"sql": s[0], "params": s[1]} for s in statements],
+                "transaction": transaction}
+        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/sql", json=body, params=self._p(),
+                                     headers=_headers(self._durability(durability))))
+
+
+class Profile(_Scope):
+    """Typed memories of one profile (``{namespace}--{profile}``)."""
+
+    def __init__(self, client: Memoturn, namespace: str, profile: str) -> None:
+        self.client = client
+        self.base = f"/v1/namespaces/{namespace}/profiles/{profile}"
+
+    def add(self, content: str, *, type: str = "fact", durability: str | None = None, **fields: Any) -> Result:
+        body = {"content": content, "type": type, **{k: v for k, v in fields.items() if v is not None}}
+        return self.client._do(_Call("POST", self.base + "/memories", json=body,
+                                     headers=_headers(self._durability(durability))))
+
+    def add_many(self, memories: list[dict[str, Any]], *, durability: str | None = None) -> Result:
+        return self.client._do(_Call("POST", self.base + "/memories/batch", json={"memories": memories},
+                                     headers=_headers(self._durability(durability))))
+
+    def recall(self, query: str, *, limit: int = 10, min_txid: int | None = None, **filters: Any) -> Result:
+        body = {"query": query, "limit": limit, **{k: v for k, v in filters.items() if v is not None}}
+        return self.client._do(_Call("POST", self.base + "/recall", json=body, headers=_headers(min_txid=min_txid),
+                                     idempotent=True))
+
+    def list(self, *, types: list[str] | None = None, include_superseded: bool = False, limit: int = 100,
+             cursor: str | None = None) -> Result:
+        params: dict[str, Any] = {"limit": limit, "include_superseded": include_superseded}
+        if types:
+            params["type"] = types
+        if cursor:
+            params["cursor"] = cursor
+        return self.client._do(_Call("GET", self.base + "/memories", params=params, idempotent=True))
+
+    def get(self, memory_id: str) -> Result:
+        return self.client._do(_Call("GET", f"{self.base}/memories/{memory_id}", idempotent=True))
+
+    def history(self, memory_id: str) -> Result:
+        return self.client._do(_Call("GET", f"{self.base}/memories/{memory_id}/history", idempotent=True))
+
+    def forget(self, memory_id: str, *, durability: str | None = None) -> Result:
+        return self.client._do(_Call("DELETE", f"{self.base}/memories/{memory_id}",
+                                     headers=_headers(self._durability(durability)), idempotent=True))
+
+    def stats(self) -> Result:
+        return self.client._do(_Call("GET", self.base, idempotent=True))
+
+
+class AsyncMemoturn(_Base):
+    """Asyncio client with the same methods, awaited: ``await mt.profile(...).recall(...)``."""
+
+    def __init__(self, url: str = "http://127.0.0.1:7411", *, token: str | None = None, timeout: float = 30.0,
+                 retries: int = 5, backoff: float = 0.05, durability: str | None = None) -> None:
+        super().__init__(url, token, retries, backoff, durability)
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=self._auth())
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> "AsyncMemoturn":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _do(self, call: _Call) -> Result:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                r = await self.http.request(call.method, call.path, json=call.json, params=call.params,
+                                            headers=call.headers)
+            except httpx.TransportError as exc:
+                if not call.idempotent or attempt == self.retries:
+                    raise MemoturnError(0, "unreachable", f"{self.url}: {exc}") from None
+            else:
+                if r.status_code < 400:
+                    return _result(r)
+                if not _retryable(r) or attempt == self.retries:
+                    raise _error(r)
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+        raise AssertionError("unreachable")
+
+    # The scopes build calls and hand them to ``_do``; with this client ``_do`` is a coroutine,
+    # so every scope method returns an awaitable.
+    database = Memoturn.database
+    profile = Memoturn.profile
+    create_database = Memoturn.create_database
+    list_databases = Memoturn.list_databases
+    delete_database = Memoturn.delete_database
