@@ -157,6 +157,10 @@ def test_bad_input_gets_problem_bodies(client):
 def test_openapi_and_ops_endpoints(client):
     spec = client.get("/openapi.json").json()
     assert "/v1/databases/{db}/kv/{key}" in spec["paths"] and "/v1/databases/{db}/sql" in spec["paths"]
+    assert "/v1/namespaces/{namespace}/profiles/{profile}/recall" in spec["paths"]
+    params = spec["paths"]["/v1/namespaces/{namespace}/profiles/{profile}/memories"]["post"]["parameters"]
+    assert {"name": "Memoturn-Durability", "in": "header"}.items() <= next(
+        p for p in params if p["name"] == "Memoturn-Durability").items()
     assert "Problem" in spec["components"]["schemas"]
     assert client.get("/v1/health").json()["status"] == "ok"
     assert client.get("/v1/ready").status_code == 200

@@ -90,6 +90,16 @@ def test_hybrid_recall_finds_by_meaning_and_by_words_with_filters(client):
                                                     "Alice's favourite colour is teal"]
 
 
+def test_durable_memory_writes_are_in_the_store_when_acknowledged(client, file_store):
+    from memoturn.manifest import load_manifest
+
+    r = client.post(BASE + "/memories", json={"content": "kept"}, headers={"Memoturn-Durability": "durable"})
+    assert r.status_code == 201
+    assert load_manifest(file_store, "acme--alice", "main")[0].head_txid >= int(r.headers["Memoturn-Txid"])
+    r = client.post(BASE + "/memories", json={"content": "x"}, headers={"Memoturn-Durability": "sometimes"})
+    assert r.status_code == 400 and r.json()["type"] == "invalid-header"
+
+
 def test_forget_and_own_vectors(client):
     m = add(client, content="temporary note")
     assert client.delete(BASE + f"/memories/{m['memory']['id']}").status_code == 204

@@ -25,6 +25,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (400, 404, 409, 412, 413, 422, 503)
 }
 Timestamp = float | datetime
+Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
+MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
 
 
 def _ts(value: Timestamp | None) -> float | None:
@@ -186,9 +188,6 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
         if value not in ("standard", "durable"):
             raise BadRequest("Memoturn-Durability must be 'standard' or 'durable'", type="invalid-header")
         return value == "durable"
-
-    Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
-    MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
 
     @app.post(base + "/memories", status_code=201, response_model=Stored, responses=ERRORS, tags=["memory"])
     def add_memory(namespace: str, profile: str, body: MemoryIn, response: Response,
