@@ -29,13 +29,14 @@ def daemon(tmp_path):
 
 def test_cli_round_trip_and_one_line_errors(daemon):
     assert cli(daemon.url, "db", "create", "acme--alice").returncode == 0
-    r = cli(daemon.url, "kv", "put", "acme--alice", "greeting", '{"hi": 1}', "--durable")
+    r = cli(daemon.url, "--json", "kv", "put", "acme--alice", "greeting", '{"hi": 1}', "--durable")
     assert r.returncode == 0 and json.loads(r.stdout)["txid"] >= 1
-    r = cli(daemon.url, "kv", "get", "acme--alice", "greeting")
+    r = cli(daemon.url, "--json", "kv", "get", "acme--alice", "greeting")
     assert json.loads(r.stdout) == {"hi": 1}
-    r = cli(daemon.url, "sql", "acme--alice", "CREATE TABLE n(x)", "INSERT INTO n VALUES (42)", "SELECT x FROM n")
+    r = cli(daemon.url, "--json", "sql", "acme--alice", "CREATE TABLE n(x)", "INSERT INTO n VALUES (42)", "SELECT x FROM n")
     assert json.loads(r.stdout)["results"][2]["rows"] == [[42]]
-    assert json.loads(cli(daemon.url, "db", "list").stdout) == ["acme--alice"]
+    assert json.loads(cli(daemon.url, "--json", "db", "list").stdout) == ["acme--alice"]
+    assert cli(daemon.url, "db", "list").stdout.strip() == "acme--alice"
 
     for args, code, needle in [
         (("kv", "get", "acme--alice", "missing"), 1, "404"),
@@ -48,6 +49,32 @@ def test_cli_round_trip_and_one_line_errors(daemon):
         assert "Traceback" not in r.stderr
     r = cli("http://127.0.0.1:9", "db", "list")
     assert r.returncode == 2 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_memory_commands_export_and_import(daemon, tmp_path):
+    r = cli(daemon.url, "memory", "add", "acme", "bob", "Bob plays chess on Sundays", "--type", "fact", "--tag", "hobby")
+    assert r.returncode == 0 and r.stdout.startswith("stored "), r.stderr
+    cli(daemon.url, "memory", "add", "acme", "bob", "Bob likes tea", "--type", "preference", "--subject", "drink")
+    cli(daemon.url, "memory", "add", "acme", "bob", "Bob likes coffee now", "--type", "preference", "--subject", "drink")
+    r = cli(daemon.url, "memory", "recall", "acme", "bob", "what game does Bob play")
+    assert r.returncode == 0 and "Bob plays chess on Sundays" in r.stdout.splitlines()[0]
+    r = cli(daemon.url, "--json", "memory", "list", "acme", "bob", "--include-superseded")
+    assert len(json.loads(r.stdout)["memories"]) == 3
+    dump = tmp_path / "bob.jsonl"
+    assert cli(daemon.url, "export", "acme", "bob", "--out", str(dump)).returncode == 0
+    assert len(dump.read_text().splitlines()) == 3
+    r = cli(daemon.url, "--json", "import", "acme", "bob-copy", str(dump))
+    assert r.returncode == 0 and json.loads(r.stdout)["imported"] == 2  # current memories only
+    r = cli(daemon.url, "--json", "memory", "list", "acme", "bob-copy")
+    assert sorted(m["content"] for m in json.loads(r.stdout)["memories"]) == ["Bob likes coffee now", "Bob plays chess on Sundays"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"content": "ok"}\nnot json\n')
+    r = cli(daemon.url, "import", "acme", "bob-copy", str(bad))
+    assert r.returncode == 2 and "bad.jsonl:2: not JSON" in r.stderr and "Traceback" not in r.stderr
+    r = cli(daemon.url, "memory", "add", "acme", "bob", "x", "--metadata", "[1]")
+    assert r.returncode == 2 and "--metadata must be a JSON object" in r.stderr
+    r = cli(daemon.url, "memory", "forget", "acme", "bob", "no-such-id")
+    assert r.returncode == 1 and "404" in r.stderr
 
 
 def test_bad_settings_exit_with_one_line(tmp_path):

@@ -151,6 +151,9 @@ class Memoturn(_Base):
         params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
         return self._do(_Call("GET", "/v1/databases", params=params, idempotent=True))
 
+    def describe_database(self, name: str, branch: str = "main") -> Result:
+        return self._do(_Call("GET", f"/v1/databases/{name}", params={"branch": branch}, idempotent=True))
+
     def delete_database(self, name: str) -> Result:
         return self._do(_Call("DELETE", f"/v1/databases/{name}"))
 
@@ -279,4 +282,5 @@ class AsyncMemoturn(_Base):
     profile = Memoturn.profile
     create_database = Memoturn.create_database
     list_databases = Memoturn.list_databases
+    describe_database = Memoturn.describe_database
     delete_database = Memoturn.delete_database
