@@ -44,6 +44,8 @@ class Settings(BaseModel):
     embedder: str = Field("default", description="'default' (all-MiniLM-L6-v2, local) or 'openai:MODEL'")
     embedding_url: str | None = None
     embedding_api_key: str | None = None
+    admin_token: str | None = Field(None, description="enables auth; may do anything")
+    tokens: str | None = Field(None, description="namespace tokens: 'ns:token,ns2:token2'")
     advertise_url: str | None = Field(None, description="URL other nodes and gateways use; default http://{listen}")
 
     @field_validator("listen")

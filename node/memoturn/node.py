@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import store as st
+from .auth import Authenticator
 from .config import Settings
 from .database import Closed, Database, drop_local_files, sidecar_path
 from .errors import PreconditionFailed, Unavailable
@@ -53,6 +54,7 @@ class Node:
                                     metrics=self.metrics)
         self.leases = leases or LocalLeaseTable()
         self.placement: Any = None
+        self.auth = Authenticator(self.store, settings.admin_token, settings.tokens)
         self.replicator = Replicator(self)
         self.replicas = ReplicaSet(self)
         self.shipper = Shipper(self)

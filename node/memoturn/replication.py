@@ -55,7 +55,9 @@ class Replicator:
     def start(self) -> None:
         if self.node.settings.replicas <= 0 or self.node.placement is None:
             return
-        self._client = httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0))
+        token = self.node.settings.admin_token
+        self._client = httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0),
+                                    headers={"Authorization": f"Bearer {token}"} if token else {})
         self._thread = threading.Thread(target=self._run, name="memoturn-replicator", daemon=True)
         self._thread.start()
 

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memoturnd: cannot start: {exc}", file=sys.stderr)
         return 2
     host, _, port = settings.listen.rpartition(":")
+    if not settings.admin_token:
+        print("memoturnd: auth is OFF (set MEMOTURN_ADMIN_TOKEN to require bearer tokens)", file=sys.stderr, flush=True)
     print(
         f"memoturnd {settings.node_id} listening on http://{settings.listen} "
         f"(store {settings.resolved_store_url}, durability {settings.durability}, "

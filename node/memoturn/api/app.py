@@ -17,12 +17,13 @@ from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .. import kv
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, MemoturnError, NotFound
 from ..names import DEFAULT_BRANCH
 from ..node import Node
 from ..sqlexec import run_batch, screen
 from . import problems
 from .models import (
+    TokenRequest,
     CreateDatabase, DatabaseInfo, DatabaseList, Health, KVDeleted, KVItem, KVList, KVPut, KVWritten,
     Problem, SQLRequest, SQLResponse,
 )
@@ -59,8 +60,8 @@ def _txid(response: Response, txid: int) -> None:
 class BodyLimit:
     """Refuse request bodies larger than the limit before reading them (HTTP 413)."""
 
-    def __init__(self, app: Any, limit: int, metrics: Any) -> None:
-        self.app, self.limit, self.metrics = app, limit, metrics
+    def __init__(self, app: Any, limit: int, metrics: Any, auth: Any) -> None:
+        self.app, self.limit, self.metrics, self.auth = app, limit, metrics, auth
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -69,6 +70,14 @@ class BodyLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 resp = problems.problem(413, "payload-too-large", "Payload too large",
                                         f"request body is {int(value)} bytes; the limit is {self.limit}")
+                return await resp(scope, receive, send)
+        if self.auth.enabled:
+            authorization = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+            try:
+                self.auth.authorize(scope["path"], authorization)
+            except MemoturnError as exc:
+                resp = problems.problem(exc.status, exc.type, exc.title, exc.detail,
+                                        {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
                 return await resp(scope, receive, send)
         start = time.perf_counter()
         status = {"code": 500}
@@ -227,5 +236,15 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     from . import memory
 
     memory.install(app, node, settings.embedder, settings.embedding_url, settings.embedding_api_key)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=node.metrics)
+    @app.post("/v1/admin/tokens", status_code=201, responses=ERRORS, tags=["admin"])
+    def mint_token(body: TokenRequest) -> dict:
+        """Mint a token for one namespace (admin only). The token is shown once."""
+        return node.auth.mint(body.namespace)
+
+    @app.delete("/v1/admin/tokens/{token_sha256}", status_code=204, responses=ERRORS, tags=["admin"])
+    def revoke_token(token_sha256: str) -> Response:
+        node.auth.revoke(token_sha256)
+        return Response(status_code=204)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=node.metrics, auth=node.auth)
     return app

@@ -25,6 +25,11 @@ class Health(BaseModel):
     node_id: str
 
 
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str
+
+
 class CreateDatabase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="1-128 characters of a-z, 0-9, '.', '_', '-'; profiles are '{namespace}--{profile}'")
