@@ -129,6 +129,11 @@ def _import(args: argparse.Namespace, mt: Memoturn) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mcp"]:
+        from .mcp_server import main as mcp_main
+
+        return mcp_main(argv[1:])
     p = argparse.ArgumentParser(prog="memoturn", description="Memoturn command line")
     p.add_argument("--url", default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"),
                    help="node or gateway URL (env MEMOTURN_URL)")
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("namespace"), i.add_argument("profile"), i.add_argument("file")
     i.add_argument("--batch", type=int, default=200)
 
+    sub.add_parser("mcp", help="run the MCP server (stdio, or --http HOST:PORT); see memoturn mcp --help")
     sub.add_parser("nodes", help="live nodes (ask a gateway)")
     o = sub.add_parser("owner", help="owner, epoch, head txid and replica lag of a database (ask a gateway)")
     o.add_argument("db"), o.add_argument("--branch", default="main")
