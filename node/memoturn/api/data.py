@@ -1,0 +1,183 @@
+"""Document and vector-collection routes of a database (a profile is ``{ns}--{profile}``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import documents, vectors
+from ..names import DEFAULT_BRANCH
+from ..node import Node
+from .memory import ERRORS
+
+Branch = Annotated[str, Query(description="Branch of the database")]
+Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
+MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, min_length=1, max_length=256)
+    body: dict[str, Any]
+
+
+class DocumentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: dict[str, Any]
+
+
+class Document(BaseModel):
+    id: str
+    body: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+class SortKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    order: str = "asc"
+
+
+class DocumentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filter: dict[str, Any] = Field(default_factory=dict)
+    sort: list[SortKey] = Field(default_factory=list, max_length=8)
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class DocumentPage(BaseModel):
+    documents: list[Document]
+    next_cursor: str | None = None
+    txid: int
+
+
+class IndexIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+
+
+class VectorCollectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dimensions: int = Field(ge=1, le=4096)
+
+
+class VectorItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=256)
+    vector: list[float]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class VectorUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[VectorItem] = Field(min_length=1, max_length=1000)
+
+
+class VectorQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vector: list[float]
+    k: int = Field(10, ge=1, le=1000)
+    filter: dict[str, Any] | None = Field(None, description="Document-style filter on metadata")
+
+
+def install(app: FastAPI, node: Node) -> None:
+    limit = node.settings.max_value_bytes
+    docs = "/v1/databases/{db}/collections/{collection}"
+    vecs = "/v1/databases/{db}/vectors/{collection}"
+
+    def durable(value: str | None) -> bool | None:
+        from .app import _durable
+
+        return _durable(value)
+
+    def txid(response: Response, t: int) -> None:
+        response.headers["Memoturn-Txid"] = str(t)
+
+    @app.post(docs + "/documents", status_code=201, response_model=Document, responses=ERRORS, tags=["documents"])
+    def insert(db: str, collection: str, body: DocumentIn, response: Response, branch: Branch = DEFAULT_BRANCH,
+               durability: Durability = None) -> Any:
+        documents.check_collection(collection)
+        doc, t = node.write(db, lambda c: documents.insert(c, collection, body.id, body.body, limit), branch=branch,
+                            durable=durable(durability))
+        txid(response, t)
+        return doc
+
+    @app.get(docs + "/documents/{doc_id}", response_model=Document, responses=ERRORS, tags=["documents"])
+    def get(db: str, collection: str, doc_id: str, response: Response, branch: Branch = DEFAULT_BRANCH,
+            min_txid: MinTxid = None) -> Any:
+        doc, t = node.read(db, lambda c: documents.get(c, collection, doc_id), branch=branch, min_txid=min_txid)
+        txid(response, t)
+        return doc
+
+    @app.put(docs + "/documents/{doc_id}", response_model=Document, responses=ERRORS, tags=["documents"])
+    def replace(db: str, collection: str, doc_id: str, body: DocumentBody, response: Response,
+                branch: Branch = DEFAULT_BRANCH, durability: Durability = None) -> Any:
+        doc, t = node.write(db, lambda c: documents.replace(c, collection, doc_id, body.body, limit), branch=branch,
+                            durable=durable(durability))
+        txid(response, t)
+        return doc
+
+    @app.patch(docs + "/documents/{doc_id}", response_model=Document, responses=ERRORS, tags=["documents"])
+    def patch(db: str, collection: str, doc_id: str, body: DocumentBody, response: Response,
+              branch: Branch = DEFAULT_BRANCH, durability: Durability = None) -> Any:
+        """Apply a JSON merge patch (RFC 7386): null removes a key."""
+        doc, t = node.write(db, lambda c: documents.patch(c, collection, doc_id, body.body, limit), branch=branch,
+                            durable=durable(durability))
+        txid(response, t)
+        return doc
+
+    @app.delete(docs + "/documents/{doc_id}", status_code=204, responses=ERRORS, tags=["documents"])
+    def delete(db: str, collection: str, doc_id: str, branch: Branch = DEFAULT_BRANCH,
+               durability: Durability = None) -> Response:
+        _, t = node.write(db, lambda c: documents.delete(c, collection, doc_id), branch=branch, durable=durable(durability))
+        return Response(status_code=204, headers={"Memoturn-Txid": str(t)})
+
+    @app.post(docs + "/query", response_model=DocumentPage, responses=ERRORS, tags=["documents"])
+    def query(db: str, collection: str, body: DocumentQuery, response: Response, branch: Branch = DEFAULT_BRANCH,
+              min_txid: MinTxid = None) -> DocumentPage:
+        documents.check_collection(collection)
+        sort = [s.model_dump() for s in body.sort]
+        (items, nxt), t = node.read(db, lambda c: documents.query(c, collection, filter=body.filter, sort=sort,
+                                                                  limit=body.limit, cursor=body.cursor),
+                                    branch=branch, min_txid=min_txid)
+        txid(response, t)
+        return DocumentPage(documents=[Document(**d) for d in items], next_cursor=nxt, txid=t)
+
+    @app.post(docs + "/indexes", status_code=201, responses=ERRORS, tags=["documents"])
+    def index(db: str, collection: str, body: IndexIn, response: Response, branch: Branch = DEFAULT_BRANCH) -> dict:
+        documents.check_collection(collection)
+        name, t = node.write(db, lambda c: documents.create_index(c, collection, body.path), branch=branch)
+        txid(response, t)
+        return {"index": name, "path": body.path, "txid": t}
+
+    @app.put(vecs, status_code=201, responses=ERRORS, tags=["vectors"])
+    def create_vectors(db: str, collection: str, body: VectorCollectionIn, response: Response,
+                       branch: Branch = DEFAULT_BRANCH) -> dict:
+        _, t = node.write(db, lambda c: vectors.create(c, collection, body.dimensions), branch=branch)
+        txid(response, t)
+        return {"collection": collection, "dimensions": body.dimensions, "txid": t}
+
+    @app.post(vecs + "/upsert", responses=ERRORS, tags=["vectors"])
+    def upsert(db: str, collection: str, body: VectorUpsert, response: Response, branch: Branch = DEFAULT_BRANCH,
+               durability: Durability = None) -> dict:
+        items = [i.model_dump() for i in body.items]
+        n, t = node.write(db, lambda c: vectors.upsert(c, collection, items), branch=branch, durable=durable(durability))
+        txid(response, t)
+        return {"upserted": n, "txid": t}
+
+    @app.post(vecs + "/query", responses=ERRORS, tags=["vectors"])
+    def vector_query(db: str, collection: str, body: VectorQuery, response: Response, branch: Branch = DEFAULT_BRANCH,
+                     min_txid: MinTxid = None) -> dict:
+        hits, t = node.read(db, lambda c: vectors.query(c, collection, body.vector, body.k, body.filter),
+                            branch=branch, min_txid=min_txid)
+        txid(response, t)
+        return {"results": hits, "txid": t}
+
+    @app.delete(vecs + "/items/{item_id}", status_code=204, responses=ERRORS, tags=["vectors"])
+    def delete_vector(db: str, collection: str, item_id: str, branch: Branch = DEFAULT_BRANCH) -> Response:
+        _, t = node.write(db, lambda c: vectors.remove(c, collection, item_id), branch=branch)
+        return Response(status_code=204, headers={"Memoturn-Txid": str(t)})
