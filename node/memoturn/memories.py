@@ -12,8 +12,8 @@ subject key, two times (bitemporal: ``event_time`` when it happened or became tr
 * **Duplicates**: a memory whose type, subject and content hash equal a current memory's is not
   stored again; the existing one is returned with ``duplicate: true``.
 * **Hybrid recall**: FTS5 BM25 over content and tags (stopwords dropped from the query, and
-  matches that score no better than a term every row contains ignored), and vector similarity through the
-  DiskANN index (``vector_top_k``), each over-fetched, filtered in SQL (types, tags, time
+  matches that score no better than a term every row contains ignored), and exact vector
+  similarity (:mod:`memoturn.vector_cache`: an in-memory matrix per profile), each over-fetched, filtered in SQL (types, tags, time
   range, metadata equality, validity), then fused by reciprocal rank fusion
   (``score = Σ 1 / (60 + rank)``); optional recency weighting multiplies by
   ``exp(-age / half_life * ln 2)``-style decay.
@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 
 from .errors import BadRequest, NotFound
+from .vector_cache import VectorCache
+
+_DEFAULT_CACHE = VectorCache()
 
 BUILTIN_TYPES = ("fact", "preference", "event", "instruction", "episode")
 _TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -53,8 +56,6 @@ def schema(dim: int) -> list[str]:
         "CREATE INDEX IF NOT EXISTS __memoturn_memories_subject ON __memoturn_memories(subject, valid_to)",
         "CREATE INDEX IF NOT EXISTS __memoturn_memories_hash ON __memoturn_memories(content_hash)",
         "CREATE INDEX IF NOT EXISTS __memoturn_memories_current ON __memoturn_memories(valid_to, recorded_at)",
-        "CREATE INDEX IF NOT EXISTS __memoturn_memories_vec ON __memoturn_memories("
-        " libsql_vector_idx(embedding, 'metric=cosine'))",
         "CREATE VIRTUAL TABLE IF NOT EXISTS __memoturn_memories_fts USING fts5("
         " content, tags, content='__memoturn_memories', content_rowid='rowid', tokenize='porter unicode61')",
         "CREATE TRIGGER IF NOT EXISTS __memoturn_memories_ai AFTER INSERT ON __memoturn_memories BEGIN"
@@ -179,6 +180,9 @@ def history(conn: Any, memory_id: str) -> list[dict[str, Any]]:
 def forget(conn: Any, memory_id: str) -> None:
     get(conn, memory_id)
     conn.execute("DELETE FROM __memoturn_memories WHERE id = ?", (memory_id,))
+    # Rowids may be reused after a delete: tell vector caches to rebuild.
+    conn.execute("INSERT INTO __memoturn_meta(key, value) VALUES ('memory_deletes', '1') ON CONFLICT(key) DO UPDATE"
+                 " SET value = CAST(value AS INTEGER) + 1")
 
 
 def list_memories(conn: Any, *, types: list[str] | None, include_superseded: bool, limit: int,
@@ -252,7 +256,8 @@ def fts_query(text: str) -> str | None:
 def recall(conn: Any, *, query: str, vector: np.ndarray | None, limit: int = 10, types: list[str] | None = None,
            tags: list[str] | None = None, since: float | None = None, until: float | None = None,
            metadata: dict[str, Any] | None = None, as_of: float | None = None, include_superseded: bool = False,
-           recency_half_life_days: float | None = None, candidates: int | None = None) -> list[dict[str, Any]]:
+           recency_half_life_days: float | None = None, candidates: int | None = None,
+           cache: VectorCache | None = None) -> list[dict[str, Any]]:
     """Hybrid recall: BM25 and vector ranks fused by RRF, filters applied to both."""
     if not has_memories(conn):
         return []
@@ -272,17 +277,14 @@ def recall(conn: Any, *, query: str, vector: np.ndarray | None, limit: int = 10,
         for rank, (rowid, score) in enumerate(r for r in rows if -r[1] > _MIN_BM25):
             ranks.setdefault(rowid, {})["bm25"] = rank
     if vector is not None:
-        fetch = k * (8 if filtered else 2)
-        blob = vector.astype(np.float32).tobytes()
-        # vector_top_k yields the approximate neighbours, not in distance order: order them here.
-        rows = conn.execute(
-            "SELECT m.rowid FROM vector_top_k('__memoturn_memories_vec', ?, ?) t"
-            f" JOIN __memoturn_memories m ON m.rowid = t.id WHERE 1{cond}"
-            " ORDER BY vector_distance_cos(m.embedding, ?)",
-            (blob, fetch, *params, blob),
-        ).fetchall()
-        for rank, (rowid,) in enumerate(rows[:k]):
-            ranks.setdefault(rowid, {})["vector"] = rank
+        fetch = k * (20 if filtered else 2)
+        ordered = (cache or _DEFAULT_CACHE).search(conn, vector, fetch)
+        if ordered:
+            allowed = {r[0] for r in conn.execute(
+                f"SELECT m.rowid FROM __memoturn_memories m WHERE m.rowid IN ({','.join('?' * len(ordered))}){cond}",
+                (*ordered, *params)).fetchall()}
+            for rank, rowid in enumerate([r for r in ordered if r in allowed][:k]):
+                ranks.setdefault(rowid, {})["vector"] = rank
     if not ranks:
         return []
     now = time.time()
