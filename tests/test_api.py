@@ -168,3 +168,27 @@ def test_openapi_and_ops_endpoints(client):
     client.put("/v1/databases/m/kv/a", json={"value": 1})
     text = client.get("/metrics").text
     assert "memoturn_unshipped_txids" in text and "memoturn_request_seconds_bucket" in text
+
+
+def test_kv_read_cache_never_serves_an_older_state(client):
+    client.post("/v1/databases", json={"name": "cache"})
+    client.put("/v1/databases/cache/kv/k", json={"value": 1})
+    hits = client.node.metrics.kv_cache_hits
+    first = client.get("/v1/databases/cache/kv/k")
+    again = client.get("/v1/databases/cache/kv/k")
+    assert again.json()["value"] == 1 and again.headers["Memoturn-Txid"] == first.headers["Memoturn-Txid"]
+    assert hits._value.get() == 1
+    w = client.put("/v1/databases/cache/kv/k", json={"value": 2})
+    r = client.get("/v1/databases/cache/kv/k")
+    assert r.json()["value"] == 2 and r.headers["Memoturn-Txid"] == w.headers["Memoturn-Txid"]
+    # Any commit (here through SQL) moves the head, so cached entries stop being served.
+    client.post("/v1/databases/cache/sql", json={"statements": [{"sql": "CREATE TABLE t(x)"}]})
+    before = hits._value.get()
+    r = client.get("/v1/databases/cache/kv/k")
+    assert hits._value.get() == before and r.json()["value"] == 2
+    client.put("/v1/databases/cache/kv/ttl", json={"value": "x", "ttl_seconds": 0.2})
+    assert client.get("/v1/databases/cache/kv/ttl").status_code == 200
+    import time
+
+    time.sleep(0.25)
+    assert client.get("/v1/databases/cache/kv/ttl").status_code == 404  # an expired cached item is not served

@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -88,6 +89,9 @@ class Database:
         self.fenced: str | None = None
         self.closed = False
         self.last_access = time.monotonic()
+        # KV read cache: key -> (item, txid read at). An entry is valid only while the head is
+        # still that txid, so any commit invalidates it without bookkeeping.
+        self.kv_cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self.txids_since_snapshot = 0
         self.bytes_since_snapshot = 0
         for suffix in ("-wal", "-shm"):

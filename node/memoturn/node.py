@@ -199,6 +199,28 @@ class Node:
                 continue
         raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
 
+    KV_CACHE_ENTRIES = 256
+
+    def kv_get(self, name: str, key: str, *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None) -> tuple[Any, int]:
+        """A primary KV read through the handle's read cache (never older than the head)."""
+        from . import kv
+
+        db = self.open(name, branch)
+        fresh = not db.fenced and not db.closed and (not self.leases.shared or (db.owned and self.leases.healthy()))
+        hit = db.kv_cache.get(key) if fresh else None
+        if hit is not None and hit[1] == db.head_txid and (min_txid is None or hit[1] >= min_txid):
+            item = hit[0]
+            if item is None or item["expires_at"] is None or item["expires_at"] > time.time():
+                self.metrics.kv_cache_hits.inc()
+                return item, hit[1]
+        item, txid = self.read(name, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid)
+        cache = db.kv_cache
+        cache[key] = (item, txid)
+        cache.move_to_end(key)
+        while len(cache) > self.KV_CACHE_ENTRIES:
+            cache.popitem(last=False)
+        return item, txid
+
     def serves_replica(self, name: str, branch: str = DEFAULT_BRANCH) -> bool:
         """Whether a replica read of this branch is answered from this node's replica copy."""
         if not self.leases.shared:

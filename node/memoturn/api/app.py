@@ -171,7 +171,10 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
                read_from: ReadFrom = None) -> KVItem:
         kv.check_key(key)
         replica = _replica(read_from)
-        item, txid = node.read(db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=replica)
+        if replica and node.serves_replica(db, branch):
+            item, txid = node.read(db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True)
+        else:
+            item, txid = node.kv_get(db, key, branch=branch, min_txid=min_txid)
         _served_by(response, db, branch, replica)
         if item is None:
             raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)
