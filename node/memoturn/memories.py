@@ -287,22 +287,21 @@ def recall(conn: Any, *, query: str, vector: np.ndarray | None, limit: int = 10,
                 ranks.setdefault(rowid, {})["vector"] = rank
     if not ranks:
         return []
-    now = time.time()
-    scored = []
-    rowids = list(ranks)
-    rows = conn.execute(
-        f"SELECT {_COLUMNS}, rowid FROM __memoturn_memories WHERE rowid IN ({','.join('?' * len(rowids))})", rowids
-    ).fetchall()
-    for row in rows:
-        r = ranks[row[-1]]
-        score = sum(1.0 / (RRF_K + 1 + rank) for rank in r.values())
-        memory = _row(row)
-        if recency_half_life_days:
-            age_days = max(0.0, now - (memory["event_time"] or memory["recorded_at"])) / 86400
-            score *= math.pow(0.5, age_days / recency_half_life_days)
-        scored.append({"memory": memory, "score": score, "ranks": r})
-    scored.sort(key=lambda s: s["score"], reverse=True)
-    return scored[:limit]
+    scores = {rowid: sum(1.0 / (RRF_K + 1 + rank) for rank in r.values()) for rowid, r in ranks.items()}
+    if recency_half_life_days:
+        now = time.time()
+        ids = list(scores)
+        for rowid, when in conn.execute(
+                f"SELECT rowid, COALESCE(event_time, recorded_at) FROM __memoturn_memories"
+                f" WHERE rowid IN ({','.join('?' * len(ids))})", ids).fetchall():
+            scores[rowid] *= math.pow(0.5, max(0.0, now - when) / 86400 / recency_half_life_days)
+    top = sorted(scores, key=lambda r: scores[r], reverse=True)[:limit]
+    if not top:
+        return []
+    rows = {row[-1]: row for row in conn.execute(
+        f"SELECT {_COLUMNS}, rowid FROM __memoturn_memories WHERE rowid IN ({','.join('?' * len(top))})", top
+    ).fetchall()}
+    return [{"memory": _row(rows[r]), "score": scores[r], "ranks": ranks[r]} for r in top if r in rows]
 
 
 def stats(conn: Any) -> dict[str, Any]:
