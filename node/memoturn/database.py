@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import libsql
 
 from . import store as st
-from .errors import DataCorrupt, NotOwner, PreconditionFailed, Unavailable
+from .errors import DataCorrupt, NotFound, NotOwner, PreconditionFailed, Unavailable
 from .manifest import Manifest, SnapshotRef, load_manifest, swap_manifest, Fenced
 from .restore import restore
 from .schema import BOOTSTRAP
@@ -78,6 +78,7 @@ class Database:
         self.manifest = manifest
         self.etag = etag
         self.epoch: int | None = None
+        self.timeline = manifest.timeline
         self.lease_generation = 0
         self.bootstrapped = False
         self.head_txid = manifest.head_txid
@@ -281,6 +282,22 @@ class Database:
             raise NotOwner(f"{self.key}: {self.fenced}")
         if self.closed:
             raise Closed(self.key)
+        expires = self.manifest.expires_at
+        if expires is not None and expires <= time.time():
+            raise NotFound(f"branch {self.branch!r} of {self.name!r} has expired", type="branch-expired")
+
+    def reset_to_manifest(self) -> None:
+        """Rebuild the local file from the stored manifest (after a rewind), under the lock."""
+        self.conn.close()
+        restore(self.node.store, self.manifest, self.path)
+        self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
+        self.wal = WalReader(self.path + "-wal")
+        self.head_txid = self.shipped_txid = self.manifest.head_txid
+        self.head_ts = self.manifest.head_ts
+        self.timeline = self.manifest.timeline
+        self.kv_cache.clear()
+        self.bootstrapped = False
+        self.txids_since_snapshot = self.bytes_since_snapshot = 0
 
     def _acquire(self) -> None:
         """Become the writer: new epoch, then the fencing manifest CAS."""
@@ -337,7 +354,7 @@ class Database:
             self.head_ts = max(time.time(), self.head_ts or 0.0)
             txns.append(Txn(self.head_txid, self.head_ts, commit.db_pages, commit.pages))
         assert self.epoch is not None
-        seg = Segment(self.name, self.branch, self.epoch, self.wal.page_size, txns)
+        seg = Segment(self.name, self.branch, self.epoch, self.wal.page_size, txns, self.timeline)
         self.txids_since_snapshot += len(txns)
         self.bytes_since_snapshot += sum(len(t.pages) for t in txns) * self.wal.page_size
         self.node.shipper.enqueue(self, seg)

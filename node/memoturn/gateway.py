@@ -39,6 +39,7 @@ from .placement import Placement
 
 log = logging.getLogger("memoturn.gateway")
 _DB_PATH = re.compile(r"^/v1/databases/([^/]+)(?:/|$)")
+_BRANCH_PATH = re.compile(r"^/v1/databases/[^/]+/branches/([^/]+)/")
 _PROFILE_PATH = re.compile(r"^/v1/namespaces/([^/]+)/profiles/([^/]+)(?:/|$)")
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
 _RETRYABLE = {"not-owner", "lease-lost", "fenced"}
@@ -74,7 +75,9 @@ class Gateway:
         m = _DB_PATH.match(path)
         p = _PROFILE_PATH.match(path)
         db = m.group(1) if m else (f"{p.group(1)}--{p.group(2)}" if p else None)
-        key = f"{db}/{request.query_params.get('branch', 'main')}" if db else None
+        b = _BRANCH_PATH.match(path)
+        branch = b.group(1) if b else request.query_params.get("branch", "main")
+        key = f"{db}/{branch}" if db else None
         if path.startswith("/v1/cluster/placement/") and m is None:
             db = path.rsplit("/", 1)[-1]
             k = f"{db}/{request.query_params.get('branch', 'main')}"

@@ -27,6 +27,8 @@ class SegmentRef(BaseModel):
     key: str
     first_txid: int
     last_txid: int
+    #: Set by a rewind to a txid inside this segment: apply it only up to here.
+    until: int | None = None
     first_ts: float
     last_ts: float
     size: int
@@ -48,6 +50,19 @@ class ParentRef(BaseModel):
     txid: int
 
 
+class AbandonedTail(BaseModel):
+    """What a rewind cut off: kept (and protected from GC) for the grace window, so it can be undone."""
+
+    from_txid: int
+    head_txid: int
+    head_ts: float | None = None
+    timeline: int
+    segments: list["SegmentRef"] = Field(default_factory=list)
+    snapshots: list["SnapshotRef"] = Field(default_factory=list)
+    checkpoints: dict[str, int] = Field(default_factory=dict)
+    at: float = Field(default_factory=time.time)
+
+
 class Manifest(BaseModel):
     format: int = FORMAT
     database: str
@@ -59,6 +74,13 @@ class Manifest(BaseModel):
     head_ts: float | None = None
     page_size: int = 4096
     parent: ParentRef | None = None
+    #: Ancestor objects that rebuild the fork point (txids up to ``parent.txid``): a fork
+    #: copies no data, it names them, and GC counts these references like its own.
+    base_snapshot: SnapshotRef | None = None
+    base_segments: list[SegmentRef] = Field(default_factory=list)
+    timeline: int = 0
+    abandoned: list[AbandonedTail] = Field(default_factory=list)
+    expires_at: float | None = None
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     snapshots: list[SnapshotRef] = Field(default_factory=list)

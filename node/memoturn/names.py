@@ -4,13 +4,16 @@ Names become object-store path components, so they are restricted to a safe alph
 A profile database is ``{namespace}--{profile}``. Layout under the store::
 
     db/{database}/{branch}/manifest.json
-    db/{database}/{branch}/seg/{first:020d}-{last:020d}.e{epoch}.seg
-    db/{database}/{branch}/snap/{txid:020d}.e{epoch}.snap
+    db/{database}/{branch}/seg/{first:020d}-{last:020d}.e{epoch}.t{timeline}.seg
+    db/{database}/{branch}/snap/{txid:020d}.e{epoch}.t{timeline}.snap
+
+(``timeline`` counts the branch's rewinds, so txids reused after a rewind get new keys).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 
 from .errors import BadRequest
 
@@ -43,9 +46,15 @@ def manifest_key(database: str, branch: str) -> str:
     return f"db/{database}/{branch}/manifest.json"
 
 
-def segment_key(database: str, branch: str, first: int, last: int, epoch: int) -> str:
-    return f"db/{database}/{branch}/seg/{first:020d}-{last:020d}.e{epoch}.seg"
+def segment_key(database: str, branch: str, first: int, last: int, epoch: int, timeline: int = 0) -> str:
+    return f"db/{database}/{branch}/seg/{first:020d}-{last:020d}.e{epoch}.t{timeline}.{_nonce()}.seg"
 
 
-def snapshot_key(database: str, branch: str, txid: int, epoch: int) -> str:
-    return f"db/{database}/{branch}/snap/{txid:020d}.e{epoch}.snap"
+def snapshot_key(database: str, branch: str, txid: int, epoch: int, timeline: int = 0) -> str:
+    return f"db/{database}/{branch}/snap/{txid:020d}.e{epoch}.t{timeline}.{_nonce()}.snap"
+
+
+def _nonce() -> str:
+    # Every upload attempt gets a key of its own: an object is never referenced for the first
+    # time after it has sat unreferenced (which is what the GC's grace window relies on).
+    return secrets.token_hex(4)

@@ -26,7 +26,7 @@ from . import store as st
 from .auth import Authenticator
 from .config import Settings
 from .database import Closed, Database, drop_local_files, sidecar_path
-from .errors import PreconditionFailed, Unavailable
+from .errors import NotFound, PreconditionFailed, Unavailable
 from .leases import LeaseTable, LocalLeaseTable
 from .manifest import Manifest, create_manifest, load_manifest
 from .metrics import NodeMetrics
@@ -167,6 +167,7 @@ class Node:
             for branch_prefix_ in self.store.list(f"db/{name}/", delimiter="/").prefixes:
                 self.store.delete(branch_prefix_ + "manifest.json")
             self.store.delete_prefix(f"db/{name}/")
+            self.store.delete(f"gc/{name}.json")
         except st.StoreUnavailable as exc:
             raise Unavailable(f"object store unavailable: {exc}") from exc
         shutil.rmtree(os.path.join(self.settings.cache_dir, name), ignore_errors=True)
@@ -271,6 +272,31 @@ class Node:
                 self.metrics.hot.set(len(self._hot))
         return db
 
+    def flush(self, name: str, branch: str = DEFAULT_BRANCH, timeout: float = 30.0) -> None:
+        """Ship what this node committed on a branch but has not shipped yet (if it is hot here)."""
+        with self._lock:
+            db = self._hot.get(f"{name}/{branch}")
+        if db is None or not db.pending:
+            return
+        deadline = time.monotonic() + timeout
+        while db.pending and not db.fenced and time.monotonic() < deadline:
+            self.shipper.ship(db, snapshot=False)
+            if db.pending:
+                time.sleep(0.05)
+        if db.pending:
+            raise Unavailable(f"{name}/{branch}: could not ship pending commits", type="store-unavailable")
+
+    def drop_local(self, name: str, branch: str) -> None:
+        """Forget a branch on this node (it was deleted or expired)."""
+        key = f"{name}/{branch}"
+        with self._lock:
+            db = self._hot.pop(key, None)
+            self.metrics.hot.set(len(self._hot))
+        if db is not None:
+            db.fence("branch deleted")
+            db.close(force=True)
+        drop_local_files(self._path(name, branch))
+
     def _gate(self, key: str) -> threading.Lock:
         """The lock that serialises opening and cold eviction of one branch."""
         return self._gates[hash(key) % len(self._gates)]
@@ -284,6 +310,8 @@ class Node:
 
     def _materialise(self, name: str, branch: str) -> Database:
         manifest, etag = load_manifest(self.store, name, branch)
+        if manifest.expires_at is not None and manifest.expires_at <= time.time():
+            raise NotFound(f"branch {branch!r} of {name!r} has expired", type="branch-expired")
         path = self._path(name, branch)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if not self.tiers.reuse_warm(f"{name}/{branch}", path, manifest):

@@ -107,6 +107,7 @@ class ReplicaCopy:
         self.conn: Any = None
         self.head_txid = 0
         self.epoch = 0
+        self.timeline = 0
         self.stale = True
         self.checked_at = 0.0
 
@@ -150,6 +151,7 @@ class ReplicaSet:
         restore(self.node.store, manifest, copy.path)
         copy.head_txid = manifest.head_txid
         copy.epoch = manifest.epoch
+        copy.timeline = manifest.timeline
         copy.stale = False
         copy.checked_at = time.monotonic()
         copy.conn = connect(copy.path, self.node.settings.cache_kib_per_db)
@@ -165,9 +167,10 @@ class ReplicaSet:
             raise BadRequest(f"segment is for {seg.database}/{seg.branch}, not {name}/{branch}", type="segment-mismatch")
         copy = self._copy(name, branch)
         with copy.lock:
-            if seg.epoch < copy.epoch or seg.last_txid <= copy.head_txid and not copy.stale:
+            if seg.timeline < copy.timeline or (seg.epoch < copy.epoch or seg.last_txid <= copy.head_txid) \
+                    and not copy.stale and seg.timeline == copy.timeline:
                 return {"applied": False, "head_txid": copy.head_txid, "reason": "old"}
-            if copy.stale or seg.first_txid != copy.head_txid + 1:
+            if copy.stale or seg.first_txid != copy.head_txid + 1 or seg.timeline != copy.timeline:
                 if not copy.stale:
                     self.node.metrics.replica_gaps.inc()
                 self._restore(name, branch, copy)

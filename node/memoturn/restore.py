@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import store as st
 from .errors import BadRequest, DataCorrupt, Unavailable
-from .manifest import Manifest, SegmentRef
+from .manifest import Manifest, SegmentRef, SnapshotRef
 from .segment import SegmentCorrupt, decode_segment
 from .snapshot import SnapshotCorrupt, decode_snapshot
 
@@ -41,53 +41,81 @@ def _fetch(store: st.ObjectStore, key: str, sha256: str) -> bytes:
     return data
 
 
-def _chain(manifest: Manifest, base: int, target: int) -> list[SegmentRef]:
-    """The segments that carry txids ``base+1..target``, verified to leave no gap."""
-    refs = sorted(
-        (s for s in manifest.segments if s.last_txid > base and s.first_txid <= target),
-        key=lambda s: s.first_txid,
-    )
-    expected = base + 1
-    chain: list[SegmentRef] = []
-    for ref in refs:
-        if ref.last_txid < expected:
-            continue  # fully covered by an earlier (larger) segment
+def _plan(manifest: Manifest, target: int) -> tuple[SnapshotRef | None, list[tuple[SegmentRef, int]]]:
+    """The base snapshot and the ``(segment, last txid to apply)`` steps for ``target``.
+
+    A fork's own objects carry txids after its fork point; below it, the ancestor objects the
+    fork named at creation (``base_snapshot``/``base_segments``) are used, never past the
+    fork txid. Raises :class:`DataCorrupt` on any gap.
+    """
+    fork = manifest.parent.txid if manifest.parent else 0
+    snaps = [s for s in manifest.snapshots if s.txid <= target]
+    if manifest.base_snapshot is not None and manifest.base_snapshot.txid <= min(fork, target):
+        snaps.append(manifest.base_snapshot)
+    base = max(snaps, key=lambda s: s.txid) if snaps else None
+    expected = (base.txid if base else 0) + 1
+    candidates = [(r, min(r.last_txid, fork, target)) for r in manifest.base_segments]
+    candidates += [(r, min(r.last_txid, target, r.until if r.until is not None else r.last_txid))
+                   for r in manifest.segments]
+    candidates.sort(key=lambda c: (c[0].first_txid, -c[1]))
+    steps: list[tuple[SegmentRef, int]] = []
+    for ref, hi in candidates:
+        if expected > target:
+            break
+        if hi < expected:
+            continue  # covered already
         if ref.first_txid > expected:
             break
-        chain.append(ref)
-        expected = ref.last_txid + 1
+        steps.append((ref, hi))
+        expected = hi + 1
     if expected <= target:
         raise DataCorrupt(
             f"{manifest.database}/{manifest.branch}: txid {expected} is missing from the "
             f"store (gap before the target txid {target})",
             type="txid-gap",
         )
-    return chain
+    return base, steps
+
+
+def earliest_txid(manifest: Manifest) -> int:
+    """The oldest txid this branch can still be restored to."""
+    refs = manifest.base_segments + manifest.segments
+    if not refs or min(r.first_txid for r in refs) <= 1:
+        return 0
+    snaps = manifest.snapshots + ([manifest.base_snapshot] if manifest.base_snapshot else [])
+    return min((s.txid for s in snaps), default=0)
 
 
 def resolve_txid_at(store: st.ObjectStore, manifest: Manifest, ts: float) -> int:
-    """The last txid committed at or before ``ts`` (0 if none but the branch existed)."""
+    """The last txid of this branch committed at or before ``ts`` (0 if none but the branch existed).
+
+    Ancestor segments a fork names are consulted only up to the fork txid.
+    """
     if manifest.head_ts is not None and ts >= manifest.head_ts:
         return manifest.head_txid
     best = 0
-    for snap in manifest.snapshots:
+    fork = manifest.parent.txid if manifest.parent else None
+    snaps = manifest.snapshots + ([manifest.base_snapshot] if manifest.base_snapshot else [])
+    for snap in snaps:
         if snap.ts <= ts:
             best = max(best, snap.txid)
-    for ref in sorted(manifest.segments, key=lambda s: s.first_txid):
-        if ref.first_ts > ts:
-            break
-        if ref.last_ts <= ts:
+    refs = [(r, fork if fork is not None else r.last_txid) for r in manifest.base_segments]
+    refs += [(r, r.last_txid) for r in manifest.segments]
+    for ref, hi in sorted(refs, key=lambda c: c[0].first_txid):
+        if ref.first_ts > ts or ref.first_txid > hi:
+            continue
+        if ref.last_ts <= ts and ref.last_txid <= hi:
             best = max(best, ref.last_txid)
             continue
         seg = decode_segment(_fetch(store, ref.key, ref.sha256), where=ref.key)
         for txn in seg.txns:
-            if txn.ts <= ts:
+            if txn.ts <= ts and txn.txid <= hi:
                 best = max(best, txn.txid)
-    if best == 0 and ts < manifest.created_at:
+    if best == 0 and ts < manifest.created_at and fork is None:
         raise BadRequest(
             f"{manifest.database}/{manifest.branch} did not exist at {ts}", type="before-creation"
         )
-    return best
+    return min(best, manifest.head_txid)
 
 
 def restore(
@@ -99,17 +127,20 @@ def restore(
 ) -> RestoreResult:
     """Materialise the branch at ``txid`` (default: head) as the database file ``path``."""
     target = manifest.head_txid if txid is None else txid
+    if target < earliest_txid(manifest):
+        raise BadRequest(
+            f"txid {target} of {manifest.database}/{manifest.branch} is before retention "
+            f"(earliest restorable: {earliest_txid(manifest)})",
+            type="before-retention",
+        )
     if target < 0 or target > manifest.head_txid:
         raise BadRequest(
             f"txid {target} is beyond the head of {manifest.database}/{manifest.branch} "
             f"({manifest.head_txid})",
             type="txid-out-of-range",
         )
-    snaps = [s for s in manifest.snapshots if s.txid <= target]
-    base_ref = max(snaps, key=lambda s: s.txid) if snaps else None
+    base_ref, chain = _plan(manifest, target)
     base_txid = base_ref.txid if base_ref else 0
-    chain = _chain(manifest, base_txid, target)
-
     tmp = f"{path}.restore-{os.getpid()}"
     bytes_read = 0
     applied = 0
@@ -127,7 +158,7 @@ def restore(
                     raise DataCorrupt(f"{base_ref.key}: holds txid {snap.txid}, manifest says {base_ref.txid}")
                 f.write(snap.data)
             expected = base_txid + 1
-            for ref in chain:
+            for ref, hi in chain:
                 raw = _fetch(store, ref.key, ref.sha256)
                 bytes_read += len(raw)
                 try:
@@ -139,7 +170,7 @@ def restore(
                 for txn in seg.txns:
                     if txn.txid < expected:
                         continue
-                    if txn.txid > target:
+                    if txn.txid > hi:
                         break
                     if txn.txid != expected:
                         raise DataCorrupt(f"{ref.key}: expected txid {expected}, found {txn.txid}", type="txid-gap")

@@ -48,6 +48,8 @@ class Segment:
     epoch: int
     page_size: int
     txns: list[Txn]
+    #: Bumped by every rewind of the branch: the same txid on a new timeline is new data.
+    timeline: int = 0
 
     @property
     def first_txid(self) -> int:
@@ -74,6 +76,7 @@ def encode_segment(seg: Segment) -> bytes:
         "database": seg.database,
         "branch": seg.branch,
         "epoch": seg.epoch,
+        "timeline": seg.timeline,
         "page_size": seg.page_size,
         "first_txid": seg.first_txid,
         "last_txid": seg.last_txid,
@@ -113,6 +116,7 @@ def decode_segment(data: bytes, *, where: str = "segment") -> Segment:
             database=str(header["database"]),
             branch=str(header["branch"]),
             epoch=int(header["epoch"]),
+            timeline=int(header.get("timeline", 0)),
             page_size=page_size,
             txns=[],
         )
@@ -149,4 +153,4 @@ def merge_segments(segments: list[Segment]) -> Segment:
         if txns and seg.first_txid != txns[-1].txid + 1:
             raise ValueError("segments to merge must be contiguous")
         txns.extend(seg.txns)
-    return Segment(first.database, first.branch, first.epoch, first.page_size, txns)
+    return Segment(first.database, first.branch, first.epoch, first.page_size, txns, first.timeline)

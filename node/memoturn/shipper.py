@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import store as st
-from .errors import MemoturnError, Unavailable
+from .errors import MemoturnError, NotFound, Unavailable
 from .manifest import Fenced, Manifest, SegmentRef, SnapshotRef, load_manifest, swap_manifest
 from .names import segment_key, snapshot_key
 from .segment import Segment, encode_segment, merge_segments
@@ -145,6 +145,9 @@ class Shipper:
             except Fenced as exc:
                 db.fence(str(exc))
                 return False
+            except NotFound as exc:
+                db.fence(f"branch deleted: {exc.detail}")
+                return False
             self._succeeded(db)
             if not snapshot:
                 with db.ship_cond:
@@ -186,7 +189,7 @@ class Shipper:
         seg = segs[0] if len(segs) == 1 else merge_segments(segs)
         data = encode_segment(seg)
         digest = hashlib.sha256(data).hexdigest()
-        key = segment_key(db.name, db.branch, seg.first_txid, seg.last_txid, seg.epoch)
+        key = segment_key(db.name, db.branch, seg.first_txid, seg.last_txid, seg.epoch, seg.timeline)
         t0 = time.perf_counter()
         try:
             self.store.put(key, data, if_none_match=True)
@@ -269,7 +272,7 @@ class Shipper:
         if snap is None:
             return
         data = encode_snapshot(snap)
-        key = snapshot_key(db.name, db.branch, snap.txid, snap.epoch)
+        key = snapshot_key(db.name, db.branch, snap.txid, snap.epoch, db.timeline)
         try:
             self.store.put(key, data, if_none_match=True)
         except st.PreconditionFailed:
@@ -308,10 +311,19 @@ class Shipper:
 
 
 def _with_snapshot(m: Manifest, ref: SnapshotRef, keep: int) -> dict:
-    """Manifest fields after adding ``ref``: the newest ``keep`` snapshots, segments after them."""
+    """Manifest fields after adding ``ref``: the newest ``keep`` snapshots, segments after them,
+    and whatever every checkpoint still needs (checkpoints pin their history)."""
     every = sorted([*[s for s in m.snapshots if s.key != ref.key], ref], key=lambda s: s.txid)
     snaps = every[-max(1, keep):]
-    if len(snaps) == len(every):
-        return {"snapshots": snaps}  # nothing falls out of retention yet
-    oldest = snaps[0].txid
-    return {"snapshots": snaps, "segments": [s for s in m.segments if s.last_txid > oldest]}
+    floor = snaps[0].txid
+    for pin in m.checkpoints.values():
+        if pin < floor:
+            older = [s for s in every if s.txid <= pin]
+            if older:
+                snaps = sorted({s.key: s for s in [older[-1], *snaps]}.values(), key=lambda s: s.txid)
+                floor = min(floor, older[-1].txid)
+            else:
+                floor = 0
+    if len(snaps) == len(every) or floor == 0:
+        return {"snapshots": every if floor == 0 else snaps}
+    return {"snapshots": snaps, "segments": [s for s in m.segments if s.last_txid > floor]}

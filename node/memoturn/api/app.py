@@ -236,10 +236,11 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         _txid(response, txid)
         return SQLResponse(results=results, txid=txid)
 
-    from . import data, memory
+    from . import branching, data, memory
 
     memory.install(app, node, settings.embedder, settings.embedding_url, settings.embedding_api_key)
     data.install(app, node)
+    branching.install(app, node)
     @app.post("/v1/admin/tokens", status_code=201, responses=ERRORS, tags=["admin"])
     def mint_token(body: TokenRequest) -> dict:
         """Mint a token for one namespace (admin only). The token is shown once."""
