@@ -64,3 +64,42 @@ def test_async_client(daemon):
             assert (await db.kv_get("a"))["value"] == 1
 
     asyncio.run(go())
+
+
+def test_branches_from_the_sdk_and_the_cli(daemon):
+    import json
+    import subprocess
+    import sys
+
+    with Memoturn(daemon.url) as mt:
+        mt.create_database("br")
+        main = mt.database("br")
+        main.kv_put("a", 1)
+        assert main.checkpoint("one")["txid"] >= 1
+        main.kv_put("a", 2)
+        fork = main.fork("exp", checkpoint="one")
+        assert fork["parent"]["branch"] == "main"
+        exp = mt.database("br", "exp")
+        assert exp.kv_get("a")["value"] == 1
+        exp.kv_put("b", 3)
+        assert main.kv_get("a")["value"] == 2
+        main.rewind(checkpoint="one")
+        assert main.kv_get("a")["value"] == 1
+        main.undo_rewind()
+        assert main.kv_get("a")["value"] == 2
+        assert {b["branch"] for b in main.branches()["branches"]} == {"main", "exp"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "memoturn.cli", "--url", daemon.url, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    r = cli("branch", "fork", "br", "scratch", "--ttl", "600")
+    assert r.returncode == 0 and "forked br/scratch from main@" in r.stdout, r.stderr
+    r = cli("branch", "list", "br")
+    assert "scratch" in r.stdout and "(burner)" in r.stdout
+    assert cli("checkpoint", "create", "br", "main", "two").returncode == 0
+    assert "two" in json.loads(cli("--json", "checkpoint", "list", "br", "main").stdout)
+    r = cli("branch", "rewind", "br", "main", "--checkpoint", "nope")
+    assert r.returncode == 1 and "no checkpoint" in r.stderr
+    assert json.loads(cli("--json", "gc", "br", "--dry-run").stdout)["dry_run"] is True
+    assert cli("branch", "delete", "br", "scratch").returncode == 0

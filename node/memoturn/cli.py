@@ -183,6 +183,27 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("namespace"), i.add_argument("profile"), i.add_argument("file")
     i.add_argument("--batch", type=int, default=200)
 
+    br = sub.add_parser("branch", help="branches of a database").add_subparsers(dest="action", required=True)
+    b = br.add_parser("fork")
+    b.add_argument("db"), b.add_argument("name"), b.add_argument("--parent", default="main")
+    b.add_argument("--txid", type=int), b.add_argument("--checkpoint"), b.add_argument("--timestamp", type=float)
+    b.add_argument("--ttl", type=float, help="burner branch: seconds until it is deleted")
+    br.add_parser("list").add_argument("db")
+    b = br.add_parser("delete")
+    b.add_argument("db"), b.add_argument("name")
+    b = br.add_parser("rewind")
+    b.add_argument("db"), b.add_argument("name"), b.add_argument("--txid", type=int), b.add_argument("--checkpoint")
+    b.add_argument("--timestamp", type=float), b.add_argument("--undo", action="store_true", help="undo the last rewind")
+    cp = sub.add_parser("checkpoint", help="named txids of a branch").add_subparsers(dest="action", required=True)
+    c = cp.add_parser("create")
+    c.add_argument("db"), c.add_argument("branch"), c.add_argument("name"), c.add_argument("--txid", type=int)
+    c = cp.add_parser("list")
+    c.add_argument("db"), c.add_argument("branch")
+    c = cp.add_parser("delete")
+    c.add_argument("db"), c.add_argument("branch"), c.add_argument("name")
+    g = sub.add_parser("gc", help="garbage-collect a database's unreferenced objects")
+    g.add_argument("db"), g.add_argument("--grace", type=float), g.add_argument("--dry-run", action="store_true")
+
     sub.add_parser("mcp", help="run the MCP server (stdio, or --http HOST:PORT); see memoturn mcp --help")
     sub.add_parser("nodes", help="live nodes (ask a gateway)")
     o = sub.add_parser("owner", help="owner, epoch, head txid and replica lag of a database (ask a gateway)")
@@ -250,6 +271,37 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
         else:
             prof.forget(args.id)
             _out(args, {"forgotten": args.id}, f"forgot {args.id}")
+    elif args.cmd == "branch":
+        if args.action == "fork":
+            r = mt.database(args.db, args.parent).fork(args.name, txid=args.txid, checkpoint=args.checkpoint,
+                                                       timestamp=args.timestamp, ttl_seconds=args.ttl)
+            _out(args, r.data, f"forked {args.db}/{args.name} from {args.parent}@{r['parent']['txid']}")
+        elif args.action == "list":
+            r = mt.database(args.db).branches()
+            _out(args, r["branches"], "\n".join(
+                f"{b['branch']:<20} head {b['head_txid']:<8}"
+                + (f" from {b['parent']['branch']}@{b['parent']['txid']}" if b["parent"] else "")
+                + (" (burner)" if b["expires_at"] else "") for b in r["branches"]))
+        elif args.action == "delete":
+            mt.database(args.db, args.name).delete_branch()
+            _out(args, {"deleted": args.name}, f"deleted branch {args.name}")
+        else:
+            d = mt.database(args.db, args.name)
+            r = d.undo_rewind() if args.undo else d.rewind(txid=args.txid, checkpoint=args.checkpoint,
+                                                           timestamp=args.timestamp)
+            _out(args, r.data, f"{args.db}/{args.name} is at txid {r['head_txid']}")
+    elif args.cmd == "checkpoint":
+        d = mt.database(args.db, args.branch)
+        if args.action == "create":
+            r = d.checkpoint(args.name, args.txid)
+            _out(args, r.data, f"checkpoint {args.name} = txid {r['txid']}")
+        elif args.action == "list":
+            _out(args, d.checkpoints()["checkpoints"])
+        else:
+            d.delete_checkpoint(args.name)
+            _out(args, {"deleted": args.name}, f"deleted checkpoint {args.name}")
+    elif args.cmd == "gc":
+        _out(args, mt.database(args.db).gc(grace_seconds=args.grace, dry_run=args.dry_run).data)
     elif args.cmd == "export":
         _export(args, mt)
     elif args.cmd == "import":

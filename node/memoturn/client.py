@@ -197,6 +197,44 @@ class Database(_Scope):
                                      headers=_headers(self._durability(durability))))
 
 
+    # -- branches ----------------------------------------------------------------------
+
+    def fork(self, name: str, *, txid: int | None = None, checkpoint: str | None = None,
+             timestamp: float | None = None, ttl_seconds: float | None = None) -> Result:
+        body = {"name": name, "parent": self.branch, "txid": txid, "checkpoint": checkpoint,
+                "timestamp": timestamp, "ttl_seconds": ttl_seconds}
+        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/branches",
+                                     json={k: v for k, v in body.items() if v is not None}))
+
+    def branches(self) -> Result:
+        return self.client._do(_Call("GET", f"/v1/databases/{self.name}/branches", idempotent=True))
+
+    def delete_branch(self) -> Result:
+        return self.client._do(_Call("DELETE", f"/v1/databases/{self.name}/branches/{self.branch}"))
+
+    def rewind(self, *, txid: int | None = None, checkpoint: str | None = None, timestamp: float | None = None) -> Result:
+        body = {k: v for k, v in {"txid": txid, "checkpoint": checkpoint, "timestamp": timestamp}.items() if v is not None}
+        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/branches/{self.branch}/rewind", json=body))
+
+    def undo_rewind(self) -> Result:
+        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/branches/{self.branch}/undo-rewind"))
+
+    def checkpoint(self, name: str, txid: int | None = None) -> Result:
+        body = {"name": name, **({"txid": txid} if txid is not None else {})}
+        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints", json=body))
+
+    def checkpoints(self) -> Result:
+        return self.client._do(_Call("GET", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints",
+                                     idempotent=True))
+
+    def delete_checkpoint(self, name: str) -> Result:
+        return self.client._do(_Call("DELETE", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints/{name}"))
+
+    def gc(self, *, grace_seconds: float | None = None, dry_run: bool = False) -> Result:
+        body: dict[str, Any] = {"dry_run": dry_run, **({"grace_seconds": grace_seconds} if grace_seconds is not None else {})}
+        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/gc", json=body))
+
+
 class Profile(_Scope):
     """Typed memories of one profile (``{namespace}--{profile}``)."""
 
