@@ -46,6 +46,7 @@ bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.memory
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.branching
 
 bench-recall: venv
 	$(BIN)/python -m bench.recall --data $(DATA)
@@ -57,6 +58,7 @@ bench-quick: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage --quick
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster --quick
 	$(BIN)/python -m bench.memory --quick
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.branching --quick
 
 clean:
 	rm -rf memoturn-data bench/results .pytest_cache
