@@ -89,7 +89,7 @@ def main() -> int:
             os.environ[k] = v
         stores = {"file": FileStore(os.path.join(tmp, "store")), "s3": S3Store.from_url(minio.store_url("bench"))}
         for label, store in stores.items():
-            node = make_node(tmp, f"n-{label}", store)
+            node = make_node(tmp, f"n-{label}", store, keep_snapshots=1000)
             try:
                 history(node, "forked", 200)
                 results[f"forks_{label}"] = forks(node, "forked", n)

@@ -46,6 +46,8 @@ class Settings(BaseModel):
     embedding_api_key: str | None = None
     admin_token: str | None = Field(None, description="enables auth; may do anything")
     tokens: str | None = Field(None, description="namespace tokens: 'ns:token,ns2:token2'")
+    gc_interval_seconds: float = Field(600.0, description="how often each node garbage-collects the databases it owns (0: never)")
+    gc_grace_seconds: float = Field(600.0, ge=0, description="objects must stay unreferenced this long before deletion")
     advertise_url: str | None = Field(None, description="URL other nodes and gateways use; default http://{listen}")
 
     @field_validator("listen")

@@ -36,6 +36,7 @@ class TierManager:
         self._disk_bytes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_gc = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="memoturn-tiers", daemon=True)
@@ -69,6 +70,21 @@ class TierManager:
         for key, (path, since, size) in warm:
             if self._disk_bytes > s.max_disk_bytes or now - since > s.warm_idle_seconds:
                 self.evict_cold(key)
+        if s.gc_interval_seconds > 0 and now - self._last_gc >= s.gc_interval_seconds:
+            self._last_gc = now
+            self.collect_owned()
+
+    def collect_owned(self) -> None:
+        """GC every database this node owns a branch of: expired burner branches go, and
+        objects unreferenced for the grace window are deleted (docs/branching.md)."""
+        from .branches import collect
+
+        names = sorted({db.name for _, db in self.node.hot_items() if db.owned})
+        for name in names:
+            try:
+                collect(self.node, name, grace=self.settings.gc_grace_seconds)
+            except Exception as exc:  # noqa: BLE001 - the next pass retries
+                log.warning("GC of %s failed: %s", name, exc)
 
     def became_warm(self, key: str, path: str) -> None:
         try:
