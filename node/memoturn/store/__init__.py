@@ -94,14 +94,6 @@ class ObjectStore(abc.ABC):
     ) -> ListPage:
         """List keys under ``prefix`` in lexicographic order, at most ``limit`` entries."""
 
-    def exists(self, key: str) -> bool:
-        """Whether ``key`` exists (backends override with a cheaper HEAD)."""
-        try:
-            self.get(key)
-            return True
-        except ObjectNotFound:
-            return False
-
     def iter_keys(self, prefix: str) -> Iterator[str]:
         """Every key under ``prefix``, following pagination."""
         cursor: str | None = None

@@ -137,9 +137,6 @@ class FileStore(ObjectStore):
             raise self._unavailable(exc) from exc
         return _etag(data)
 
-    def exists(self, key: str) -> bool:
-        return os.path.isfile(self._path(key))
-
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:

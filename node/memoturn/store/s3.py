@@ -170,17 +170,6 @@ class S3Store(ObjectStore):
             self._fail(exc, key, missing=PreconditionFailed if if_match is not None else None)
         return _unquote(response["ETag"])
 
-    def exists(self, key: str) -> bool:
-        _check_key(key)
-        try:
-            self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
-            return True
-        except (BotoCoreError, ClientError, OSError) as exc:
-            try:
-                self._fail(exc, key, missing=ObjectNotFound)
-            except ObjectNotFound:
-                return False
-
     def delete(self, key: str) -> None:
         _check_key(key)
         try:
