@@ -183,7 +183,7 @@ def test_burner_branch_expires_and_gc_removes_it(tmp_path, file_store):
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])
 def test_gc_property_random_operations_keep_every_live_branch_exact(tmp_path, file_store, seed):
     rng = random.Random(seed)
-    node = make_node(tmp_path, file_store, snapshot_every_txids=4, keep_snapshots=2)
+    node = make_node(tmp_path, file_store, snapshot_every_txids=4, keep_snapshots=2, merge_segments_over=3)
     expected: dict[str, dict] = {}
     checkpoints: dict[tuple[str, str], dict] = {}
     try:
@@ -284,5 +284,37 @@ def test_bad_branch_requests_get_clear_errors(tmp_path, file_store):
         assert c.post(B + "/ok/undo-rewind").json()["type"] == "nothing-to-undo"
         assert c.delete(B + "/main").json()["type"] == "main-branch"
         assert c.post("/v1/databases/bb/gc", json={"dry_run": True}).json()["dry_run"] is True
+        r = c.put(B + "/ok/policy", json={"keep_snapshots": 5, "retention_seconds": 86400})
+        assert r.status_code == 200 and r.json()["keep_snapshots"] == 5
+        assert c.put(B + "/ok/policy", json={"keep_snapshots": 0}).status_code == 422
         assert c.get(B).status_code == 200 and len(c.get(B).json()["branches"]) == 2
         assert c.get("/v1/databases/bb/kv/a", params={"branch": "ok"}).json()["value"] == 1
+
+
+def test_small_segments_merge_without_breaking_forks_inside_them(tmp_path, file_store):
+    node = make_node(tmp_path, file_store, merge_segments_over=4, snapshot_every_txids=10**6)
+    try:
+        node.create_database("m")
+        for i in range(6):
+            put(node, "m", f"a{i}", i)
+            node.shipper.ship_all(10)
+        inside = branches.fork(node, "m", "inside", txid=3)  # names segments that will be merged
+        fork_state = state(node, "m", "inside")
+        for i in range(20):
+            put(node, "m", f"b{i}", i)
+            node.shipper.ship_all(10)
+        manifest, _ = load_manifest(file_store, "m", "main")
+        assert node.metrics.segments_merged._value.get() > 0
+        assert len(manifest.segments) <= 5
+        assert all(ref.key.startswith("db/m/main/") for ref in inside.base_segments)
+        for _ in range(2):
+            branches.collect(node, "m", grace=0)
+        main_state = state(node, "m")
+    finally:
+        node.stop()
+    fresh = make_node(tmp_path, file_store, name="fresh")
+    try:
+        assert state(fresh, "m") == main_state
+        assert state(fresh, "m", "inside") == fork_state  # GC kept the pre-merge objects it names
+    finally:
+        fresh.stop()

@@ -156,6 +156,17 @@ def delete_checkpoint(node: "Node", name: str, branch: str, checkpoint: str) -> 
                           landed=lambda m: checkpoint not in m.checkpoints)
 
 
+def set_policy(node: "Node", name: str, branch: str, policy: dict[str, Any]) -> dict[str, Any]:
+    """Replace the branch's compaction/retention policy (unset fields use the node defaults)."""
+    from .manifest import BranchPolicy
+
+    new = BranchPolicy.model_validate(policy)
+    db = _owned_handle(node, name, branch)
+    with db.ship_lock:
+        node.shipper._cas(db, lambda m: m.model_copy(update={"policy": new}), landed=lambda m: m.policy == new)
+    return new.model_dump()
+
+
 def rewind(node: "Node", name: str, branch: str, *, txid: int | None = None, checkpoint: str | None = None,
            timestamp: float | None = None) -> int:
     db = _owned_handle(node, name, branch)

@@ -29,6 +29,8 @@ class Settings(BaseModel):
     snapshot_every_txids: int = 1000
     snapshot_every_bytes: int = 64 * 1024**2
     keep_snapshots: int = 2
+    retention_seconds: float = Field(0.0, ge=0, description="keep every snapshot younger than this (PITR window)")
+    merge_segments_over: int = Field(32, ge=2, description="merge a branch's small segments once it has more")
     wal_checkpoint_bytes: int = 4 * 1024**2
     max_value_bytes: int = 1024**2
     max_body_bytes: int = 16 * 1024**2

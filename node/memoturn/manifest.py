@@ -63,6 +63,15 @@ class AbandonedTail(BaseModel):
     at: float = Field(default_factory=time.time)
 
 
+class BranchPolicy(BaseModel):
+    """Per-branch compaction and retention; unset fields fall back to the node's settings."""
+
+    snapshot_every_txids: int | None = Field(None, ge=1)
+    keep_snapshots: int | None = Field(None, ge=1)
+    retention_seconds: float | None = Field(None, ge=0, description="keep every snapshot younger than this (PITR window)")
+    merge_segments_over: int | None = Field(None, ge=2, description="merge small segments once a branch has more")
+
+
 class Manifest(BaseModel):
     format: int = FORMAT
     database: str
@@ -81,6 +90,7 @@ class Manifest(BaseModel):
     timeline: int = 0
     abandoned: list[AbandonedTail] = Field(default_factory=list)
     expires_at: float | None = None
+    policy: BranchPolicy = Field(default_factory=BranchPolicy)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     snapshots: list[SnapshotRef] = Field(default_factory=list)

@@ -29,10 +29,10 @@ import time
 from typing import TYPE_CHECKING
 
 from . import store as st
-from .errors import MemoturnError, NotFound, Unavailable
+from .errors import DataCorrupt, MemoturnError, NotFound, Unavailable
 from .manifest import Fenced, Manifest, SegmentRef, SnapshotRef, load_manifest, swap_manifest
 from .names import segment_key, snapshot_key
-from .segment import Segment, encode_segment, merge_segments
+from .segment import Segment, decode_segment, encode_segment, merge_segments
 from .snapshot import encode_snapshot
 
 if TYPE_CHECKING:
@@ -154,13 +154,60 @@ class Shipper:
                     return bool(db.pending)
             try:
                 self._maybe_snapshot(db)
-            except (Unavailable, st.StoreUnavailable) as exc:
-                log.warning("snapshot of %s deferred: %s", db.key, exc)
+                self._maybe_merge(db)
+            except (Unavailable, st.StoreUnavailable, DataCorrupt) as exc:
+                log.warning("compaction of %s deferred: %s", db.key, exc)
             except Fenced as exc:
                 db.fence(str(exc))
                 return False
             with db.ship_cond:
                 return bool(db.pending)
+
+    def _retention(self, db: "Database") -> tuple[int, float]:
+        p = db.manifest.policy
+        return (p.keep_snapshots or self.settings.keep_snapshots,
+                p.retention_seconds if p.retention_seconds is not None else self.settings.retention_seconds)
+
+    def _maybe_merge(self, db: "Database") -> None:
+        """Merge a branch's oldest run of small segments into one object (same txids, same chain).
+
+        Forks that name the old objects keep naming them (GC keeps what any manifest names).
+        """
+        limit = db.manifest.policy.merge_segments_over or self.settings.merge_segments_over
+        segs = sorted((s for s in db.manifest.segments if s.until is None), key=lambda s: s.first_txid)
+        if len(segs) <= limit:
+            return
+        run = [segs[0]]
+        for ref in segs[1:]:
+            if len(run) == limit or ref.first_txid != run[-1].last_txid + 1:
+                break
+            run.append(ref)
+        if len(run) < 2:
+            return
+        parts = []
+        for ref in run:
+            data, _ = self.store.get(ref.key)
+            if hashlib.sha256(data).hexdigest() != ref.sha256:
+                raise DataCorrupt(f"{ref.key} does not match its manifest checksum")
+            parts.append(decode_segment(data, where=ref.key))
+        merged = merge_segments(parts)
+        merged.epoch, merged.timeline = db.epoch or merged.epoch, db.timeline
+        data = encode_segment(merged)
+        key = segment_key(db.name, db.branch, merged.first_txid, merged.last_txid, merged.epoch, merged.timeline)
+        self.store.put(key, data, if_none_match=True)
+        new_ref = SegmentRef(key=key, first_txid=merged.first_txid, last_txid=merged.last_txid,
+                             first_ts=merged.first_ts, last_ts=merged.last_ts, size=len(data),
+                             sha256=hashlib.sha256(data).hexdigest(), epoch=merged.epoch)
+        old = {r.key for r in run}
+
+        def change(m: Manifest) -> Manifest:
+            if not old <= {s.key for s in m.segments}:
+                return m  # changed meanwhile (pruned by a snapshot): nothing to merge
+            rest = [s for s in m.segments if s.key not in old]
+            return m.model_copy(update={"segments": sorted([*rest, new_ref], key=lambda s: s.first_txid)})
+
+        self._cas(db, change, landed=lambda m: any(s.key == key for s in m.segments) or not old <= {s.key for s in m.segments})
+        self.metrics.segments_merged.inc(len(run))
 
     def compact(self, db: "Database", timeout: float = 60.0) -> None:
         """Ship everything pending, then write a snapshot at the head and land it now."""
@@ -219,7 +266,7 @@ class Shipper:
             }
             snap = db.pending_snapshot
             if snap is not None and snap.txid <= seg.last_txid:
-                update.update(_with_snapshot(m, snap, self.settings.keep_snapshots))
+                update.update(_with_snapshot(m, snap, *self._retention(db)))
             return m.model_copy(update=update)
 
         self._cas(db, change, landed=lambda m: any(s.key == key for s in m.segments))
@@ -265,7 +312,8 @@ class Shipper:
         s = self.settings
         if db.pending_snapshot is not None:
             return
-        due = db.txids_since_snapshot >= s.snapshot_every_txids or db.bytes_since_snapshot >= s.snapshot_every_bytes
+        every = db.manifest.policy.snapshot_every_txids or s.snapshot_every_txids
+        due = db.txids_since_snapshot >= every or db.bytes_since_snapshot >= s.snapshot_every_bytes
         if not (due or force):
             return
         snap = db.take_snapshot()
@@ -285,7 +333,7 @@ class Shipper:
         if db.manifest.head_txid >= ref.txid:
             self._cas(
                 db,
-                lambda m: m.model_copy(update=_with_snapshot(m, ref, s.keep_snapshots)),
+                lambda m: m.model_copy(update=_with_snapshot(m, ref, *self._retention(db))),
                 landed=lambda m: any(x.key == key for x in m.snapshots),
             )
         else:
@@ -310,11 +358,14 @@ class Shipper:
             db.ship_error = None
 
 
-def _with_snapshot(m: Manifest, ref: SnapshotRef, keep: int) -> dict:
-    """Manifest fields after adding ``ref``: the newest ``keep`` snapshots, segments after them,
-    and whatever every checkpoint still needs (checkpoints pin their history)."""
+def _with_snapshot(m: Manifest, ref: SnapshotRef, keep: int, retention_seconds: float = 0.0) -> dict:
+    """Manifest fields after adding ``ref``: the newest ``keep`` snapshots, every snapshot younger
+    than ``retention_seconds``, the segments after the oldest kept one, and whatever every
+    checkpoint still needs (checkpoints pin their history)."""
     every = sorted([*[s for s in m.snapshots if s.key != ref.key], ref], key=lambda s: s.txid)
-    snaps = every[-max(1, keep):]
+    newest = every[-max(1, keep):]
+    young = [s for s in every if retention_seconds and s.ts >= time.time() - retention_seconds]
+    snaps = sorted({s.key: s for s in [*young, *newest]}.values(), key=lambda s: s.txid)
     floor = snaps[0].txid
     for pin in m.checkpoints.values():
         if pin < floor:

@@ -33,6 +33,14 @@ class CheckpointIn(BaseModel):
     txid: int | None = Field(None, ge=0)
 
 
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    snapshot_every_txids: int | None = Field(None, ge=1)
+    keep_snapshots: int | None = Field(None, ge=1)
+    retention_seconds: float | None = Field(None, ge=0)
+    merge_segments_over: int | None = Field(None, ge=2)
+
+
 class GCIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grace_seconds: float = Field(branches.DEFAULT_GRACE_SECONDS, ge=0)
@@ -84,6 +92,11 @@ def install(app: FastAPI, node: Node) -> None:
     def delete_checkpoint(db: str, branch: str, name: str) -> Response:
         branches.delete_checkpoint(node, db, branch, name)
         return Response(status_code=204)
+
+    @app.put(base + "/{branch}/policy", responses=ERRORS, tags=["branches"])
+    def policy(db: str, branch: str, body: PolicyIn) -> dict[str, Any]:
+        """Per-branch snapshot cadence, snapshots kept, PITR retention window, segment merging."""
+        return branches.set_policy(node, db, branch, body.model_dump())
 
     @app.post("/v1/databases/{db}/gc", responses=ERRORS, tags=["branches"])
     def gc(db: str, body: GCIn) -> dict[str, Any]:
