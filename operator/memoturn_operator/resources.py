@@ -1,0 +1,214 @@
+"""Pure functions from a ``MemoryTenant`` to the Kubernetes objects it should own.
+
+No I/O here: the handlers apply what these return (server-side apply, so re-running a
+reconcile changes nothing and drift is repaired), and the unit tests check them directly.
+
+The data plane needs no access to the Kubernetes API, so its ServiceAccount gets no role and
+mounts no token. Nodes keep their cache in an ``emptyDir`` with a size limit: there are no
+PersistentVolumeClaims. A hash of the spec in the pod template rolls the pods on a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.parse
+from typing import Any
+
+from . import GROUP, VERSION
+from .models import MemoryTenantSpec
+
+NODE_PORT = 7411
+GATEWAY_PORT = 7400
+DATA_DIR = "/var/lib/memoturn"
+
+
+def names(tenant: str) -> dict[str, str]:
+    base = f"{tenant}-memoturn"
+    return {"base": base, "node": f"{base}-node", "gateway": f"{base}-gateway", "config": base,
+            "account": base, "token": f"{base}-token", "pdb": f"{base}-node"}
+
+
+def labels(tenant: str, component: str | None = None) -> dict[str, str]:
+    out = {"app.kubernetes.io/name": "memoturn", "app.kubernetes.io/instance": tenant,
+           "app.kubernetes.io/managed-by": "memoturn-operator"}
+    if component:
+        out["app.kubernetes.io/component"] = component
+    return out
+
+
+def owner_reference(tenant: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MemoryTenant", "name": tenant, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _meta(name: str, namespace: str, tenant: str, uid: str, component: str | None = None) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels(tenant, component),
+            "ownerReferences": [owner_reference(tenant, uid)]}
+
+
+def spec_hash(spec: MemoryTenantSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def store_url(spec: MemoryTenantSpec) -> str:
+    s = spec.objectStore
+    query = {"region": s.region, **({"endpoint": s.endpoint} if s.endpoint else {})}
+    return f"s3://{s.bucket}/{s.prefix.strip('/')}?{urllib.parse.urlencode(query)}"
+
+
+def etcd_prefix(namespace: str, tenant: str) -> str:
+    return f"/memoturn/{namespace}/{tenant}"
+
+
+def config_map(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) -> dict[str, Any]:
+    data = {
+        "MEMOTURN_STORE_URL": store_url(spec),
+        "MEMOTURN_ETCD_ENDPOINTS": ",".join(spec.etcd.endpoints),
+        "MEMOTURN_ETCD_PREFIX": etcd_prefix(namespace, tenant),
+        "MEMOTURN_LEASE_TTL_SECONDS": str(spec.leaseTtlSeconds),
+        "MEMOTURN_DURABILITY": spec.durability,
+        "MEMOTURN_REPLICAS": str(spec.replicasPerDatabase),
+        "MEMOTURN_HOT_IDLE_SECONDS": str(spec.tiers.hotIdleSeconds),
+        "MEMOTURN_WARM_IDLE_SECONDS": str(spec.tiers.warmIdleSeconds),
+        "MEMOTURN_MAX_HOT": str(spec.tiers.maxHot),
+        "MEMOTURN_MAX_DISK_BYTES": str(spec.tiers.maxDiskBytes),
+        "MEMOTURN_DATA_DIR": DATA_DIR,
+    }
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(names(tenant)["config"], namespace, tenant, uid),
+            "data": data}
+
+
+def service_account(tenant: str, namespace: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names(tenant)["account"], namespace, tenant, uid),
+            "automountServiceAccountToken": False}
+
+
+def token_secret(tenant: str, namespace: str, uid: str, token: str) -> dict[str, Any]:
+    """The generated admin token (only created when the tenant names none; never rotated here)."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _meta(names(tenant)["token"], namespace, tenant, uid), "stringData": {"admin-token": token}}
+
+
+def token_secret_name(tenant: str, spec: MemoryTenantSpec) -> str:
+    return spec.auth.tokenSecret or names(tenant)["token"]
+
+
+def _env(tenant: str, spec: MemoryTenantSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "MEMOTURN_ADMIN_TOKEN",
+         "valueFrom": {"secretKeyRef": {"name": token_secret_name(tenant, spec), "key": "admin-token"}}},
+    ]
+    if spec.objectStore.credentialsSecret:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": spec.objectStore.credentialsSecret, "key": key}}})
+    return env
+
+
+def _security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, replicas: int) -> dict[str, Any]:
+    n = names(tenant)
+    sel = labels(tenant, "node")
+    container = {
+        "name": "memoturnd", "image": spec.image, "command": ["memoturnd"],
+        "args": ["--listen", f"0.0.0.0:{NODE_PORT}"],
+        "ports": [{"name": "http", "containerPort": NODE_PORT}],
+        "envFrom": [{"configMapRef": {"name": n["config"]}}],
+        "env": _env(tenant, spec) + [
+            {"name": "MEMOTURN_NODE_ID", "value": "$(POD_NAME)"},
+            {"name": "MEMOTURN_ADVERTISE_URL", "value": f"http://$(POD_IP):{NODE_PORT}"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/v1/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/v1/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+        "volumeMounts": [{"name": "cache", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "resources": spec.nodes.resources.model_dump(exclude_defaults=False),
+        "securityContext": _security(),
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(n["node"], namespace, tenant, uid, "node"),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": sel, "annotations": {f"{GROUP}/spec-hash": spec_hash(spec)}},
+                "spec": {
+                    "serviceAccountName": n["account"], "automountServiceAccountToken": False,
+                    # SIGTERM ships the tail and revokes the lease; give it time to.
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                    "containers": [container],
+                    "volumes": [{"name": "cache", "emptyDir": {"sizeLimit": spec.nodes.cacheSizeLimit}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) -> dict[str, Any]:
+    n = names(tenant)
+    sel = labels(tenant, "gateway")
+    container = {
+        "name": "gateway", "image": spec.image, "command": ["memoturn-gateway"],
+        "args": ["--listen", f"0.0.0.0:{GATEWAY_PORT}", "--etcd", ",".join(spec.etcd.endpoints),
+                 "--prefix", etcd_prefix(namespace, tenant)],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/v1/gateway/health", "port": "http"}, "periodSeconds": 2},
+        "resources": spec.gateway.resources.model_dump(),
+        "securityContext": _security(),
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(n["gateway"], namespace, tenant, uid, "gateway"),
+        "spec": {"replicas": spec.gateway.replicas, "selector": {"matchLabels": sel},
+                 "template": {"metadata": {"labels": sel, "annotations": {f"{GROUP}/spec-hash": spec_hash(spec)}},
+                              "spec": {"serviceAccountName": n["account"], "automountServiceAccountToken": False,
+                                       "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                                       "containers": [container]}}},
+    }
+
+
+def services(tenant: str, namespace: str, uid: str) -> list[dict[str, Any]]:
+    n = names(tenant)
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(n["gateway"], namespace, tenant, uid, "gateway"),
+         "spec": {"selector": labels(tenant, "gateway"),
+                  "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(n["node"], namespace, tenant, uid, "node"),
+         "spec": {"clusterIP": "None", "selector": labels(tenant, "node"),
+                  "ports": [{"name": "http", "port": NODE_PORT, "targetPort": "http"}]}},
+    ]
+
+
+def disruption_budget(tenant: str, namespace: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": _meta(names(tenant)["pdb"], namespace, tenant, uid, "node"),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(tenant, "node")}}}
+
+
+def desired(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, node_replicas: int | None = None) -> list[dict[str, Any]]:
+    """Every object the tenant owns except the token Secret (created once, see :func:`token_secret`)."""
+    replicas = min(max(node_replicas or spec.nodes.minReplicas, spec.nodes.minReplicas), spec.nodes.maxReplicas)
+    return [service_account(tenant, namespace, uid), config_map(tenant, namespace, uid, spec),
+            node_deployment(tenant, namespace, uid, spec, replicas), gateway_deployment(tenant, namespace, uid, spec),
+            *services(tenant, namespace, uid), disruption_budget(tenant, namespace, uid)]
+
+
+def scale_decision(current: int, hot_per_node: list[int], spec: MemoryTenantSpec, *, low_water: float = 0.5) -> int:
+    """Node count for the hot set, with hysteresis: grow above the target, shrink below half of it."""
+    if not hot_per_node:
+        return max(current, spec.nodes.minReplicas)
+    total = sum(hot_per_node)
+    target = spec.nodes.hotPerNodeTarget
+    want = current
+    if total / len(hot_per_node) > target:
+        want = -(-total // target)
+    elif current > 1 and total / (current - 1) < target * low_water:
+        want = current - 1
+    return min(max(want, spec.nodes.minReplicas), spec.nodes.maxReplicas)

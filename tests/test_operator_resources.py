@@ -1,0 +1,111 @@
+"""The operator's pure side: CRDs match the models, and a MemoryTenant maps to the right objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from memoturn_operator.crd import all_crds, render
+from memoturn_operator.models import MemoryBranchSpec, MemoryTenantSpec
+from memoturn_operator.resources import desired, scale_decision, store_url, token_secret
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = MemoryTenantSpec.model_validate({
+    "image": "memoturn:0.1.0",
+    "objectStore": {"bucket": "mem", "prefix": "tenants/acme", "endpoint": "http://minio:9000",
+                    "credentialsSecret": "s3-creds"},
+    "etcd": {"endpoints": ["etcd-0:2379", "etcd-1:2379"]},
+    "nodes": {"minReplicas": 2, "maxReplicas": 5, "cacheSizeLimit": "20Gi"},
+})
+
+
+def test_crd_files_are_generated_from_the_models():
+    for name, doc in all_crds().items():
+        assert (ROOT / "crds" / name).read_text() == render(doc), f"crds/{name} is stale: run python -m memoturn_operator.crd"
+
+
+def test_crd_schemas_are_structural_with_defaults_cel_and_status():
+    tenant = all_crds()["memorytenants.yaml"]
+    version = tenant["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert version["subresources"] == {"status": {}}
+    assert tenant["spec"]["names"]["shortNames"] == ["mt"]
+    assert set(schema["required"]) == {"image", "objectStore", "etcd"}
+    nodes = schema["properties"]["nodes"]
+    assert nodes["properties"]["minReplicas"]["default"] == 1 and nodes["properties"]["minReplicas"]["minimum"] == 1
+    assert nodes["x-kubernetes-validations"][0]["rule"] == "self.minReplicas <= self.maxReplicas"
+    assert schema["properties"]["durability"]["enum"] == ["standard", "durable"]
+
+    def walk(node):
+        assert "$ref" not in node and "anyOf" not in node and "title" not in node
+        if "properties" in node:
+            assert "additionalProperties" not in node
+        for value in node.get("properties", {}).values():
+            walk(value)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"])
+    for doc in all_crds().values():
+        walk(doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    yaml.safe_load(render(tenant))  # valid YAML
+
+
+def test_models_reject_bad_specs():
+    with pytest.raises(ValidationError):
+        MemoryTenantSpec.model_validate({"image": "x", "objectStore": {"bucket": "b"}, "etcd": {"endpoints": []}})
+    with pytest.raises(ValidationError):
+        MemoryTenantSpec.model_validate({**SPEC.model_dump(), "leaseTtlSeconds": 1})
+    with pytest.raises(ValidationError):
+        MemoryBranchSpec.model_validate({"tenant": "t", "database": "d", "branch": "b", "unknown": 1})
+
+
+def by_kind(objs):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def test_a_tenant_maps_to_owned_objects_without_persistent_volumes():
+    objs = by_kind(desired("acme", "team", "uid-1", SPEC))
+    assert set(objs) == {("ServiceAccount", "acme-memoturn"), ("ConfigMap", "acme-memoturn"),
+                         ("Deployment", "acme-memoturn-node"), ("Deployment", "acme-memoturn-gateway"),
+                         ("Service", "acme-memoturn-gateway"), ("Service", "acme-memoturn-node"),
+                         ("PodDisruptionBudget", "acme-memoturn-node")}
+    for o in objs.values():
+        ref = o["metadata"]["ownerReferences"][0]
+        assert ref["kind"] == "MemoryTenant" and ref["uid"] == "uid-1" and ref["controller"] is True
+        assert o["metadata"]["namespace"] == "team"
+    node = objs[("Deployment", "acme-memoturn-node")]
+    pod = node["spec"]["template"]["spec"]
+    assert node["spec"]["replicas"] == 2
+    assert "PersistentVolumeClaim" not in str(objs) and "persistentVolumeClaim" not in str(pod)
+    assert pod["volumes"][0] == {"name": "cache", "emptyDir": {"sizeLimit": "20Gi"}}
+    assert pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3-creds"
+    assert env["MEMOTURN_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "acme-memoturn-token"
+    config = objs[("ConfigMap", "acme-memoturn")]["data"]
+    assert config["MEMOTURN_STORE_URL"] == store_url(SPEC) == \
+        "s3://mem/tenants/acme?region=us-east-1&endpoint=http%3A%2F%2Fminio%3A9000"
+    assert config["MEMOTURN_ETCD_PREFIX"] == "/memoturn/team/acme"
+    assert objs[("Service", "acme-memoturn-node")]["spec"]["clusterIP"] == "None"
+    secret = token_secret("acme", "team", "uid-1", "tok")
+    assert secret["stringData"] == {"admin-token": "tok"}
+
+
+def test_reconciling_twice_gives_the_same_objects_and_a_spec_change_rolls_pods():
+    assert desired("acme", "team", "u", SPEC) == desired("acme", "team", "u", SPEC)
+    changed = SPEC.model_copy(update={"durability": "durable"})
+    a = by_kind(desired("acme", "team", "u", SPEC))[("Deployment", "acme-memoturn-node")]
+    b = by_kind(desired("acme", "team", "u", changed))[("Deployment", "acme-memoturn-node")]
+    key = "memoturn.io/spec-hash"
+    assert a["spec"]["template"]["metadata"]["annotations"][key] != b["spec"]["template"]["metadata"]["annotations"][key]
+
+
+def test_scaling_follows_the_hot_set_with_hysteresis_inside_the_bounds():
+    spec = SPEC.model_copy(update={"nodes": SPEC.nodes.model_copy(update={"hotPerNodeTarget": 100})})
+    assert scale_decision(2, [150, 150], spec) == 3          # above target: grow
+    assert scale_decision(3, [90, 90, 90], spec) == 3        # just under target: hold
+    assert scale_decision(3, [20, 20, 10], spec) == 2        # far under: shrink one
+    assert scale_decision(2, [0, 0], spec) == 2              # never below minReplicas
+    assert scale_decision(5, [900] * 5, spec) == 5           # never above maxReplicas
