@@ -109,3 +109,31 @@ def test_scaling_follows_the_hot_set_with_hysteresis_inside_the_bounds():
     assert scale_decision(3, [20, 20, 10], spec) == 2        # far under: shrink one
     assert scale_decision(2, [0, 0], spec) == 2              # never below minReplicas
     assert scale_decision(5, [900] * 5, spec) == 5           # never above maxReplicas
+
+
+def _deploy(replicas, available, generation=2, observed=2, updated=None):
+    return {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
+            "status": {"observedGeneration": observed, "availableReplicas": available,
+                       "updatedReplicas": replicas if updated is None else updated}}
+
+
+def test_status_conditions_are_truthful_and_keep_transition_times():
+    from datetime import datetime, timezone
+
+    from memoturn_operator.status import tenant_status
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    pending = tenant_status(1, None, None, now=t0)
+    assert pending.phase == "Pending" and pending.conditions[0].reason == "Creating"
+    rolling = tenant_status(2, _deploy(3, 1, observed=1), _deploy(2, 2), now=t0)
+    assert rolling.phase == "Progressing" and rolling.readyNodes == 1
+    ready = tenant_status(2, _deploy(3, 3), _deploy(2, 2), now=t0)
+    assert ready.phase == "Ready" and {c.type: c.status for c in ready.conditions} == \
+        {"Ready": "True", "Progressing": "False", "Degraded": "False"}
+    again = tenant_status(2, _deploy(3, 3), _deploy(2, 2), [c.model_dump() for c in ready.conditions], now=t1)
+    assert again.conditions[0].lastTransitionTime == "2026-01-01T00:00:00Z"  # unchanged status keeps its time
+    degraded = tenant_status(2, _deploy(3, 2), _deploy(2, 2), [c.model_dump() for c in ready.conditions], now=t1)
+    assert degraded.phase == "Degraded" and degraded.conditions[0].reason == "ReplicasUnavailable"
+    assert degraded.conditions[0].lastTransitionTime == "2026-01-02T00:00:00Z"
+    assert all(c.observedGeneration == 2 for c in degraded.conditions)
