@@ -181,17 +181,23 @@ def get_embedder(spec: str = "default", url: str | None = None, api_key: str | N
     raise BadRequest(f"unknown embedder {spec!r}: use 'default' or 'openai:MODEL'", type="embedder-config")
 
 
-def as_vector(values: Any, dim: int) -> np.ndarray:
-    """A caller-supplied vector, checked and normalised."""
+def check_vector(values: Any, dim: int, *, what: str = "embedding", owner: str = "this profile uses") -> np.ndarray:
+    """A caller-supplied vector as float32, or a 400 saying what is wrong with it."""
     try:
         v = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
-        raise BadRequest("embedding must be a list of numbers", type="invalid-embedding") from None
+        raise BadRequest(f"{what} must be a list of numbers", type=f"invalid-{what}") from None
     if v.ndim != 1 or v.shape[0] != dim:
-        raise BadRequest(f"embedding has {v.shape[-1] if v.ndim else 0} dimensions; this profile uses {dim}",
+        raise BadRequest(f"{what} has {v.shape[-1] if v.ndim else 0} dimensions; {owner} {dim}",
                          type="dimension-mismatch")
     if not np.all(np.isfinite(v)):
-        raise BadRequest("embedding contains NaN or infinity", type="invalid-embedding")
+        raise BadRequest(f"{what} contains NaN or infinity", type=f"invalid-{what}")
+    return v
+
+
+def as_vector(values: Any, dim: int) -> np.ndarray:
+    """A caller-supplied embedding, checked and normalised."""
+    v = check_vector(values, dim)
     norm = float(np.linalg.norm(v))
     if norm == 0:
         raise BadRequest("embedding is the zero vector", type="invalid-embedding")

@@ -14,9 +14,9 @@ import json
 import re
 from typing import Any
 
-import numpy as np
 
 from .documents import compile_filter
+from .embedding import check_vector
 from .errors import BadRequest, Conflict, NotFound
 
 _NAME = re.compile(r"^[a-z0-9_]{1,48}$")
@@ -48,16 +48,7 @@ def create(conn: Any, name: str, dimensions: int) -> None:
 
 
 def _vector(values: Any, d: int) -> bytes:
-    try:
-        v = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise BadRequest("a vector is a list of numbers", type="invalid-vector") from None
-    if v.ndim != 1 or v.shape[0] != d:
-        raise BadRequest(f"vector has {v.shape[-1] if v.ndim else 0} dimensions; the collection has {d}",
-                         type="dimension-mismatch")
-    if not np.all(np.isfinite(v)):
-        raise BadRequest("vector contains NaN or infinity", type="invalid-vector")
-    return v.tobytes()
+    return check_vector(values, d, what="vector", owner="the collection has").tobytes()
 
 
 def upsert(conn: Any, name: str, items: list[dict[str, Any]]) -> int:

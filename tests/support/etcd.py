@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 import time
 
+from support.nodes import free_port
+
 
 def etcd_binary() -> str:
     path = os.environ.get("MEMOTURN_ETCD_BIN") or shutil.which("etcd") or "/usr/bin/etcd"
@@ -26,17 +28,11 @@ def etcd_binary() -> str:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class EtcdServer:
     def __init__(self) -> None:
         self.binary = etcd_binary()
-        self.port = _free_port()
-        self.peer_port = _free_port()
+        self.port = free_port()
+        self.peer_port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.data_dir = tempfile.mkdtemp(prefix="memoturn-etcd-")
         self.log_path = self.data_dir + ".log"
