@@ -102,4 +102,8 @@ def test_branches_from_the_sdk_and_the_cli(daemon):
     r = cli("branch", "rewind", "br", "main", "--checkpoint", "nope")
     assert r.returncode == 1 and "no checkpoint" in r.stderr
     assert json.loads(cli("--json", "gc", "br", "--dry-run").stdout)["dry_run"] is True
+    r = cli("branch", "policy", "br", "main", "--keep-snapshots", "4", "--retention-seconds", "86400")
+    assert r.returncode == 0 and json.loads(r.stdout)["keep_snapshots"] == 4, r.stderr
+    r = cli("branch", "policy", "br", "main", "--keep-snapshots", "0")
+    assert r.returncode == 1 and "422" in r.stderr
     assert cli("branch", "delete", "br", "scratch").returncode == 0

@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     b = br.add_parser("rewind")
     b.add_argument("db"), b.add_argument("name"), b.add_argument("--txid", type=int), b.add_argument("--checkpoint")
     b.add_argument("--timestamp", type=float), b.add_argument("--undo", action="store_true", help="undo the last rewind")
+    b = br.add_parser("policy", help="compaction and retention of one branch (unset: node defaults)")
+    b.add_argument("db"), b.add_argument("name"), b.add_argument("--snapshot-every-txids", type=int)
+    b.add_argument("--keep-snapshots", type=int), b.add_argument("--retention-seconds", type=float)
+    b.add_argument("--merge-segments-over", type=int)
     cp = sub.add_parser("checkpoint", help="named txids of a branch").add_subparsers(dest="action", required=True)
     c = cp.add_parser("create")
     c.add_argument("db"), c.add_argument("branch"), c.add_argument("name"), c.add_argument("--txid", type=int)
@@ -282,6 +286,10 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
                 f"{b['branch']:<20} head {b['head_txid']:<8}"
                 + (f" from {b['parent']['branch']}@{b['parent']['txid']}" if b["parent"] else "")
                 + (" (burner)" if b["expires_at"] else "") for b in r["branches"]))
+        elif args.action == "policy":
+            fields = {k: getattr(args, k) for k in ("snapshot_every_txids", "keep_snapshots", "retention_seconds",
+                                                     "merge_segments_over") if getattr(args, k) is not None}
+            _out(args, mt.database(args.db, args.name).set_policy(**fields).data)
         elif args.action == "delete":
             mt.database(args.db, args.name).delete_branch()
             _out(args, {"deleted": args.name}, f"deleted branch {args.name}")

@@ -230,6 +230,11 @@ class Database(_Scope):
     def delete_checkpoint(self, name: str) -> Result:
         return self.client._do(_Call("DELETE", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints/{name}"))
 
+    def set_policy(self, **policy: Any) -> Result:
+        """snapshot_every_txids, keep_snapshots, retention_seconds, merge_segments_over."""
+        return self.client._do(_Call("PUT", f"/v1/databases/{self.name}/branches/{self.branch}/policy", json=policy,
+                                     idempotent=True))
+
     def gc(self, *, grace_seconds: float | None = None, dry_run: bool = False) -> Result:
         body: dict[str, Any] = {"dry_run": dry_run, **({"grace_seconds": grace_seconds} if grace_seconds is not None else {})}
         return self.client._do(_Call("POST", f"/v1/databases/{self.name}/gc", json=body))
