@@ -120,3 +120,34 @@ def test_replica_reads_through_the_gateway_keep_read_your_writes(tmp_path, etcd,
         assert info["replicas"][0]["lag_txids"] >= 0
     finally:
         c.close()
+
+
+def test_a_replica_follows_a_rewind_through_the_new_timeline(tmp_path, file_store):
+    from memoturn import branches
+
+    owner = make_node(tmp_path, file_store, name="owner")
+    replica = make_node(tmp_path, file_store, name="replica")
+    try:
+        owner.create_database("rw")
+        for i in range(5):
+            owner.write("rw", lambda c: kv.put(c, f"k{i}", json.dumps(i), None))
+        owner.shipper.ship_all(10)
+        first = replica.replicas.apply("rw", "main", _segments(file_store, "rw")[0])
+        assert first["head_txid"] == owner.open("rw").head_txid
+        branches.rewind(owner, "rw", "main", txid=first["head_txid"] - 2)
+        owner.write("rw", lambda c: kv.put(c, "after", json.dumps("rewind"), None))
+        owner.shipper.ship_all(10)
+        manifest, _ = load_manifest(file_store, "rw", "main")
+        newest = max(manifest.segments, key=lambda s: s.last_txid)
+        assert ".t1." in newest.key
+        # Same txid numbers as before the rewind, but a new timeline: the copy must not keep
+        # its old pages; it restores.
+        result = replica.replicas.apply("rw", "main", file_store.get(newest.key)[0])
+        assert result["reason"] == "restored" and result["head_txid"] == manifest.head_txid
+        got, _ = replica.replicas.read("rw", "main", lambda c: kv.get(c, "after"), min_txid=None)
+        assert got["value"] == "rewind"
+        gone, _ = replica.replicas.read("rw", "main", lambda c: kv.get(c, "k4"), min_txid=None)
+        assert gone is None
+    finally:
+        owner.stop()
+        replica.stop()
