@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run test bench bench-quick bench-recall loadtest minio etcd clean
+.PHONY: help venv venv-path run test bench bench-quick bench-recall loadtest minio etcd kube clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -42,8 +42,12 @@ minio:
 etcd:
 	@bash .ci/install-etcd >/dev/null
 
-test: venv minio etcd
-	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) $(BIN)/python -m pytest $(PYTEST_ARGS)
+kube:
+	@bash .ci/install-kube >/dev/null
+
+test: venv minio etcd kube
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
+	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
