@@ -138,8 +138,10 @@ def test_a_replica_follows_a_rewind_through_the_new_timeline(tmp_path, file_stor
         owner.write("rw", lambda c: kv.put(c, "after", json.dumps("rewind"), None))
         owner.shipper.ship_all(10)
         manifest, _ = load_manifest(file_store, "rw", "main")
-        newest = max(manifest.segments, key=lambda s: s.last_txid)
-        assert ".t1." in newest.key
+        on_new_timeline = [s for s in manifest.segments if ".t1." in s.key]
+        assert len(on_new_timeline) == 1  # the write after the rewind
+        newest = on_new_timeline[0]
+        assert newest.first_txid == first["head_txid"] - 1
         # Same txid numbers as before the rewind, but a new timeline: the copy must not keep
         # its old pages; it restores.
         result = replica.replicas.apply("rw", "main", file_store.get(newest.key)[0])
