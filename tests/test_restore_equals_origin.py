@@ -85,3 +85,34 @@ def test_restore_equals_origin_at_every_checked_txid(tmp_path, backend, seed, re
     for txid in checked:
         if txid in times:
             assert resolve_txid_at(store, manifest, times[txid]) == txid
+
+
+def test_a_snapshot_landing_with_a_segment_never_drops_that_segment(tmp_path, file_store):
+    """Regression (found by the GC property test): a pending snapshot that lands in the same
+    manifest CAS as a segment, and prunes older segments, must keep the segment it lands with."""
+    from memoturn import kv
+
+    node = make_node(tmp_path, file_store, ship_workers=0, keep_snapshots=1, snapshot_every_txids=10**6)
+    try:
+        node.create_database("snap")
+        put = lambda k: node.write("snap", lambda c: kv.put(c, k, '"v"', None))  # noqa: E731
+        db = node.open("snap")
+        put("a")
+        node.shipper.ship(db)
+        assert node.shipper._maybe_snapshot(db, force=True)  # lands at once (head shipped)
+        put("b")
+        assert node.shipper._maybe_snapshot(db, force=True)  # ahead of the manifest: pending
+        assert db.pending_snapshot is not None
+        put("c")
+        node.shipper.ship(db)  # the segment and the pending snapshot land together
+        manifest, _ = load_manifest(file_store, "snap", "main")
+        assert manifest.head_txid == db.head_txid
+        assert any(s.last_txid == manifest.head_txid for s in manifest.segments)
+    finally:
+        node.stop()
+    fresh = make_node(tmp_path, file_store, name="fresh")
+    try:
+        keys, _ = fresh.read("snap", lambda c: [r[0] for r in c.execute("SELECT key FROM __memoturn_kv ORDER BY key").fetchall()])
+        assert keys == ["a", "b", "c"]
+    finally:
+        fresh.stop()

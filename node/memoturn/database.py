@@ -221,8 +221,15 @@ class Database:
         return True
 
     def take_snapshot(self) -> Snapshot | None:
-        """Checkpoint and copy the file at the current head (under the write lock)."""
-        with self.lock:
+        """Checkpoint and copy the file at the current head (under the write lock).
+
+        Called by the shipper while it holds ``ship_lock``; writers that ship synchronously
+        hold ``lock`` and then take ``ship_lock``. To keep one lock order, this never waits
+        for ``lock``: when the branch is busy the snapshot is simply taken on a later round.
+        """
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
             if self.closed or self.epoch is None or self.head_txid == 0:
                 return None
             self._checkpoint()
@@ -237,6 +244,8 @@ class Database:
                 page_size=self.wal.page_size or self.manifest.page_size,
                 data=data,
             )
+        finally:
+            self.lock.release()
 
     def close(self, *, force: bool = False, release: bool = True) -> bool:
         """Checkpoint and close, leaving a warm file. Refuses while segments are unshipped.
@@ -298,6 +307,7 @@ class Database:
         self.kv_cache.clear()
         self.bootstrapped = False
         self.txids_since_snapshot = self.bytes_since_snapshot = 0
+        self.pending_snapshot = None  # taken on the old timeline: never land it
 
     def _acquire(self) -> None:
         """Become the writer: new epoch, then the fencing manifest CAS."""

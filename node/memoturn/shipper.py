@@ -214,10 +214,14 @@ class Shipper:
         deadline = time.monotonic() + timeout
         while db.pending and time.monotonic() < deadline:
             self.ship(db)
-        with db.ship_lock:
-            if db.pending:
-                raise Unavailable(f"{db.key}: could not ship pending segments before compaction")
-            self._maybe_snapshot(db, force=True)
+        while time.monotonic() < deadline:
+            with db.ship_lock:
+                if db.pending:
+                    raise Unavailable(f"{db.key}: could not ship pending segments before compaction")
+                if self._maybe_snapshot(db, force=True):
+                    return
+            time.sleep(0.01)  # the branch was busy (its lock held by a writer): try again
+        raise Unavailable(f"{db.key}: busy; no snapshot could be taken", type="busy")
 
     def ship_all(self, timeout: float) -> bool:
         """Ship synchronously until nothing is pending (shutdown); True when done."""
@@ -258,16 +262,18 @@ class Shipper:
         def change(m: Manifest) -> Manifest:
             if m.head_txid != seg.first_txid - 1:
                 raise Fenced(f"{db.key}: manifest head {m.head_txid} does not precede txid {seg.first_txid}")
-            update: dict = {
+            new = m.model_copy(update={
                 "segments": [*m.segments, ref],
                 "head_txid": seg.last_txid,
                 "head_ts": seg.last_ts,
                 "page_size": seg.page_size,
-            }
+            })
             snap = db.pending_snapshot
             if snap is not None and snap.txid <= seg.last_txid:
-                update.update(_with_snapshot(m, snap, *self._retention(db)))
-            return m.model_copy(update=update)
+                # Prune against the manifest that already lists the new segment (found by the
+                # GC property test: pruning the old list dropped the segment just shipped).
+                new = new.model_copy(update=_with_snapshot(new, snap, *self._retention(db)))
+            return new
 
         self._cas(db, change, landed=lambda m: any(s.key == key for s in m.segments))
         if db.pending_snapshot is not None and db.pending_snapshot.txid <= seg.last_txid:
@@ -308,17 +314,18 @@ class Shipper:
             return
         raise Unavailable(f"{db.key}: manifest CAS kept failing")
 
-    def _maybe_snapshot(self, db: "Database", *, force: bool = False) -> None:
+    def _maybe_snapshot(self, db: "Database", *, force: bool = False) -> bool:
+        """Take a snapshot when one is due (or forced); True when one was taken."""
         s = self.settings
         if db.pending_snapshot is not None:
-            return
+            return False
         every = db.manifest.policy.snapshot_every_txids or s.snapshot_every_txids
         due = db.txids_since_snapshot >= every or db.bytes_since_snapshot >= s.snapshot_every_bytes
         if not (due or force):
-            return
+            return False
         snap = db.take_snapshot()
         if snap is None:
-            return
+            return False
         data = encode_snapshot(snap)
         key = snapshot_key(db.name, db.branch, snap.txid, snap.epoch, db.timeline)
         try:
@@ -338,6 +345,7 @@ class Shipper:
             )
         else:
             db.pending_snapshot = ref
+        return True
 
     def _failed(self, db: "Database", exc: Exception) -> None:
         self.store_down = True
