@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench.storage import RESULTS, make_node, summarize  # noqa: E402
+from bench.storage import write_results, make_node, summarize  # noqa: E402
 from memoturn import branches, kv  # noqa: E402
 from memoturn.manifest import load_manifest  # noqa: E402
 from memoturn.restore import restore  # noqa: E402
@@ -98,11 +98,7 @@ def main() -> int:
                     results["gc_pass_s3"] = gc_passes(node, store, [100, 1000] if args.quick else [100, 1000, 5000])
             finally:
                 node.stop()
-    os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "branching.json")
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps(results))
+    write_results("branching", results)
     return 0
 
 

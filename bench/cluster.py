@@ -8,7 +8,6 @@ overhead, replica lag under load. Real etcd, MinIO, memoturnd processes and a ga
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -22,7 +21,7 @@ import httpx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench.storage import RESULTS, summarize  # noqa: E402
+from bench.storage import write_results, summarize  # noqa: E402
 from support.cluster import Cluster  # noqa: E402
 from support.etcd import EtcdServer  # noqa: E402
 from support.minio import MinioServer  # noqa: E402
@@ -148,12 +147,7 @@ def main() -> int:
                                                    "target": "<= 1"}
         finally:
             cluster.close()
-    os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "cluster.json")
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results("cluster", results)
     return 0
 
 

@@ -10,7 +10,6 @@ embedder, not recall); queries take the real path: embed the question, then hybr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.storage import RESULTS, summarize
+from bench.storage import write_results, summarize
 from memoturn import memories
 from memoturn.config import Settings
 from memoturn.embedding import get_embedder
@@ -101,11 +100,7 @@ def main() -> int:
                                             "memories_per_s": round(len(texts) / elapsed, 1), "batch": 64}
     finally:
         node.stop()
-    os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "memory.json")
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps(results))
+    write_results("memory", results)
     return 0
 
 

@@ -35,6 +35,17 @@ from memoturn.store.s3 import S3Store  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
+def write_results(name: str, results: dict[str, Any]) -> str:
+    """Write ``bench/results/{name}.json``, print the results and where they went."""
+    os.makedirs(RESULTS, exist_ok=True)
+    out = os.path.join(RESULTS, f"{name}.json")
+    with open(out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+    return out
+
+
 def summarize(samples: list[float], total_seconds: float | None = None, **extra: Any) -> dict[str, Any]:
     """Latency percentiles in milliseconds plus throughput."""
     s = sorted(samples)
@@ -205,12 +216,7 @@ def main() -> int:
         "cold_wake_1mb_file_p50_ms": results["cold_wake_1mb_file"]["p50_ms"], "cold_wake_target_ms": 10.0,
         "create_database_file_p50_ms": results["create_database_file"]["p50_ms"], "create_target_ms": 1.0,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "storage.json")
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results("storage", results)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
