@@ -100,6 +100,26 @@ class _Base:
         self.backoff = backoff
         self.durability = durability
 
+    def _delays(self):
+        """Backoff before each retry: ``retries`` delays, then None for the last attempt."""
+        delay = self.backoff
+        for _ in range(self.retries):
+            yield delay
+            delay = min(2.0, delay * 2)
+        yield None
+
+    def _settle(self, call: _Call, r: httpx.Response | Exception, *, last: bool) -> Result | None:
+        """The result of one attempt, or None to retry; raises what must not be retried."""
+        if isinstance(r, Exception):
+            if not call.idempotent or last:
+                raise MemoturnError(0, "unreachable", f"{self.url}: {r}") from None
+            return None
+        if r.status_code < 400:
+            return _result(r)
+        if not _retryable(r) or last:
+            raise _error(r)
+        return None
+
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
@@ -122,20 +142,15 @@ class Memoturn(_Base):
         self.close()
 
     def _do(self, call: _Call) -> Result:
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
+        for delay in self._delays():
             try:
-                r = self.http.request(call.method, call.path, json=call.json, params=call.params, headers=call.headers)
+                r: httpx.Response | Exception = self.http.request(call.method, call.path, json=call.json,
+                                                                   params=call.params, headers=call.headers)
             except httpx.TransportError as exc:
-                if not call.idempotent or attempt == self.retries:
-                    raise MemoturnError(0, "unreachable", f"{self.url}: {exc}") from None
-            else:
-                if r.status_code < 400:
-                    return _result(r)
-                if not _retryable(r) or attempt == self.retries:
-                    raise _error(r)
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
+                r = exc
+            if (result := self._settle(call, r, last=delay is None)) is not None:
+                return result
+            time.sleep(delay or 0)
         raise AssertionError("unreachable")
 
     def database(self, name: str, branch: str = "main") -> "Database":
@@ -302,21 +317,15 @@ class AsyncMemoturn(_Base):
         await self.aclose()
 
     async def _do(self, call: _Call) -> Result:
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
+        for delay in self._delays():
             try:
-                r = await self.http.request(call.method, call.path, json=call.json, params=call.params,
-                                            headers=call.headers)
+                r: httpx.Response | Exception = await self.http.request(call.method, call.path, json=call.json,
+                                                                         params=call.params, headers=call.headers)
             except httpx.TransportError as exc:
-                if not call.idempotent or attempt == self.retries:
-                    raise MemoturnError(0, "unreachable", f"{self.url}: {exc}") from None
-            else:
-                if r.status_code < 400:
-                    return _result(r)
-                if not _retryable(r) or attempt == self.retries:
-                    raise _error(r)
-            await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
+                r = exc
+            if (result := self._settle(call, r, last=delay is None)) is not None:
+                return result
+            await asyncio.sleep(delay or 0)
         raise AssertionError("unreachable")
 
     # The scopes build calls and hand them to ``_do``; with this client ``_do`` is a coroutine,
