@@ -1,0 +1,153 @@
+"""The operator's few calls to the Kubernetes API, in one place.
+
+Objects are written with server-side apply under one field manager, so applying the same
+desired object twice changes nothing (no new ``resourceVersion``, no watch event, no hot
+loop) and a field someone else changed by hand is set back (drift repair, ``force``).
+
+The API server being away, or answering 409/429/5xx, becomes :class:`Retry`, which the
+handlers turn into a kopf ``TemporaryError`` with a delay: the reconcile runs again later.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+from urllib3.exceptions import HTTPError
+
+FIELD_MANAGER = "memoturn-operator"
+RETRYABLE = {409, 429, 500, 502, 503, 504}
+
+
+class Retry(Exception):
+    """The API server could not do it now; try the reconcile again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def _status(exc: Exception) -> int | None:
+    return getattr(exc, "status", None)
+
+
+class Kube:
+    """Typed-enough access to the handful of kinds the operator owns or reads."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        if api_client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api_client = client.ApiClient()
+        self.api_client = api_client
+        self._dynamic: DynamicClient | None = None
+        self._lock = threading.Lock()
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        with self._lock:
+            if self._dynamic is None:
+                self._dynamic = DynamicClient(self.api_client)
+            return self._dynamic
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ApiException, DynamicApiError) as exc:
+            if _status(exc) in RETRYABLE:
+                raise Retry(f"{what}: the API server answered {_status(exc)}") from exc
+            raise
+        except (HTTPError, OSError) as exc:
+            raise Retry(f"{what}: the API server is unreachable ({exc})") from exc
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj`` (force: this operator owns these fields); the object as stored."""
+        what = f"apply {obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+        resource = self._call(what, self.dynamic.resources.get, api_version=obj["apiVersion"], kind=obj["kind"])
+        result = self._call(what, self.dynamic.server_side_apply, resource, body=obj,
+                            field_manager=FIELD_MANAGER, force_conflicts=True)
+        return result.to_dict()
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        what = f"get {kind} {namespace}/{name}"
+        resource = self._call(what, self.dynamic.resources.get, api_version=api_version, kind=kind)
+        try:
+            return self._call(what, resource.get, name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        """Create ``obj`` unless it exists; True if this call created it (for things made once)."""
+        what = f"create {obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
+        resource = self._call(what, self.dynamic.resources.get, api_version=obj["apiVersion"], kind=obj["kind"])
+        try:
+            resource.create(body=obj, namespace=obj["metadata"]["namespace"])
+            return True
+        except DynamicApiError as exc:
+            if _status(exc) == 409:
+                return False
+            if _status(exc) in RETRYABLE:
+                raise Retry(f"{what}: the API server answered {_status(exc)}") from exc
+            raise
+        except (HTTPError, OSError) as exc:
+            raise Retry(f"{what}: the API server is unreachable ({exc})") from exc
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        import base64
+
+        try:
+            secret = self._call(f"get Secret {namespace}/{name}", self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        raw = (secret.data or {}).get(key)
+        return base64.b64decode(raw).decode() if raw else None
+
+    def pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        result = self._call(f"list pods {namespace}", self.core.list_namespaced_pod, namespace, label_selector=selector)
+        return [self.api_client.sanitize_for_serialization(p) for p in result.items]
+
+    def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        try:
+            self._call(f"annotate pod {namespace}/{name}", self.core.patch_namespaced_pod, name, namespace,
+                       {"metadata": {"annotations": annotations}})
+        except ApiException as exc:
+            if exc.status != 404:  # the pod went away meanwhile: nothing to annotate
+                raise
+
+    def ready_endpoints(self, namespace: str, service: str) -> list[tuple[str, int]]:
+        """(address, port) of the ready endpoints of a Service, from its EndpointSlices.
+
+        The operator reaches the data plane this way rather than by the Service's DNS name so
+        that it works the same from inside the cluster and from outside it (tests, laptops).
+        """
+        resource = self._call("endpointslices", self.dynamic.resources.get, api_version="discovery.k8s.io/v1",
+                              kind="EndpointSlice")
+        slices = self._call(f"list EndpointSlices of {namespace}/{service}", resource.get, namespace=namespace,
+                            label_selector=f"kubernetes.io/service-name={service}").to_dict()
+        out = []
+        for s in slices.get("items") or []:
+            port = next((p["port"] for p in s.get("ports") or [] if p.get("port")), None)
+            for ep in s.get("endpoints") or []:
+                if port and (ep.get("conditions") or {}).get("ready"):
+                    out.extend((address, port) for address in ep.get("addresses") or [])
+        return sorted(out)
+
+    def tenant(self, group: str, version: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(f"get MemoryTenant {namespace}/{name}", self.custom.get_namespaced_custom_object,
+                              group, version, namespace, "memorytenants", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
