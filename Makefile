@@ -15,11 +15,12 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run test bench bench-quick bench-recall loadtest minio etcd kube clean
+.PHONY: help venv venv-path run test e2e bench bench-quick bench-recall loadtest minio etcd kube helm clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
-	@echo "make test   - install everything the tests need and run every test"
+	@echo "make test   - install everything the tests need and run every test (e2e included)"
+	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
 	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
 	@echo "make loadtest [USERS=20 DURATION=60s] - Locust against a local cluster, reports in bench/results/loadtest/"
 	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
@@ -45,9 +46,18 @@ etcd:
 kube:
 	@bash .ci/install-kube >/dev/null
 
-test: venv minio etcd kube
-	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
-	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) $(BIN)/python -m pytest $(PYTEST_ARGS)
+helm:
+	@bash .ci/install-helm >/dev/null
+
+# Every external part the tests run, installed (or found in ~/.cache/memoturn) and passed by path.
+TEST_ENV = MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
+	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) MEMOTURN_HELM_BIN=$$(bash .ci/install-helm)
+
+test: venv minio etcd kube helm
+	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+e2e: venv minio etcd kube helm
+	$(TEST_ENV) $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage

