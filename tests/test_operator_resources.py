@@ -101,8 +101,12 @@ def test_reconciling_twice_gives_the_same_objects_and_a_spec_change_rolls_pods()
     changed = SPEC.model_copy(update={"durability": "durable"})
     a = by_kind(desired("acme", "team", "u", SPEC))[("Deployment", "acme-memoturn-node")]
     b = by_kind(desired("acme", "team", "u", changed))[("Deployment", "acme-memoturn-node")]
-    key = "memoturn.io/spec-hash"
+    key = "memoturn.io/config-hash"
     assert a["spec"]["template"]["metadata"]["annotations"][key] != b["spec"]["template"]["metadata"]["annotations"][key]
+    # Replica bounds are not configuration the pods read: changing them rolls nothing.
+    wider = SPEC.model_copy(update={"nodes": SPEC.nodes.model_copy(update={"maxReplicas": 9})})
+    c = by_kind(desired("acme", "team", "u", wider))[("Deployment", "acme-memoturn-node")]
+    assert c["spec"]["template"] == a["spec"]["template"]
 
 
 def test_scaling_follows_the_hot_set_with_hysteresis_inside_the_bounds():

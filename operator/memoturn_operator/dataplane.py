@@ -1,6 +1,6 @@
 """How the operator talks to a tenant's data plane: node metrics and the branch API.
 
-Endpoints come from the Services' EndpointSlices (see :meth:`.kube.Kube.ready_endpoints`);
+Endpoints are the ready pods a tenant's Services select (:meth:`.kube.Kube.ready_endpoints`);
 requests carry the tenant's admin token. A data plane that cannot be reached is a
 :class:`.kube.Retry`, never a crash of the handler.
 """

@@ -141,7 +141,7 @@ def _owned_changed(event_type: str | None, body: Any, logger: Any) -> None:
             return
         memory = _memory(owner["metadata"]["uid"])
         key = f"{body['kind']}/{body['metadata']['name']}"
-        ours = memory.versions.get(key) == body["metadata"].get("resourceVersion")
+        ours = memory.versions.get(key) == str(body["metadata"].get("generation") or body["metadata"].get("resourceVersion"))
         if event_type == "DELETED" or (event_type == "MODIFIED" and not ours and _spec_edited(body)):
             metrics.reconciles.labels("MemoryTenant", "drift").inc()
             outcome = tenant.reconcile(k, owner, memory)

@@ -35,6 +35,23 @@ def _status(exc: Exception) -> int | None:
     return getattr(exc, "status", None)
 
 
+def _bearer_token_fixed(configuration: client.Configuration) -> client.Configuration:
+    """kubernetes 36's config loaders store the token under ``authorization`` while its generated
+    ``auth_settings()`` sends only ``BearerToken``: requests would go out anonymous (403 for
+    ``system:anonymous``). Copy it across, also after each refresh of a rotating in-cluster token."""
+    original = configuration.refresh_api_key_hook
+
+    def refresh(c: client.Configuration) -> None:
+        if original is not None:
+            original(c)
+        if c.api_key.get("authorization"):
+            c.api_key["BearerToken"] = c.api_key["authorization"]
+
+    refresh(configuration)
+    configuration.refresh_api_key_hook = refresh
+    return configuration
+
+
 class Kube:
     """Typed-enough access to the handful of kinds the operator owns or reads."""
 
@@ -44,7 +61,7 @@ class Kube:
                 config.load_incluster_config()
             except config.ConfigException:
                 config.load_kube_config()
-            api_client = client.ApiClient()
+            api_client = client.ApiClient(_bearer_token_fixed(client.Configuration.get_default_copy()))
         self.api_client = api_client
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()
@@ -126,21 +143,33 @@ class Kube:
                 raise
 
     def ready_endpoints(self, namespace: str, service: str) -> list[tuple[str, int]]:
-        """(address, port) of the ready endpoints of a Service, from its EndpointSlices.
+        """(pod IP, port) of the ready pods a Service selects: the Service's endpoints.
 
-        The operator reaches the data plane this way rather than by the Service's DNS name so
-        that it works the same from inside the cluster and from outside it (tests, laptops).
+        Computed from the Service's selector and the pods, as the EndpointSlice controller does,
+        rather than read from EndpointSlices or reached through the Service's DNS name: that
+        works the same from inside the cluster and from outside it (tests, laptops), and for
+        pods on loopback addresses, which EndpointSlices refuse to list.
         """
-        resource = self._call("endpointslices", self.dynamic.resources.get, api_version="discovery.k8s.io/v1",
-                              kind="EndpointSlice")
-        slices = self._call(f"list EndpointSlices of {namespace}/{service}", resource.get, namespace=namespace,
-                            label_selector=f"kubernetes.io/service-name={service}").to_dict()
+        try:
+            svc = self._call(f"get Service {namespace}/{service}", self.core.read_namespaced_service, service, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        target = svc.spec.ports[0].target_port if svc.spec.ports else None
         out = []
-        for s in slices.get("items") or []:
-            port = next((p["port"] for p in s.get("ports") or [] if p.get("port")), None)
-            for ep in s.get("endpoints") or []:
-                if port and (ep.get("conditions") or {}).get("ready"):
-                    out.extend((address, port) for address in ep.get("addresses") or [])
+        for pod in self.pods(namespace, svc.spec.selector or {}):
+            status, meta = pod.get("status") or {}, pod["metadata"]
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            if not ready or meta.get("deletionTimestamp") or not status.get("podIP"):
+                continue
+            port = target if isinstance(target, int) else None
+            for container in pod["spec"]["containers"]:
+                for p in container.get("ports") or []:
+                    if port is None and p.get("name") == target:
+                        port = p["containerPort"]
+            if port is not None:
+                out.append((status["podIP"], port))
         return sorted(out)
 
     def tenant(self, group: str, version: str, namespace: str, name: str) -> dict[str, Any] | None:

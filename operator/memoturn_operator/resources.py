@@ -5,7 +5,7 @@ reconcile changes nothing and drift is repaired), and the unit tests check them 
 
 The data plane needs no access to the Kubernetes API, so its ServiceAccount gets no role and
 mounts no token. Nodes keep their cache in an ``emptyDir`` with a size limit: there are no
-PersistentVolumeClaims. A hash of the spec in the pod template rolls the pods on a change.
+PersistentVolumeClaims. A hash of the ConfigMap's content in the pod templates rolls the pods when it changes.
 """
 
 from __future__ import annotations
@@ -47,8 +47,15 @@ def _meta(name: str, namespace: str, tenant: str, uid: str, component: str | Non
             "ownerReferences": [owner_reference(tenant, uid)]}
 
 
-def spec_hash(spec: MemoryTenantSpec) -> str:
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+def config_hash(tenant: str, namespace: str, spec: MemoryTenantSpec) -> str:
+    """A hash of what the pods read from the ConfigMap: changing it rolls the pods.
+
+    A Deployment rolls by itself when its pod template changes; the ConfigMap's content is
+    not part of the template, so its hash is put there. Spec fields that touch neither (the
+    replica bounds, say) roll nothing.
+    """
+    data = config_map(tenant, namespace, "", spec)["data"]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def store_url(spec: MemoryTenantSpec) -> str:
@@ -137,7 +144,7 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
             "selector": {"matchLabels": sel},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": sel, "annotations": {f"{GROUP}/spec-hash": spec_hash(spec)}},
+                "metadata": {"labels": sel, "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)}},
                 "spec": {
                     "serviceAccountName": n["account"], "automountServiceAccountToken": False,
                     # SIGTERM ships the tail and revokes the lease; give it time to.
@@ -167,7 +174,7 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(n["gateway"], namespace, tenant, uid, "gateway"),
         "spec": {"replicas": spec.gateway.replicas, "selector": {"matchLabels": sel},
-                 "template": {"metadata": {"labels": sel, "annotations": {f"{GROUP}/spec-hash": spec_hash(spec)}},
+                 "template": {"metadata": {"labels": sel, "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)}},
                               "spec": {"serviceAccountName": n["account"], "automountServiceAccountToken": False,
                                        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
                                        "containers": [container]}}},

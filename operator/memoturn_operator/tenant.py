@@ -45,7 +45,9 @@ def scale_cooldown() -> float:
 class Memory:
     """What the operator remembers between reconciles of one tenant (lost on restart: harmless)."""
 
-    versions: dict[str, str] = field(default_factory=dict)  # object -> resourceVersion last applied
+    # object -> its generation (or resourceVersion, for kinds without one) after our last apply:
+    # a status update by a controller moves neither, so only our own changes count as changes.
+    versions: dict[str, str] = field(default_factory=dict)
     last_scale: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,7 +111,7 @@ def reconcile(kube: Kube, body: dict[str, Any], memory: Memory, *, scale: bool =
         for obj in desired(tenant, namespace, uid, spec, node_replicas=replicas):
             stored = kube.apply(obj)
             key = _key(obj)
-            version = stored["metadata"]["resourceVersion"]
+            version = str(stored["metadata"].get("generation") or stored["metadata"]["resourceVersion"])
             if memory.versions.get(key) != version:
                 changed.append(key)
                 memory.versions[key] = version

@@ -1,0 +1,435 @@
+"""A platform team runs Memoturn on Kubernetes, end to end, on a real control plane.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built from upstream source),
+MinIO, and a node agent that runs each scheduled pod as local processes on its own 127.x
+address. The chart's CRDs, RBAC and peering object are installed from ``helm template``; the
+operator runs as a local process with the chart's ServiceAccount token. Then, in the order a
+team would: create a tenant and wait for Ready, write and read through the gateway Service,
+check that reconciling is idempotent and repairs drift, roll a spec change, lose node pods
+(operator up, and operator down), scale with the hot set, fork with a MemoryBranch, expire a
+burner branch, delete the tenant.
+
+The scenarios share one cluster and run in file order. Figures (time to Ready, failover
+times, reconciles per change) go to ``bench/results/e2e.json`` and to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+
+from memoturn.client import Memoturn, MemoturnError
+from support.apply import Discovery, apply, wait_established
+from support.controlplane import ControlPlane
+from support.helm import render
+from support.kubelet import NodeAgent
+from support.operator import Operator, service_account_kubeconfig
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "agents"
+SYSTEM_NS = "memoturn-system"
+TENANT = "acme"
+GROUP_PATH = "/apis/memoturn.io/v1alpha1"
+TTL = 6
+FIGURES: dict[str, Any] = {}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (httpx.HTTPError, MemoturnError, KeyError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+class World:
+    """Everything the scenarios share."""
+
+    def __init__(self, etcd: Any, minio: Any, tmp: Path) -> None:
+        self.etcd, self.minio, self.tmp = etcd, minio, tmp
+        self.control = ControlPlane(etcd.endpoint, str(tmp))
+        self.api = self.control.api
+        self.discovery = Discovery(self.api)
+        self.agent = NodeAgent(self.control.url, self.control.token, "worker-1", str(tmp / "pods"),
+                               base_env={"HF_HUB_OFFLINE": "1"})
+        self.operator: Operator | None = None
+        self.account = ""
+        self.kube = self.control.kube()
+        self.prefix = f"e2e-{os.urandom(3).hex()}"
+
+    def close(self) -> None:
+        if self.operator:
+            self.operator.stop()
+        self.agent.close()
+        self.control.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def tenant(self) -> dict[str, Any]:
+        r = self.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}")
+        r.raise_for_status()
+        return r.json()
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next((c for c in (self.tenant().get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+    def ready(self) -> bool:
+        t = self.tenant()
+        s = t.get("status") or {}
+        return s.get("phase") == "Ready" and s.get("observedGeneration") == t["metadata"]["generation"]
+
+    def pods(self, component: str) -> list[dict[str, Any]]:
+        sel = f"app.kubernetes.io/instance={TENANT},app.kubernetes.io/component={component}"
+        return self.api.get(f"/api/v1/namespaces/{NS}/pods", params={"labelSelector": sel}).json()["items"]
+
+    def live_pods(self, component: str) -> list[dict[str, Any]]:
+        return [p for p in self.pods(component) if not p["metadata"].get("deletionTimestamp")]
+
+    def ready_pods(self, component: str) -> list[dict[str, Any]]:
+        return [p for p in self.live_pods(component)
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))]
+
+    def gateway_url(self) -> str:
+        """A ready endpoint of the gateway Service: a ready pod its selector picks.
+
+        Not from its EndpointSlices: the API server refuses loopback addresses in them, and
+        every pod here has one (the operator finds the data plane the same way)."""
+        endpoints = self.kube.ready_endpoints(NS, f"{TENANT}-memoturn-gateway")
+        if not endpoints:
+            raise KeyError("no ready gateway endpoint")
+        address, port = endpoints[0]
+        return f"http://{address}:{port}"
+
+    def token(self) -> str:
+        import base64
+
+        secret = self.api.get(f"/api/v1/namespaces/{NS}/secrets/{TENANT}-memoturn-token").json()
+        return base64.b64decode(secret["data"]["admin-token"]).decode()
+
+    def client(self) -> Memoturn:
+        return Memoturn(self.gateway_url(), token=self.token(), timeout=10, retries=0)
+
+    def start_operator(self, account: str | None = None) -> Operator:
+        self.account = account or self.account
+        kubeconfig = service_account_kubeconfig(self.api, self.control.url, SYSTEM_NS, self.account,
+                                                str(self.tmp / "operator.kubeconfig"))
+        self.operator = Operator(kubeconfig, str(self.tmp / "operator.log"),
+                                 env={"MEMOTURN_OPERATOR_RESYNC_SECONDS": "2",
+                                      "MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS": "4",
+                                      "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1"}).start()
+        return self.operator
+
+    def write_until_ok(self, key: str, timeout: float) -> float:
+        """Seconds until a durable write through the gateway succeeds again."""
+        t0 = time.monotonic()
+        token = self.token()
+
+        def attempt() -> bool:
+            with Memoturn(self.gateway_url(), token=token, timeout=3, retries=0) as c:
+                c.database(f"{TENANT}--failover").kv_put(key, time.time(), durability="durable")
+            return True
+
+        wait_for(attempt, timeout, f"a write to succeed after losing a node ({key})", interval=0.1)
+        return time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def world(etcd, minio, tmp_path_factory):
+    w = World(etcd, minio, tmp_path_factory.mktemp("e2e"))
+    yield w
+    w.close()
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "e2e.json").write_text(json.dumps(FIGURES, indent=2))
+    print("\ne2e figures:", json.dumps(FIGURES, indent=2), file=sys.stderr)
+
+
+def test_a_platform_team_installs_the_chart_and_starts_the_operator(world):
+    assert world.api.post("/api/v1/namespaces", json={"metadata": {"name": SYSTEM_NS}}).status_code == 201
+    assert world.api.post("/api/v1/namespaces", json={"metadata": {"name": NS}}).status_code == 201
+    objects = render("memoturn", SYSTEM_NS)
+    (account,) = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    assert {c["metadata"]["name"] for c in crds} >= {"memorytenants.memoturn.io", "memorybranches.memoturn.io"}
+    for crd in crds:
+        r = apply(world.api, world.discovery, crd)
+        assert r.status_code in (200, 201), r.text
+    for crd in crds:
+        wait_established(world.api, crd["metadata"]["name"])
+    # Everything but the operator's own Deployment: the operator runs as a local process here,
+    # with the chart's ServiceAccount token, so the chart's RBAC is what it gets.
+    for obj in objects:
+        if obj["kind"] not in ("CustomResourceDefinition", "Deployment"):
+            r = apply(world.api, world.discovery, obj, SYSTEM_NS)
+            assert r.status_code in (200, 201), f"{obj['kind']} {obj['metadata']['name']}: {r.text}"
+    op = world.start_operator(account)
+    wait_for(lambda: "resuming" in op.log().lower() or op.total("memoturn_operator_reconciles") >= 0, 10, "operator up")
+
+
+def test_a_tenant_becomes_ready(world):
+    creds = world.minio.credentials
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials", "namespace": NS},
+              "stringData": {"AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
+                             "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"]}}
+    assert world.api.post(f"/api/v1/namespaces/{NS}/secrets", json=secret).status_code == 201
+    tenant = {"apiVersion": "memoturn.io/v1alpha1", "kind": "MemoryTenant", "metadata": {"name": TENANT, "namespace": NS},
+              "spec": {"image": "memoturn:e2e",
+                       "nodes": {"minReplicas": 1, "maxReplicas": 2, "cacheSizeLimit": "1Gi", "hotPerNodeTarget": 6},
+                       "gateway": {"replicas": 1},
+                       "objectStore": {"bucket": world.minio.bucket, "prefix": world.prefix,
+                                       "endpoint": world.minio.endpoint, "credentialsSecret": "s3-credentials"},
+                       "etcd": {"endpoints": [world.etcd.endpoint]}, "leaseTtlSeconds": TTL,
+                       "tiers": {"hotIdleSeconds": 3}}}
+    t0 = time.monotonic()
+    r = apply(world.api, world.discovery, tenant)
+    assert r.status_code == 201, r.text
+    wait_for(world.ready, 120, "the tenant to be Ready")
+    FIGURES["apply_to_ready_seconds"] = round(time.monotonic() - t0, 2)
+
+    t = world.tenant()
+    assert world.condition("Ready")["status"] == "True" and world.condition("Degraded")["status"] == "False"
+    assert t["status"]["readyNodes"] == 1
+    assert t["status"]["endpoints"]["gateway"] == f"http://{TENANT}-memoturn-gateway.{NS}.svc:7400"
+    # Everything it owns points back at it; nothing asks for a persistent volume.
+    uid = t["metadata"]["uid"]
+    for path in (f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node",
+                 f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-gateway",
+                 f"/api/v1/namespaces/{NS}/services/{TENANT}-memoturn-gateway",
+                 f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn",
+                 f"/api/v1/namespaces/{NS}/serviceaccounts/{TENANT}-memoturn",
+                 f"/api/v1/namespaces/{NS}/secrets/{TENANT}-memoturn-token",
+                 f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{TENANT}-memoturn-node"):
+        obj = world.api.get(path).json()
+        assert [o["uid"] for o in obj["metadata"].get("ownerReferences", [])] == [uid], path
+    assert world.api.get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims").json()["items"] == []
+    assert len(world.token()) >= 32
+
+
+def test_an_agent_writes_and_reads_through_the_gateway_service(world):
+    wait_for(world.gateway_url, 30, "a ready gateway endpoint")
+    with world.client() as c:
+        c.create_database(f"{TENANT}--alice")
+        db = c.database(f"{TENANT}--alice")
+        put = db.kv_put("greeting", "hello", durability="durable")
+        assert db.kv_get("greeting", min_txid=put.txid).data["value"] == "hello"
+        profile = c.profile(TENANT, "bob")
+        profile.add("Bob prefers green tea in the morning", type="preference")
+        hits = profile.recall("what does bob drink")
+        assert "green tea" in hits.data["results"][0]["memory"]["content"]
+    with Memoturn(world.gateway_url(), token="wrong", timeout=10, retries=0) as bad:
+        with pytest.raises(MemoturnError) as err:
+            bad.database(f"{TENANT}--alice").kv_get("greeting")
+        assert err.value.status == 401
+
+
+def test_reconciling_is_idempotent_and_repairs_drift(world):
+    op = world.operator
+    resync = 2.0
+    time.sleep(resync * 2)  # let anything in flight settle
+    changes, reconciles = op.total("memoturn_operator_object_changes"), op.total("memoturn_operator_reconciles")
+    time.sleep(resync * 3)
+    assert op.total("memoturn_operator_reconciles") > reconciles  # the resync timer keeps running ...
+    assert op.total("memoturn_operator_object_changes") == changes  # ... and changes nothing
+    FIGURES["idle_reconciles_per_object_change"] = "no changes over 3 resyncs"
+
+    # A dependent deleted by hand comes back within a moment.
+    cm = f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn"
+    assert world.api.delete(cm).status_code == 200
+    wait_for(lambda: world.api.get(cm).status_code == 200, 30, "the ConfigMap to be recreated")
+    # A field the operator sets, edited by hand, is set back (fields it does not set are left alone).
+    dep = f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-gateway"
+    r = world.api.patch(dep, json={"spec": {"replicas": 3}},
+                        headers={"Content-Type": "application/merge-patch+json"}, params={"fieldManager": "someone"})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: world.api.get(dep).json()["spec"]["replicas"] == 1, 30, "the gateway Deployment to be repaired")
+
+
+def test_a_spec_change_rolls_the_node_pods(world):
+    before = {p["metadata"]["name"] for p in world.live_pods("node")}
+    changes0 = world.operator.total("memoturn_operator_object_changes")
+    reconciles0 = world.operator.total("memoturn_operator_reconciles", trigger="update")
+    r = world.api.patch(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}",
+                        json={"spec": {"tiers": {"hotIdleSeconds": 2}}}, headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200
+    generation = r.json()["metadata"]["generation"]
+    wait_for(lambda: {p["metadata"]["name"] for p in world.ready_pods("node")}.isdisjoint(before)
+             and len(world.ready_pods("node")) == 1, 120, "new node pods to replace the old ones")
+    wait_for(world.ready, 60, "Ready at the new generation")
+    assert world.tenant()["status"]["observedGeneration"] == generation
+    cm = world.api.get(f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn").json()
+    assert cm["data"]["MEMOTURN_HOT_IDLE_SECONDS"] == "2"
+    FIGURES["reconciles_for_one_spec_change"] = world.operator.total("memoturn_operator_reconciles", trigger="update") - reconciles0
+    FIGURES["objects_changed_for_one_spec_change"] = world.operator.total("memoturn_operator_object_changes") - changes0
+    with world.client() as c:  # the data survived the roll (object storage is the truth)
+        assert c.database(f"{TENANT}--alice").kv_get("greeting").data["value"] == "hello"
+
+
+def _node_owning(world: World, db: str) -> str:
+    with world.client() as c:
+        try:
+            c.create_database(db)
+        except MemoturnError as exc:
+            if exc.status != 409:
+                raise
+        c.database(db).kv_put("probe", 1, durability="durable")
+    r = httpx.get(f"{world.gateway_url()}/v1/cluster/placement/{db}", timeout=5)
+    return r.json()["owner"]
+
+
+def _lose_node(world: World, how: str) -> float:
+    db = f"{TENANT}--failover"
+    owner = _node_owning(world, db)
+    assert owner in {p["metadata"]["name"] for p in world.live_pods("node")}
+    params = {"gracePeriodSeconds": 0} if how == "force" else {}
+    r = world.api.delete(f"/api/v1/namespaces/{NS}/pods/{owner}", params=params)
+    assert r.status_code == 200, r.text
+    seconds = world.write_until_ok(f"after-{how}-{time.time()}", timeout=TTL * 4)
+    wait_for(lambda: len(world.ready_pods("node")) >= 2, 90, "a replacement node pod")
+    return seconds
+
+
+def _set_nodes(world: World, **nodes: int) -> None:
+    r = world.api.patch(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}", json={"spec": {"nodes": nodes}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+
+
+def test_losing_a_node_pod_moves_its_databases_in_seconds(world):
+    # Two nodes, so the survivor can take over while the lost pod is replaced.
+    _set_nodes(world, minReplicas=2)
+    wait_for(lambda: len(world.ready_pods("node")) == 2 and world.ready(), 90, "two ready nodes")
+    FIGURES["failover_graceful_delete_seconds"] = round(_lose_node(world, "graceful"), 2)
+    wait_for(world.ready, 90, "Ready again")
+    revoked0 = world.operator.total("memoturn_operator_lease_revocations")
+    FIGURES["failover_force_delete_operator_up_seconds"] = round(_lose_node(world, "force"), 2)
+    assert world.operator.total("memoturn_operator_lease_revocations") > revoked0
+    assert FIGURES["failover_force_delete_operator_up_seconds"] < TTL, "the operator should not wait for the TTL"
+    wait_for(world.ready, 90, "Ready again")
+
+
+def test_with_the_operator_down_the_lease_ttl_still_bounds_failover(world):
+    world.operator.stop()
+    try:
+        seconds = _lose_node(world, "force")
+        FIGURES["failover_force_delete_operator_down_seconds"] = round(seconds, 2)
+        FIGURES["lease_ttl_seconds"] = TTL
+        assert seconds <= TTL + 10
+    finally:
+        world.start_operator()
+    wait_for(world.ready, 90, "Ready again")
+
+
+def test_the_node_set_follows_the_hot_set(world):
+    _set_nodes(world, minReplicas=1)
+    wait_for(lambda: world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node"
+                                   ).json()["spec"]["replicas"] == 1 and len(world.live_pods("node")) == 1, 90,
+             "back to one node (nothing hot)")
+    with world.client() as c:
+        for i in range(16):  # hotPerNodeTarget is 6: 16 hot databases want 3 nodes, max is 2
+            c.create_database(f"{TENANT}--hot{i}")
+            c.database(f"{TENANT}--hot{i}").kv_put("k", i)
+    # Keep them hot (an agent at work) until the node set has grown; then let them idle.
+    busy = threading.Event()
+    busy.set()
+
+    def agents_at_work() -> None:
+        while busy.is_set():
+            try:
+                with world.client() as c:
+                    for i in range(16):
+                        c.database(f"{TENANT}--hot{i}").kv_get("k")
+            except (MemoturnError, KeyError):
+                pass  # a node moving under us: the next round goes through
+            time.sleep(0.2)
+
+    worker = threading.Thread(target=agents_at_work, daemon=True)
+    worker.start()
+    try:
+        wait_for(lambda: world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node"
+                                       ).json()["spec"]["replicas"] == 2, 60, "a scale-out to maxReplicas")
+        wait_for(lambda: len(world.ready_pods("node")) == 2 and world.ready(), 90, "two ready nodes")
+    finally:
+        busy.clear()
+        worker.join()
+    # Idle: the hot set drains to warm after hotIdleSeconds, the operator scales back in gracefully.
+    wait_for(lambda: world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node"
+                                   ).json()["spec"]["replicas"] == 1, 90, "a scale-in to minReplicas")
+    wait_for(lambda: len(world.live_pods("node")) == 1 and world.ready(), 90, "one node again")
+    with world.client() as c:
+        for i in range(16):
+            assert c.database(f"{TENANT}--hot{i}").kv_get("k").data["value"] == i  # nothing lost by the drain
+    assert world.operator.total("memoturn_operator_scale_events") >= 0
+
+
+def _branch(world: World, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    body = {"apiVersion": "memoturn.io/v1alpha1", "kind": "MemoryBranch", "metadata": {"name": name, "namespace": NS},
+            "spec": {"tenant": TENANT, "database": f"{TENANT}--alice", **spec}}
+    r = apply(world.api, world.discovery, body)
+    assert r.status_code == 201, r.text
+    path = f"{GROUP_PATH}/namespaces/{NS}/memorybranches/{name}"
+    return wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") in ("Ready", "Failed", "Expired") else None)(
+        world.api.get(path).json()), 60, f"MemoryBranch {name} to settle")
+
+
+def test_a_memory_branch_forks_and_the_fork_is_readable(world):
+    with world.client() as c:
+        head = c.database(f"{TENANT}--alice").kv_put("greeting", "hello again", durability="durable").txid
+    b = _branch(world, "experiment", {"branch": "experiment", "parent": {"txid": head}})
+    assert b["status"]["phase"] == "Ready" and b["status"]["resolvedTxid"] == head
+    with world.client() as c:
+        fork = c.database(f"{TENANT}--alice", "experiment")
+        assert fork.kv_get("greeting").data["value"] == "hello again"
+        fork.kv_put("greeting", "only on the fork")
+        assert c.database(f"{TENANT}--alice").kv_get("greeting").data["value"] == "hello again"
+    # Deleting the resource deletes the branch (finalizer).
+    assert world.api.delete(f"{GROUP_PATH}/namespaces/{NS}/memorybranches/experiment").status_code == 200
+    wait_for(lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorybranches/experiment").status_code == 404,
+             60, "the MemoryBranch to go")
+    with world.client() as c:
+        names = [x["branch"] for x in c.database(f"{TENANT}--alice").branches().data["branches"]]
+        assert "experiment" not in names
+    bad = _branch(world, "from-nowhere", {"branch": "nowhere", "parent": {"checkpoint": "no-such-checkpoint"}})
+    assert bad["status"]["phase"] == "Failed" and bad["status"]["conditions"][0]["status"] == "False"
+
+
+def test_a_burner_branch_expires(world):
+    b = _branch(world, "burner", {"branch": "burner", "ttlSeconds": 3})
+    assert b["status"]["phase"] == "Ready" and b["status"]["expiryTime"]
+    path = f"{GROUP_PATH}/namespaces/{NS}/memorybranches/burner"
+    wait_for(lambda: world.api.get(path).json()["status"]["phase"] == "Expired", 60, "the burner branch to expire")
+    with world.client() as c:
+        with pytest.raises(MemoturnError) as err:
+            c.database(f"{TENANT}--alice", "burner").kv_get("greeting")
+        assert err.value.status == 404
+    assert world.api.delete(path).status_code == 200
+    wait_for(lambda: world.api.get(path).status_code == 404, 30, "the expired MemoryBranch to be deletable")
+
+
+def test_deleting_the_tenant_cleans_everything_up(world):
+    pods = world.live_pods("node") + world.live_pods("gateway")
+    r = world.api.delete(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}")
+    assert r.status_code == 200
+    wait_for(lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}").status_code == 404, 60,
+             "the tenant to go")
+    for path in (f"/apis/apps/v1/namespaces/{NS}/deployments", f"/api/v1/namespaces/{NS}/services",
+                 f"/api/v1/namespaces/{NS}/pods", f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets"):
+        wait_for(lambda: world.api.get(path).json()["items"] == [], 120, f"{path} to be empty")
+    for p in pods:
+        proc = world.agent.process(NS, p["metadata"]["name"])
+        assert proc is None or proc.poll() is not None
+    assert world.operator.proc.poll() is None, "the operator kept running"
