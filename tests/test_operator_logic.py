@@ -87,3 +87,19 @@ def test_revoking_a_dead_nodes_lease_frees_its_branches_at_once(etcd):
         dead._closed = True
         dead.etcd.close()
         other.close()
+
+
+def test_an_unreachable_api_server_postpones_the_reconcile_instead_of_failing_it():
+    from kubernetes import client
+
+    from memoturn_operator.kube import Kube, Retry
+    from support.nodes import free_port
+
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    configuration.retries = 0
+    kube = Kube(client.ApiClient(configuration))
+    with pytest.raises(Retry, match="unreachable"):
+        kube.tenant("memoturn.io", "v1alpha1", "ns", "acme")
+    with pytest.raises(Retry, match="unreachable"):
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "ns"}})

@@ -27,6 +27,9 @@ CEL = {
     "NodesSpec": [{"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}],
     "BranchParent": [{"rule": "[has(self.txid), has(self.checkpoint), has(self.timestamp)].filter(x, x).size() <= 1",
                       "message": "give at most one of txid, checkpoint, timestamp"}],
+    # A fork is made once: changing what it was forked from would silently mean nothing.
+    "MemoryBranchSpec": [{"rule": "self == oldSelf",
+                          "message": "a MemoryBranch's spec cannot change; create another MemoryBranch"}],
 }
 
 
@@ -150,7 +153,8 @@ def render(doc: dict[str, Any]) -> str:
         yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)
 
 
-OUTPUT_DIRS = ("crds", "charts/memoturn/crds")  # relative to the checkout root (the working directory)
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: operator/memoturn_operator/crd.py
+OUTPUT_DIRS = (ROOT / "crds", ROOT / "charts" / "memoturn" / "crds")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,6 +75,10 @@ class Kube:
                 self._dynamic = DynamicClient(self.api_client)
             return self._dynamic
 
+    def _resource(self, what: str, api_version: str, kind: str) -> Any:
+        """The dynamic client's resource (discovery on first use, which may also find the server away)."""
+        return self._call(what, lambda: self.dynamic.resources.get(api_version=api_version, kind=kind))
+
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -88,14 +92,14 @@ class Kube:
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply ``obj`` (force: this operator owns these fields); the object as stored."""
         what = f"apply {obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
-        resource = self._call(what, self.dynamic.resources.get, api_version=obj["apiVersion"], kind=obj["kind"])
+        resource = self._resource(what, obj["apiVersion"], obj["kind"])
         result = self._call(what, self.dynamic.server_side_apply, resource, body=obj,
                             field_manager=FIELD_MANAGER, force_conflicts=True)
         return result.to_dict()
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         what = f"get {kind} {namespace}/{name}"
-        resource = self._call(what, self.dynamic.resources.get, api_version=api_version, kind=kind)
+        resource = self._resource(what, api_version, kind)
         try:
             return self._call(what, resource.get, name=name, namespace=namespace).to_dict()
         except NotFoundError:
@@ -104,7 +108,7 @@ class Kube:
     def create_if_absent(self, obj: dict[str, Any]) -> bool:
         """Create ``obj`` unless it exists; True if this call created it (for things made once)."""
         what = f"create {obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
-        resource = self._call(what, self.dynamic.resources.get, api_version=obj["apiVersion"], kind=obj["kind"])
+        resource = self._resource(what, obj["apiVersion"], obj["kind"])
         try:
             resource.create(body=obj, namespace=obj["metadata"]["namespace"])
             return True

@@ -124,15 +124,20 @@ class World:
     def client(self) -> Memoturn:
         return Memoturn(self.gateway_url(), token=self.token(), timeout=10, retries=0)
 
-    def start_operator(self, account: str | None = None) -> Operator:
+    def start_operator(self, account: str | None = None, *, extra_args: tuple[str, ...] = (),
+                       log: str = "operator.log") -> Operator:
+        """An operator replica as the chart runs it (``--all-namespaces --peering memoturn``)."""
         self.account = account or self.account
         kubeconfig = service_account_kubeconfig(self.api, self.control.url, SYSTEM_NS, self.account,
                                                 str(self.tmp / "operator.kubeconfig"))
-        self.operator = Operator(kubeconfig, str(self.tmp / "operator.log"),
-                                 env={"MEMOTURN_OPERATOR_RESYNC_SECONDS": "2",
-                                      "MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS": "4",
-                                      "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1"}).start()
-        return self.operator
+        operator = Operator(kubeconfig, str(self.tmp / log),
+                            args=["--all-namespaces", "--peering", "memoturn", *extra_args],
+                            env={"MEMOTURN_OPERATOR_RESYNC_SECONDS": "2",
+                                 "MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS": "4",
+                                 "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1"}).start()
+        if log == "operator.log":
+            self.operator = operator
+        return operator
 
     def write_until_ok(self, key: str, timeout: float) -> float:
         """Seconds until a durable write through the gateway succeeds again."""
@@ -418,6 +423,31 @@ def test_a_burner_branch_expires(world):
         assert err.value.status == 404
     assert world.api.delete(path).status_code == 200
     wait_for(lambda: world.api.get(path).status_code == 404, 30, "the expired MemoryBranch to be deletable")
+
+
+def test_a_standby_operator_acts_only_once_the_active_one_is_gone(world):
+    active = world.operator
+    # Below the active one's priority: kopf starts it paused, and it stays so while the active
+    # one keeps its peering record alive.
+    standby = world.start_operator(extra_args=("--priority", "0"), log="operator-standby.log")
+    try:
+        cm = f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn"
+        assert world.api.delete(cm).status_code == 200
+        wait_for(lambda: world.api.get(cm).status_code == 200, 30, "the active operator to repair the ConfigMap")
+        time.sleep(3)  # more than a resync: a standby that acted would have counted it by now
+        assert standby.total("memoturn_operator_reconciles") == 0, "the paused standby acted"
+        assert "Resuming operations" not in standby.log()
+
+        active.stop()  # graceful: it leaves the peering, the standby resumes at once
+        wait_for(lambda: "Resuming operations after the pause" in standby.log(), 60, "the standby to resume")
+        assert world.api.delete(cm).status_code == 200
+        wait_for(lambda: world.api.get(cm).status_code == 200, 30, "the former standby to repair the ConfigMap")
+        assert standby.total("memoturn_operator_reconciles") > 0
+    finally:
+        active.stop()
+        standby.stop()
+        world.start_operator()
+    wait_for(world.ready, 60, "Ready")
 
 
 def test_deleting_the_tenant_cleans_everything_up(world):

@@ -52,6 +52,10 @@ def test_the_api_server_accepts_the_crds_and_enforces_them(api):
     assert r.status_code == 422 and "at most one of txid, checkpoint, timestamp" in r.text
     branch["spec"]["parent"] = {"checkpoint": "c"}
     assert api.post(BRANCHES, json=branch).status_code == 201
+    # A fork is made once: its spec cannot be changed afterwards.
+    r = api.patch(f"{BRANCHES}/b", json={"spec": {"parent": {"checkpoint": "other"}}},
+                  headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 422 and "spec cannot change" in r.text, r.text
 
     # The status subresource is separate from the spec, as the operator needs.
     status = {"status": {"phase": "Ready", "readyNodes": 2, "observedGeneration": 1}}
