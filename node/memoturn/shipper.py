@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from .database import Database
     from .node import Node
 
+#: Segments at least this big are left as they are, and merging never makes a bigger one.
+MERGED_SEGMENT_MAX_BYTES = 1 << 20
+
 log = logging.getLogger("memoturn.shipper")
 
 
@@ -136,6 +139,7 @@ class Shipper:
             with db.ship_cond:
                 segs = list(db.pending)
             if db.fenced or not segs:
+                self._backoff.pop(id(db), None)  # bounded by handles still failing to ship
                 return False
             try:
                 self._ship_segments(db, segs)
@@ -171,17 +175,26 @@ class Shipper:
     def _maybe_merge(self, db: "Database") -> None:
         """Merge a branch's oldest run of small segments into one object (same txids, same chain).
 
+        Only segments under :data:`MERGED_SEGMENT_MAX_BYTES` take part, and a merge stops before
+        it would exceed that size: a merged segment is never re-read and re-written by the next
+        merge, so the bytes a merge moves stay bounded (merging the ever-growing oldest segment
+        again and again made shipping quadratic and stalled it for hundreds of milliseconds).
         Forks that name the old objects keep naming them (GC keeps what any manifest names).
         """
         limit = db.manifest.policy.merge_segments_over or self.settings.merge_segments_over
         segs = sorted((s for s in db.manifest.segments if s.until is None), key=lambda s: s.first_txid)
-        if len(segs) <= limit:
+        small = [s for s in segs if s.size < MERGED_SEGMENT_MAX_BYTES]
+        if len(small) <= limit:
             return
-        run = [segs[0]]
-        for ref in segs[1:]:
-            if len(run) == limit or ref.first_txid != run[-1].last_txid + 1:
-                break
-            run.append(ref)
+        run: list[SegmentRef] = []
+        for ref in segs:
+            fits = ref.size < MERGED_SEGMENT_MAX_BYTES and sum(r.size for r in run) + ref.size <= MERGED_SEGMENT_MAX_BYTES
+            if run and (not fits or len(run) == limit or ref.first_txid != run[-1].last_txid + 1):
+                if len(run) >= 2:
+                    break
+                run = []  # a lone small segment between big ones: look further on
+            if fits:
+                run.append(ref)
         if len(run) < 2:
             return
         parts = []
