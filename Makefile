@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run test e2e bench bench-quick bench-recall loadtest minio etcd kube helm clean
+.PHONY: help venv venv-path run test e2e bench bench-peers bench-quick bench-recall loadtest minio etcd kube helm clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -23,6 +23,7 @@ help:
 	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
 	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
 	@echo "make loadtest [USERS=20 DURATION=60s] - Locust against a local cluster, reports in bench/results/loadtest/"
+	@echo "make bench-peers - replication lag and restore vs Litestream (built from source), same MinIO"
 	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
 
 $(BIN)/.installed: pyproject.toml
@@ -67,6 +68,11 @@ bench: venv minio etcd
 
 loadtest: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m loadtest.run --users $(USERS) --duration $(DURATION) --fail-on-error
+
+# Peers side by side, same machine, same run: Litestream (built from source) on the same MinIO.
+bench-peers: venv minio
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_LITESTREAM_BIN=$$(bash .ci/install-litestream) \
+	$(BIN)/python -m bench.peers.litestream
 
 bench-recall: venv
 	$(BIN)/python -m bench.recall --data $(DATA)
