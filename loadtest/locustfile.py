@@ -22,7 +22,7 @@ import os
 import random
 import uuid
 
-from locust import HttpUser, between, events
+from locust import FastHttpUser, between, events
 
 NS = os.environ.get("MEMOTURN_LOAD_NAMESPACE", "load")
 PROFILES = int(os.environ.get("MEMOTURN_LOAD_PROFILES", "200"))
@@ -71,7 +71,7 @@ def create_profiles(environment, **_kwargs):
                 raise RuntimeError(f"cannot create {NS}--p{i}: {r.status_code} {r.text}")
 
 
-def memory_write(self: HttpUser) -> None:
+def memory_write(self: FastHttpUser) -> None:
     p = pick_profile()
     subject = random.choice(SUBJECTS)
     body = {"type": random.choice(["fact", "preference", "event"]),
@@ -83,7 +83,7 @@ def memory_write(self: HttpUser) -> None:
                      name="memory_write")
 
 
-def recall(self: HttpUser) -> None:
+def recall(self: FastHttpUser) -> None:
     p = pick_profile()
     body = {"query": f"what does {p} think about the {random.choice(WORDS)}?", "limit": 5}
     if CLIENT_VECTORS:
@@ -91,7 +91,7 @@ def recall(self: HttpUser) -> None:
     self.client.post(f"/v1/namespaces/{NS}/profiles/{p}/recall", json=body, headers=headers(), name="recall")
 
 
-def kv_put(self: HttpUser) -> None:
+def kv_put(self: FastHttpUser) -> None:
     p = pick_profile()
     key = f"session/{random.randrange(50)}"
     self.client.put(f"/v1/databases/{NS}--{p}/kv/{key}", json={"value": {"turn": random.randrange(1000)},
@@ -99,7 +99,7 @@ def kv_put(self: HttpUser) -> None:
                     headers=headers(True), name="kv_put")
 
 
-def kv_get(self: HttpUser) -> None:
+def kv_get(self: FastHttpUser) -> None:
     p = pick_profile()
     with self.client.get(f"/v1/databases/{NS}--{p}/kv/session/{random.randrange(50)}", headers=headers(),
                          name="kv_get", catch_response=True) as r:
@@ -107,14 +107,14 @@ def kv_get(self: HttpUser) -> None:
             r.success()
 
 
-def doc_insert(self: HttpUser) -> None:
+def doc_insert(self: FastHttpUser) -> None:
     p = pick_profile()
     doc = {"body": {"topic": random.choice(WORDS), "priority": random.randrange(5), "done": random.random() < 0.5}}
     self.client.post(f"/v1/databases/{NS}--{p}/collections/tasks/documents", json=doc, headers=headers(True),
                      name="doc_insert")
 
 
-def doc_query(self: HttpUser) -> None:
+def doc_query(self: FastHttpUser) -> None:
     p = pick_profile()
     q = {"filter": {"priority": {"$gte": random.randrange(5)}, "done": False},
          "sort": [{"path": "priority", "order": "desc"}], "limit": 10}
@@ -122,7 +122,7 @@ def doc_query(self: HttpUser) -> None:
                      name="doc_query")
 
 
-def fork(self: HttpUser) -> None:
+def fork(self: FastHttpUser) -> None:
     p = pick_profile()
     self.client.post(f"/v1/databases/{NS}--{p}/branches",
                      json={"name": f"scratch-{uuid.uuid4().hex[:8]}", "ttl_seconds": 30},
@@ -134,7 +134,7 @@ if unknown := set(MIX) - set(OPERATIONS):
     raise SystemExit(f"MEMOTURN_LOAD_MIX names unknown operations: {sorted(unknown)}")
 
 
-class AgentUser(HttpUser):
+class AgentUser(FastHttpUser):
     """One agent: picks a profile by popularity and an operation by the mix, back to back."""
 
     wait_time = between(0.0, 0.02)

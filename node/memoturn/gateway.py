@@ -13,9 +13,13 @@ request provably did not execute:
 
 Any other answer, success or error, goes back to the client as it is, with its
 ``Memoturn-Txid``. Request bodies are buffered (they must be replayable for a retry, and
-are bounded by ``max_body_bytes``); response bodies stream. Requests not addressed to one
+are bounded by ``max_body_bytes``); a response body up to ``BUFFER_BYTES`` is sent with
+its length, a larger one (or one of unknown length) streams. Requests not addressed to one
 database go to any live node. When no node is live the answer is ``503`` with a problem
 body.
+
+The client side is aiohttp with a keep-alive pool per node: the gateway's cost per request
+is most of what it adds, and httpx's pool bookkeeping was the largest part of it.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import sys
 from typing import Any
 
-import httpx
+import aiohttp
+import yarl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -43,6 +49,7 @@ _BRANCH_PATH = re.compile(r"^/v1/databases/[^/]+/branches/([^/]+)/")
 _PROFILE_PATH = re.compile(r"^/v1/namespaces/([^/]+)/profiles/([^/]+)(?:/|$)")
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
 _RETRYABLE = {"not-owner", "lease-lost", "fenced"}
+BUFFER_BYTES = 1024**2
 
 
 def _problem(status: int, type_: str, detail: str) -> JSONResponse:
@@ -59,12 +66,23 @@ class Gateway:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_body_bytes = max_body_bytes
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=2.0),
-                                        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
         self.retries = 0
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Made on first use, inside the server's event loop (aiohttp sessions belong to one)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
+                auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
+        return self._session
+
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def handle(self, request: Request) -> Response:
         path = request.url.path
@@ -100,14 +118,18 @@ class Gateway:
                 excluded.clear()  # every node failed once: start over after a pause
                 last_problem = "no live node to route to"
             else:
-                url = node["url"].rstrip("/") + path
-                req = self.client.build_request(request.method, url, params=request.query_params, headers=headers,
-                                                content=body)
+                query = request.url.query
+                raw_path = (request.scope.get("raw_path") or path.encode()).decode("latin-1")
+                url = yarl.URL(node["url"].rstrip("/") + raw_path.split("?", 1)[0] + (f"?{query}" if query else ""),
+                               encoded=True)  # the path and query as the client sent them
                 try:
-                    resp = await self.client.send(req, stream=True)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    resp = await self.session.request(request.method, url, headers=headers, data=body,
+                                                      allow_redirects=False)
+                except aiohttp.ClientConnectorError as exc:  # never reached the node: safe to retry elsewhere
                     excluded.add(node["id"])
                     last_problem = f"node {node['id']} unreachable: {exc}"
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # may have run: no retry
+                    return _problem(502, "bad-gateway", f"node {node['id']} failed mid-request: {exc!r}")
                 else:
                     retry_type = await self._retryable(resp, replica)
                     if replica and retry_type == "min-txid-not-reached":
@@ -116,11 +138,7 @@ class Gateway:
                         headers = [(k, v) for k, v in headers if k.lower() != "memoturn-read"]
                         continue
                     if retry_type is None:
-                        if resp.is_stream_consumed:  # a problem body we looked at
-                            await resp.aclose()
-                            return Response(resp.content, status_code=resp.status_code, headers=_response_headers(resp))
-                        return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code,
-                                                 headers=_response_headers(resp), background=_Closer(resp))
+                        return await _relay(resp)
                     last_problem = f"node {node['id']} answered {retry_type}"
                     if key:
                         await asyncio.get_running_loop().run_in_executor(None, self._refresh, key)
@@ -142,30 +160,39 @@ class Gateway:
             log.debug("owner refresh for %s failed: %s", key, exc)
 
     @staticmethod
-    async def _retryable(resp: httpx.Response, replica: bool) -> str | None:
-        if resp.status_code not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith("application/problem+json"):
+    async def _retryable(resp: aiohttp.ClientResponse, replica: bool) -> str | None:
+        """The problem type if the node provably did not run the request (the body is then read)."""
+        if resp.status not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith("application/problem+json"):
             return None
-        await resp.aread()
+        data = await resp.read()
         try:
-            type_ = resp.json().get("type")
-        except ValueError:
+            type_ = json.loads(data or b"{}").get("type")
+        except (ValueError, AttributeError):
             return None
-        if type_ in _RETRYABLE or (replica and resp.status_code == 412 and type_ == "min-txid-not-reached"):
-            await resp.aclose()
+        if type_ in _RETRYABLE or (replica and resp.status == 412 and type_ == "min-txid-not-reached"):
+            resp.release()
             return type_
         return None
 
 
-class _Closer:
-    def __init__(self, resp: httpx.Response) -> None:
-        self.resp = resp
+async def _relay(resp: aiohttp.ClientResponse) -> Response:
+    """The node's answer as it is: buffered when small (sent with its length), streamed otherwise."""
+    headers = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS}
+    if resp.content_length is not None and resp.content_length <= BUFFER_BYTES:
+        try:
+            data = await resp.read()
+        finally:
+            resp.release()
+        return Response(data, status_code=resp.status, headers=headers)
 
-    async def __call__(self) -> None:
-        await self.resp.aclose()
+    async def chunks() -> Any:
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            yield chunk
 
+    async def release() -> None:
+        resp.release()
 
-def _response_headers(resp: httpx.Response) -> dict[str, str]:
-    return {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS and k.lower() != "content-encoding"}
+    return StreamingResponse(chunks(), status_code=resp.status, headers=headers, background=release)
 
 
 def create_gateway_app(gateway: Gateway) -> Starlette:
