@@ -141,3 +141,23 @@ def test_bad_recall_and_names(client):
     assert r.status_code == 400 and r.json()["type"] == "invalid-name"
     r = client.post("/v1/namespaces/acme/profiles/alice/memories/batch", json={"memories": [{"content": "ok"}, {"content": ""}]})
     assert r.status_code == 422 and client.get(BASE).json()["memories"] == 1
+
+
+def test_known_profiles_are_not_created_again_and_a_deleted_one_comes_back(client, file_store, monkeypatch):
+    creates: list[str] = []
+    real_put = file_store.put
+
+    def counting_put(key, data, **kw):
+        if key.endswith("/main/manifest.json") and kw.get("if_none_match"):
+            creates.append(key)
+        return real_put(key, data, **kw)
+
+    monkeypatch.setattr(file_store, "put", counting_put)
+    for i in range(5):
+        add(client, content=f"Alice fact {i}")
+    assert creates == ["db/acme--alice/main/manifest.json"]  # one create, not one per write
+    assert client.delete(BASE).status_code == 204
+    add(client, content="Alice came back")  # the node still "knows" alice: the write recreates it, no 404
+    assert len(creates) == 2
+    r = client.get(BASE + "/memories").json()
+    assert [m["content"] for m in r["memories"]] == ["Alice came back"]

@@ -7,6 +7,8 @@ computed before the database lock is taken, so a slow embedder never blocks othe
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import memories
 from ..embedding import Embedder, as_vector, get_embedder
-from ..errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict, NotFound
 from ..node import Node
 from .models import Problem
 
@@ -139,6 +141,9 @@ def profile_db(namespace: str, profile: str) -> str:
     return f"{namespace}--{profile}"
 
 
+KNOWN_PROFILES = 100_000
+
+
 def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_url: str | None = None,
             embedding_key: str | None = None) -> None:
     base = "/v1/namespaces/{namespace}/profiles/{profile}"
@@ -146,11 +151,24 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
     def embedder() -> Embedder:
         return get_embedder(embedder_spec, embedding_url, embedding_key)
 
+    known: OrderedDict[str, None] = OrderedDict()  # profiles known to exist: an LRU of KNOWN_PROFILES
+    known_lock = threading.Lock()
+
     def ensure_profile(db: str) -> None:
+        """Create the profile's database on first use. Known ones cost nothing: without the cache
+        every memory write paid a conditional PUT to the object store (a fifth of its time)."""
+        with known_lock:
+            if db in known:
+                known.move_to_end(db)
+                return
         try:
             node.create_database(db)
         except Conflict:
             pass
+        with known_lock:
+            known[db] = None
+            if len(known) > KNOWN_PROFILES:
+                known.popitem(last=False)
 
     def vectors(items: list[tuple[str, list[float] | None]]) -> list[np.ndarray]:
         missing = [i for i, (_, v) in enumerate(items) if v is None]
@@ -180,7 +198,13 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
             memories.ensure_schema(conn, dim, name)
             return [memories.add(conn, p, v) for p, v in zip(payload, vecs)]
 
-        return node.write(db, tx, durable=durable)
+        try:
+            return node.write(db, tx, durable=durable)
+        except NotFound:  # deleted since we saw it: a profile is created on first use, so again
+            with known_lock:
+                known.pop(db, None)
+            ensure_profile(db)
+            return node.write(db, tx, durable=durable)
 
     def durable_flag(value: str | None) -> bool | None:
         if value is None:
