@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run test e2e bench bench-peers bench-report bench-throughput bench-quick bench-recall loadtest minio etcd kube helm clean
+.PHONY: help venv venv-path run test e2e bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd kube helm clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -25,6 +25,7 @@ help:
 	@echo "make loadtest [USERS=20 DURATION=60s] - Locust against a local cluster, reports in bench/results/loadtest/"
 	@echo "make bench-peers - vs Litestream (replication lag, restore) and a sqlite-vec memory service (LoCoMo), same run"
 	@echo "make bench-throughput - KV and memory-write throughput, direct and through the gateway"
+	@echo "make bench-scale [SIZES=10000,100000,1000000] - RSS, fds, disk and latencies as the database population grows"
 	@echo "make bench-report - plots and figure tables of docs/benchmarks.md from bench/results/*.json"
 	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
 
@@ -83,6 +84,11 @@ bench-report: venv
 
 bench-throughput: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.throughput
+
+# One node, a population of up to 1,000,000 databases (SIZES=10000,100000,1000000; about an hour).
+SIZES ?= 10000,100000,1000000
+bench-scale: venv
+	$(BIN)/python -m bench.scale --sizes $(SIZES)
 
 bench-recall: venv
 	$(BIN)/python -m bench.recall --data $(DATA)

@@ -380,9 +380,30 @@ class Database:
 
 
 def drop_local_files(path: str) -> None:
-    """Remove a database file and everything beside it (the cache copy is expendable)."""
+    """Remove a database file and everything beside it (the cache copy is expendable).
+
+    The per-database directory goes too once it is empty, so local disk is bounded by the
+    hot and warm tiers rather than growing by one directory per database ever opened; a
+    concurrent opener recreates it (:func:`restore_into`).
+    """
     for suffix in ("", "-wal", "-shm", ".state.json"):
         try:
             os.unlink(path + suffix)
         except FileNotFoundError:
             pass
+    try:
+        os.rmdir(os.path.dirname(path))  # fails, harmlessly, while a sibling branch has files
+    except OSError:
+        pass
+
+
+def restore_into(store: st.ObjectStore, manifest: Manifest, path: str) -> Any:
+    """:func:`restore` a new local copy at ``path``, creating its directory; retried if a
+    sibling branch's :func:`drop_local_files` removed the (then empty) directory meanwhile."""
+    for attempt in range(3):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            return restore(store, manifest, path)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise

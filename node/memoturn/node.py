@@ -13,6 +13,7 @@ because only object storage is trusted.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -25,13 +26,12 @@ from typing import Any, TypeVar
 from . import store as st
 from .auth import Authenticator
 from .config import Settings
-from .database import Closed, Database, drop_local_files, sidecar_path
+from .database import Closed, Database, drop_local_files, restore_into, sidecar_path
 from .errors import NotFound, PreconditionFailed, Unavailable
 from .leases import LeaseTable, LocalLeaseTable
 from .manifest import Manifest, create_manifest, load_manifest
 from .metrics import NodeMetrics
 from .names import DEFAULT_BRANCH, check_branch_name, check_database_name
-from .restore import restore
 from .replication import ReplicaSet, Replicator
 from .shipper import Shipper
 from .tiers import TierManager
@@ -270,7 +270,22 @@ class Node:
             with self._lock:
                 self._hot[key] = db
                 self.metrics.hot.set(len(self._hot))
+        self._shed_hot(key)
         return db
+
+    def _shed_hot(self, opened: str) -> None:
+        """Close the least recently opened handles beyond ``max_hot`` on the opener's thread.
+
+        Bounds the hot tier by ``max_hot`` plus the handles still waiting to ship, however fast
+        databases are opened: the tier thread alone falls behind under load (it competes for
+        the GIL with every request thread), and the hot tier then grew with every database touched.
+        """
+        with self._lock:
+            over = len(self._hot) - self.settings.max_hot
+            victims = [(k, db) for k, db in itertools.islice(self._hot.items(), max(0, over)) if k != opened]
+        for k, db in victims:
+            if not db.pending:  # unshipped segments: the tier pass closes it once they ship
+                self._evict_hot(k, db)
 
     def flush(self, name: str, branch: str = DEFAULT_BRANCH, timeout: float = 30.0) -> None:
         """Ship what this node committed on a branch but has not shipped yet (if it is hot here)."""
@@ -313,10 +328,9 @@ class Node:
         if manifest.expires_at is not None and manifest.expires_at <= time.time():
             raise NotFound(f"branch {branch!r} of {name!r} has expired", type="branch-expired")
         path = self._path(name, branch)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         if not self.tiers.reuse_warm(f"{name}/{branch}", path, manifest):
             t0 = time.perf_counter()
-            restore(self.store, manifest, path)
+            restore_into(self.store, manifest, path)
             self.metrics.restores.inc()
             self.metrics.restore_seconds.observe(time.perf_counter() - t0)
         return Database(self, name, branch, path, manifest, etag)

@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from .database import connect, drop_local_files
+from .database import connect, drop_local_files, restore_into
 from .errors import BadRequest, DataCorrupt, PreconditionFailed
 from .manifest import load_manifest
-from .restore import restore
 from .segment import SegmentCorrupt, decode_segment
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ class ReplicaSet:
     def _restore(self, name: str, branch: str, copy: ReplicaCopy) -> None:
         manifest, _ = load_manifest(self.node.store, name, branch)
         self._close(copy)
-        restore(self.node.store, manifest, copy.path)
+        restore_into(self.node.store, manifest, copy.path)
         copy.head_txid = manifest.head_txid
         copy.epoch = manifest.epoch
         copy.timeline = manifest.timeline

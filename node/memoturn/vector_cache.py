@@ -27,6 +27,11 @@ from typing import Any
 import numpy as np
 
 
+#: What an entry costs beyond its arrays (key, object, array headers), counted in the budget so
+#: that entries of profiles with no or few memories cannot accumulate outside it.
+_ENTRY_OVERHEAD = 1024
+
+
 class _Entry:
     __slots__ = ("deletes", "max_rowid", "rowids", "matrix", "dim")
 
@@ -39,7 +44,7 @@ class _Entry:
 
     @property
     def nbytes(self) -> int:
-        return self.matrix.nbytes + self.rowids.nbytes
+        return self.matrix.nbytes + self.rowids.nbytes + _ENTRY_OVERHEAD
 
 
 class VectorCache:
