@@ -445,6 +445,41 @@ def raise_fd_limit(need: int) -> int:
     return soft
 
 
+def finish(args: argparse.Namespace, command: str, started: float, baseline: dict[str, Any],
+           stages: list[dict[str, Any]], fd_limit: int) -> None:
+    """Write bench/results/NAME.json and print the table (before the temp dir is removed)."""
+    ratios = growth(stages)
+    last = stages[-1]["resources"]
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.perf_counter() - started))),
+        "command": command,
+        "total_seconds": round(time.perf_counter() - started, 1),  # excludes removing the temp dir
+        "setup": {
+            "node": "memoturnd child process over HTTP on 127.0.0.1 (RSS and fds read from /proc/<pid>)",
+            "store": args.store, "file_store_fsync": None if args.store == "s3" else not args.no_fsync,
+            "max_hot": args.hot, "max_disk_bytes": args.max_disk_mib * MiB, "tier_interval_seconds": args.tier_interval,
+            "client_threads": args.threads, "rlimit_nofile": fd_limit, "seed": args.seed,
+            "sizes": args.sizes, "touches_per_stage": "min(N/10, %d)" % args.max_touch,
+            "create": "bulk on client_threads concurrent connections (throughput), then create_sample one at a time (latency)",
+        },
+        "baseline": baseline,
+        "stages": stages,
+        "growth": ratios,
+        "target": {"rss_bytes": last["rss_bytes"], "rss_peak_bytes": last["rss_peak_bytes"],
+                   "target_rss_bytes": TARGET_RSS_BYTES, "population": stages[-1]["population"],
+                   "met": last["rss_peak_bytes"] <= TARGET_RSS_BYTES},
+    }
+    write_results(args.name, results)
+    print()
+    print(f"{command}  ({results['total_seconds']:.0f} s; {args.store} store, fsync "
+          f"{'off' if args.no_fsync else 'on'}, max_hot {args.hot}, max_disk {args.max_disk_mib} MiB, "
+          f"{args.threads} client threads)")
+    print(table(stages, ratios))
+    print(f"target: peak RSS {last['rss_peak_bytes'] / MiB:.0f} MiB <= {TARGET_RSS_BYTES / MiB:.0f} MiB "
+          f"with {stages[-1]['population']:,} databases: {'met' if results['target']['met'] else 'NOT met'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=lambda t: [parse_size(x) for x in t.split(",")], default=[10_000, 100_000, 1_000_000],
@@ -509,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.sampler.stop()
         node.kill(15)
+        finish(args, command, started, baseline, stages, fd_limit)
     finally:
         if node.proc.poll() is None:
             node.kill(9)
@@ -519,39 +555,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             log(f"kept {tmp}")
         else:
+            log(f"removing {tmp}")
             shutil.rmtree(tmp, ignore_errors=True)
             if minio is not None:
                 shutil.rmtree(minio.data_dir, ignore_errors=True)
-    ratios = growth(stages)
-    last = stages[-1]["resources"]
-    results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.perf_counter() - started))),
-        "command": command,
-        "total_seconds": round(time.perf_counter() - started, 1),
-        "setup": {
-            "node": "memoturnd child process over HTTP on 127.0.0.1 (RSS and fds read from /proc/<pid>)",
-            "store": args.store, "file_store_fsync": None if args.store == "s3" else not args.no_fsync,
-            "max_hot": args.hot, "max_disk_bytes": args.max_disk_mib * MiB, "tier_interval_seconds": args.tier_interval,
-            "client_threads": args.threads, "rlimit_nofile": fd_limit, "seed": args.seed,
-            "sizes": args.sizes, "touches_per_stage": "min(N/10, %d)" % args.max_touch,
-            "create": "bulk on client_threads concurrent connections (throughput), then create_sample one at a time (latency)",
-        },
-        "baseline": baseline,
-        "stages": stages,
-        "growth": ratios,
-        "target": {"rss_bytes": last["rss_bytes"], "rss_peak_bytes": last["rss_peak_bytes"],
-                   "target_rss_bytes": TARGET_RSS_BYTES, "population": stages[-1]["population"],
-                   "met": last["rss_peak_bytes"] <= TARGET_RSS_BYTES},
-    }
-    write_results(args.name, results)
-    print()
-    print(f"{command}  ({results['total_seconds']:.0f} s; {args.store} store, fsync "
-          f"{'off' if args.no_fsync else 'on'}, max_hot {args.hot}, max_disk {args.max_disk_mib} MiB, "
-          f"{args.threads} client threads)")
-    print(table(stages, ratios))
-    print(f"target: peak RSS {last['rss_peak_bytes'] / MiB:.0f} MiB <= {TARGET_RSS_BYTES / MiB:.0f} MiB "
-          f"with {stages[-1]['population']:,} databases: {'met' if results['target']['met'] else 'NOT met'}")
     return 0
 
 
