@@ -32,7 +32,7 @@ from support.cluster import Cluster  # noqa: E402
 from support.etcd import EtcdServer  # noqa: E402
 from support.minio import MinioServer  # noqa: E402
 
-PROFILES = 200
+PROFILES = int(os.environ.get("MEMOTURN_BENCH_PROFILES", "200"))  # the env reaches the spawned load process
 
 
 def _vector(rng: random.Random) -> list[float]:

@@ -37,6 +37,10 @@ class Settings(BaseModel):
     durable_timeout_seconds: float = 30.0
     min_txid_wait_seconds: float = 1.0
     ship_workers: int = 4
+    ship_interval_seconds: float = Field(
+        0.1, ge=0, le=60,
+        description="a database starts a ship at most this often; commits in between travel in one segment "
+        "(one PUT and one manifest CAS for all of them). Durable writes ship at once.")
     tier_interval_seconds: float = 1.0
     etcd_endpoints: str | None = Field(None, description="HOST:PORT of etcd; unset = in-process lease table")
     etcd_prefix: str = "/memoturn"

@@ -85,6 +85,7 @@ class Database:
         self.head_ts = manifest.head_ts
         self.shipped_txid = manifest.head_txid
         self.pending: list[Segment] = []
+        self.last_ship_at = float("-inf")  # monotonic start of the last ship (paces shipping)
         self.pending_snapshot: SnapshotRef | None = None
         self.ship_error: str | None = None
         self.fenced: str | None = None
@@ -196,6 +197,8 @@ class Database:
         """Block until ``txid`` is in the stored manifest; raise if that cannot happen now."""
         timeout = self.node.settings.durable_timeout_seconds if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        if self.shipped_txid < txid:
+            self.node.shipper.schedule(self, urgent=True)  # somebody waits: no pacing
         with self.ship_cond:
             while self.shipped_txid < txid:
                 if self.fenced:

@@ -207,13 +207,8 @@ class Node:
         from . import kv
 
         db = self.open(name, branch)
-        fresh = not db.fenced and not db.closed and (not self.leases.shared or (db.owned and self.leases.healthy()))
-        hit = db.kv_cache.get(key) if fresh else None
-        if hit is not None and hit[1] == db.head_txid and (min_txid is None or hit[1] >= min_txid):
-            item = hit[0]
-            if item is None or item["expires_at"] is None or item["expires_at"] > time.time():
-                self.metrics.kv_cache_hits.inc()
-                return item, hit[1]
+        if (hit := self._kv_cache_hit(db, key, min_txid)) is not None:
+            return hit
         item, txid = self.read(name, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid)
         cache = db.kv_cache
         cache[key] = (item, txid)
@@ -221,6 +216,26 @@ class Node:
         while len(cache) > self.KV_CACHE_ENTRIES:
             cache.popitem(last=False)
         return item, txid
+
+    def kv_cached(self, name: str, key: str, *, branch: str = DEFAULT_BRANCH,
+                  min_txid: int | None = None) -> tuple[Any, int] | None:
+        """What :meth:`kv_get` would answer, if the branch is hot and the key's cached entry is
+        at the head; else None. No I/O and no waiting, so the event loop may call it."""
+        with self._lock:
+            db = self._hot.get(f"{name}/{branch}")
+            if db is not None:
+                self._hot.move_to_end(f"{name}/{branch}")  # recency, as open() records it
+        return None if db is None else self._kv_cache_hit(db, key, min_txid)
+
+    def _kv_cache_hit(self, db: Database, key: str, min_txid: int | None) -> tuple[Any, int] | None:
+        fresh = not db.fenced and not db.closed and (not self.leases.shared or (db.owned and self.leases.healthy()))
+        hit = db.kv_cache.get(key) if fresh else None
+        if hit is not None and hit[1] == db.head_txid and (min_txid is None or hit[1] >= min_txid):
+            item = hit[0]
+            if item is None or item["expires_at"] is None or item["expires_at"] > time.time():
+                self.metrics.kv_cache_hits.inc()
+                return item, hit[1]
+        return None
 
     def serves_replica(self, name: str, branch: str = DEFAULT_BRANCH) -> bool:
         """Whether a replica read of this branch is answered from this node's replica copy."""

@@ -5,6 +5,13 @@ queued once; a worker merges everything pending for it into one segment object
 (``If-None-Match: *``, so nothing is ever overwritten), then CAS-appends it to the manifest
 with the writer's epoch. Only then does ``shipped_txid`` advance and durable writers wake.
 
+Pacing: a database starts a ship at most every ``ship_interval_seconds`` (default 0.1 s), so a
+busy database's commits travel together: one segment PUT and one manifest CAS for all of
+them, instead of two requests per commit. This is what bounds the object-store requests (and
+the node's CPU spent making them) under write load; the price is up to one interval more of
+standard-mode loss window. A durable writer waiting for its txid (``Database.wait_shipped``)
+skips the pacing: its commit ships at once, with whatever else is pending (group commit).
+
 Failures: a store outage sets :attr:`Shipper.store_down`, records the error on the
 database (durable waiters fail fast with 503) and retries with exponential backoff; the
 segments stay pending and ship in order when the store returns. A manifest CAS lost to a
@@ -60,6 +67,7 @@ class Shipper:
         self._stop = False
         self._threads: list[threading.Thread] = []
         self._backoff: dict[int, float] = {}
+        self._paced: set[int] = set()  # databases waiting in _delayed for their interval
         self.unshipped_txids = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -89,11 +97,20 @@ class Shipper:
             self.metrics.unshipped_txids.set(self.unshipped_txids)
         self.schedule(db)
 
-    def schedule(self, db: "Database", delay: float = 0.0) -> None:
+    def schedule(self, db: "Database", delay: float = 0.0, *, urgent: bool = False) -> None:
+        """Queue ``db`` to ship: after ``delay`` (a retry backoff), else as soon as its pacing
+        interval since the last ship allows, or at once when ``urgent`` (a durable waiter)."""
         with self._cv:
+            now = time.monotonic()
+            if delay <= 0 and not urgent:
+                delay = db.last_ship_at + self.settings.ship_interval_seconds - now
+                if delay > 0:
+                    if id(db) in self._paced or id(db) in self._queued:
+                        return  # already on its way
+                    self._paced.add(id(db))
             if delay > 0:
                 self._seq += 1
-                heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, db))
+                heapq.heappush(self._delayed, (now + delay, self._seq, db))
             elif id(db) not in self._queued:
                 self._queued.add(id(db))
                 self._ready.append(db)
@@ -105,6 +122,7 @@ class Shipper:
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
                     _, _, db = heapq.heappop(self._delayed)
+                    self._paced.discard(id(db))
                     if id(db) not in self._queued:
                         self._queued.add(id(db))
                         self._ready.append(db)
@@ -138,6 +156,8 @@ class Shipper:
         with db.ship_lock:
             with db.ship_cond:
                 segs = list(db.pending)
+            if segs:
+                db.last_ship_at = time.monotonic()
             if db.fenced or not segs:
                 self._backoff.pop(id(db), None)  # bounded by handles still failing to ship
                 return False

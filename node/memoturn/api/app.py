@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from .. import kv
 from ..errors import BadRequest, MemoturnError, NotFound
@@ -167,14 +168,19 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         return KVWritten(key=key, txid=txid)
 
     @app.get("/v1/databases/{db}/kv/{key:path}", response_model=KVItem, responses=ERRORS, tags=["kv"])
-    def kv_get(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH, min_txid: MinTxid = None,
-               read_from: ReadFrom = None) -> KVItem:
+    async def kv_get(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH, min_txid: MinTxid = None,
+                     read_from: ReadFrom = None) -> KVItem:
+        # async: a hit in the hot handle's KV cache is answered on the event loop (no thread
+        # hand-off, the largest cost of a cached read); anything that may do I/O runs in a thread.
         kv.check_key(key)
         replica = _replica(read_from)
         if replica and node.serves_replica(db, branch):
-            item, txid = node.read(db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True)
+            item, txid = await run_in_threadpool(
+                node.read, db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True)
+        elif (hit := node.kv_cached(db, key, branch=branch, min_txid=min_txid)) is not None:
+            item, txid = hit
         else:
-            item, txid = node.kv_get(db, key, branch=branch, min_txid=min_txid)
+            item, txid = await run_in_threadpool(node.kv_get, db, key, branch=branch, min_txid=min_txid)
         _served_by(response, db, branch, replica)
         if item is None:
             raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)

@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.handlers import add_expect_header
 
 from . import ListPage, ObjectNotFound, ObjectStore, PreconditionFailed, StoreError, StoreUnavailable
 
@@ -91,8 +92,17 @@ class S3Store(ObjectStore):
                 retries={"mode": "standard", "total_max_attempts": total_attempts},
                 max_pool_connections=64,
                 s3={"addressing_style": "path"} if endpoint_url else None,
+                # Every object carries a SHA-256 in its manifest, checked on read; the extra
+                # CRC botocore would compute and send for each PUT buys nothing here.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             )
-            return session.client("s3", endpoint_url=endpoint_url, region_name=self.region, config=config)
+            c = session.client("s3", endpoint_url=endpoint_url, region_name=self.region, config=config)
+            # Objects are small (segments, manifests, snapshots up to tens of MiB), so
+            # "Expect: 100-continue" only adds a round trip per PUT (and breaks empty bodies
+            # against Go servers, boto/botocore#3755).
+            c.meta.events.unregister("before-call.s3", add_expect_header)
+            return c
 
         self._client = client(max(1, attempts))  # idempotent requests
         self._cas_client = client(1)  # conditional PUTs: exactly one try, see module docstring
