@@ -48,8 +48,8 @@ def wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, 
 
     SQLite's loop is ``s0 += x0 + s1; s1 += x1 + s0`` over word pairs, modulo 2**32: a linear
     recurrence ``v' = M v + (x0, x0 + x1)`` with ``M = [[1, 1], [1, 2]]``, so the result is
-    ``M**n v + sum_k M**(n-1-k) u_k``. Long inputs (pages) take that closed form as two numpy
-    dot products over precomputed powers of ``M`` (uint64 arithmetic wraps modulo 2**64, which
+    ``M**n v + sum_k M**(n-1-k) u_k``. Long inputs (pages) take that closed form as one numpy
+    product with precomputed powers of ``M`` (uint64 arithmetic wraps modulo 2**64, which
     keeps every residue modulo 2**32 exact); short ones (frame headers) run the loop.
     """
     n = len(data) // 8
@@ -61,33 +61,30 @@ def wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, 
             s0 = (s0 + x0 + s1) & mask
             s1 = (s1 + next(it) + s0) & mask
         return s0, s1
-    pairs = np.frombuffer(data, dtype=">u4" if big_endian else "<u4", count=2 * n).astype(np.uint64).reshape(n, 2)
-    a, b = pairs[:, 0], pairs[:, 1]
-    c00, c01, c10, c11, m = _powers(n)
-    with np.errstate(over="ignore"):
-        r0 = int(c00 @ a + c01 @ b) + m[0] * s0 + m[1] * s1
-        r1 = int(c10 @ a + c11 @ b) + m[2] * s0 + m[3] * s1
-    return r0 & 0xFFFFFFFF, r1 & 0xFFFFFFFF
+    words = np.frombuffer(data, dtype=">u4" if big_endian else "<u4", count=2 * n).astype(np.uint64)
+    coefficients, m = _powers(n)
+    r0, r1 = (int(x) for x in coefficients @ words)  # array arithmetic wraps silently
+    return (r0 + m[0] * s0 + m[1] * s1) & 0xFFFFFFFF, (r1 + m[2] * s0 + m[3] * s1) & 0xFFFFFFFF
 
 
 _VECTOR_MIN_PAIRS = 16
 
 
 @functools.lru_cache(maxsize=8)
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """Coefficients of ``x0_k`` and ``x1_k`` in the checksum of ``n`` pairs, and ``M**n``."""
+def _powers(n: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A (2, 2n) matrix whose product with the ``n`` interleaved word pairs gives the checksum
+    started from (0, 0), and ``M**n`` (which carries a non-zero start)."""
     mask = 0xFFFFFFFF
     p = [(1, 0, 0, 1)]  # M**0, M**1, ... as (p00, p01, p10, p11) modulo 2**32
     for _ in range(n):
         q00, q01, q10, q11 = p[-1]
         p.append(((q00 + q10) & mask, (q01 + q11) & mask, (q00 + 2 * q10) & mask, (q01 + 2 * q11) & mask))
-    # u_k = (x0, x0 + x1) is multiplied by M**(n-1-k).
-    rows = p[n - 1 :: -1] if n else []
-    c00 = np.array([(q[0] + q[1]) & mask for q in rows], dtype=np.uint64)
-    c01 = np.array([q[1] for q in rows], dtype=np.uint64)
-    c10 = np.array([(q[2] + q[3]) & mask for q in rows], dtype=np.uint64)
-    c11 = np.array([q[3] for q in rows], dtype=np.uint64)
-    return c00, c01, c10, c11, p[n]
+    # Pair k enters as u_k = (x0, x0 + x1), multiplied by M**(n-1-k).
+    k = np.zeros((2, 2 * n), dtype=np.uint64)
+    for i, q in enumerate(p[n - 1 :: -1] if n else []):
+        k[0, 2 * i], k[0, 2 * i + 1] = (q[0] + q[1]) & mask, q[1]
+        k[1, 2 * i], k[1, 2 * i + 1] = (q[2] + q[3]) & mask, q[3]
+    return k, p[n]
 
 
 class WalReader:
