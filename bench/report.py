@@ -358,6 +358,23 @@ def sec_throughput(r: Report) -> str:
                                     f"≥ {floor:,.0f}", x["ops_per_s"] >= floor, rel))
             r.targets.append(Target(f"{phase.replace('_', ' ')} through the gateway, p99 ms", x["p99_ms"], "≤ 50",
                                     x["p99_ms"] <= 50, rel))
+        runs = [{"concurrency": d.get("concurrency"), **x} if x else None
+                for x in [d.get(f"gateway_{phase}")]] + (d.get("gateway_sweep") or {}).get(phase, [])
+        within = [x for x in runs if x and x["p99_ms"] <= 50]
+        if d.get("gateway_sweep"):
+            best = max(within, key=lambda x: x["ops_per_s"]) if within else None
+            r.targets.append(Target(
+                f"{phase.replace('_', ' ')} through the gateway with p99 ≤ 50 ms, ops/s (best of "
+                f"{', '.join(str(x['concurrency']) for x in runs if x)} in flight"
+                + (f"; at {best['concurrency']}: p99 {num(best['p99_ms'])} ms)" if best else "; none within 50 ms)"),
+                best["ops_per_s"] if best else None, f"≥ {floor:,.0f}", bool(best and best["ops_per_s"] >= floor), rel))
+    sweep = d.get("gateway_sweep") or {}
+    if sweep:
+        rows = [[phase, x["concurrency"], x["ops_per_s"], x["p50_ms"], x.get("p95_ms"), x["p99_ms"],
+                 sum((x.get("errors") or {}).values())] for phase, xs in sweep.items() for x in xs]
+        parts.append("Through the gateway at lower concurrency (a closed loop's p99 grows with what it keeps "
+                     "in flight):")
+        parts.append(md_table(["phase", "in flight", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows))
     if phases:
         names = sorted({k.split("_", 1)[1] for k in phases}, key=lambda p: [k.split("_", 1)[1] for k in phases].index(p))
         wheres = sorted({k.split("_", 1)[0] for k in phases})
