@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -29,6 +28,15 @@ def state(node, db, branch="main"):
     rows, _ = node.read(db, lambda c: c.execute("SELECT key, value FROM __memoturn_kv ORDER BY key").fetchall(),
                         branch=branch)
     return {k: json.loads(v) for k, v in rows}
+
+
+def assert_a_fresh_node_restores(tmp_path, store, db, expected, branch="main"):
+    """A node with an empty cache restores ``db`` from the store alone, to ``expected``."""
+    fresh = make_node(tmp_path, store, name="fresh")
+    try:
+        assert state(fresh, db, branch) == expected
+    finally:
+        fresh.stop()
 
 
 def restored(store, tmp_path, db, branch, txid=None):
@@ -151,11 +159,7 @@ def test_rewind_and_undo_within_grace_and_rewind_under_concurrent_writes(tmp_pat
         assert manifest.head_txid >= target and manifest.timeline >= 3
     finally:
         node.stop()
-    fresh = make_node(tmp_path, file_store, name="fresh")
-    try:
-        assert state(fresh, "r") == final
-    finally:
-        fresh.stop()
+    assert_a_fresh_node_restores(tmp_path, file_store, "r", final)
 
 
 def test_burner_branch_expires_and_gc_removes_it(tmp_path, file_store):
@@ -352,8 +356,39 @@ def test_merging_never_rewrites_a_merged_segment(tmp_path, file_store, monkeypat
     # The segments still chain without a gap and restore to the same state.
     refs = sorted(manifest.segments, key=lambda r: r.first_txid)
     assert all(b.first_txid == a.last_txid + 1 for a, b in zip(refs, refs[1:]))
-    fresh = make_node(tmp_path, file_store, name="fresh")
+    assert_a_fresh_node_restores(tmp_path, file_store, "g", expected)
+
+
+def test_merges_read_what_this_node_just_shipped_and_get_only_what_fell_out(tmp_path, file_store, monkeypatch):
+    """A merge joins segments this node shipped moments ago: it takes their bytes from the
+    recently-shipped cache instead of a GET each (as many requests again as the shipments)."""
+    from memoturn.shipper import RecentSegments
+
+    node = make_node(tmp_path, file_store, merge_segments_over=4, snapshot_every_txids=10**6)
+    segment_gets: list[str] = []
+    real_get = file_store.get
+
+    def counting_get(key, *a, **kw):
+        if "/segments/" in key or key.endswith(".seg"):
+            segment_gets.append(key)
+        return real_get(key, *a, **kw)
+
+    monkeypatch.setattr(file_store, "get", counting_get)
     try:
-        assert state(fresh, "g") == expected
+        node.create_database("r")
+        for i in range(20):
+            put(node, "r", f"a{i}", i)
+            node.shipper.ship_all(10)
+        assert node.metrics.segments_merged._value.get() > 0
+        assert segment_gets == [] and node.metrics.merge_segment_reads._value.get() == 0
+        node.shipper.recent = RecentSegments(budget=0)  # nothing kept: merges must read the store
+        merged_before = node.metrics.segments_merged._value.get()
+        for i in range(20):
+            put(node, "r", f"b{i}", i)
+            node.shipper.ship_all(10)
+        assert node.metrics.segments_merged._value.get() > merged_before
+        assert segment_gets and node.metrics.merge_segment_reads._value.get() == len(segment_gets)
+        expected = state(node, "r")
     finally:
-        fresh.stop()
+        node.stop()
+    assert_a_fresh_node_restores(tmp_path, file_store, "r", expected)

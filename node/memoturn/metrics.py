@@ -36,6 +36,8 @@ class NodeMetrics:
         self.ship_lag_seconds = Histogram("memoturn_ship_lag_seconds", "Commit to manifest CAS", buckets=_LATENCY, registry=r)
         self.kv_cache_hits = Counter("memoturn_kv_cache_hits", "KV reads answered from the read cache", registry=r)
         self.segments_merged = Counter("memoturn_segments_merged", "Small segments merged into larger ones", registry=r)
+        self.merge_segment_reads = Counter(
+            "memoturn_merge_segment_reads", "Segments a merge had to GET (not among the recently shipped)", registry=r)
         self.hot = Gauge("memoturn_hot_databases", "Open database handles", registry=r)
         self.warm = Gauge("memoturn_warm_databases", "Closed database files on local disk", registry=r)
         self.disk_bytes = Gauge("memoturn_cache_disk_bytes", "Bytes of warm database files on local disk", registry=r)

@@ -19,6 +19,11 @@ newer epoch fences the database. A lost response is recognised on retry: the obj
 already exists with the same bytes, or the manifest that already lists the segment, counts
 as success.
 
+Merges read the small segments they join from :class:`RecentSegments`, the bytes this node
+shipped lately (a node-wide byte budget), and from the store only for what fell out of it: the
+segments a merge joins are the ones this node just shipped, so without it each merge of 32 cost
+32 GETs, as many requests again as the 32 shipments themselves.
+
 Snapshots ride along: when a branch has accumulated enough txids or bytes since its last
 snapshot, the worker copies the file at head, uploads it, and adds it to the manifest in
 the CAS that makes the head reach it; the manifest then keeps the newest ``keep_snapshots``
@@ -33,6 +38,7 @@ import heapq
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from . import store as st
@@ -48,6 +54,43 @@ if TYPE_CHECKING:
 
 #: Segments at least this big are left as they are, and merging never makes a bigger one.
 MERGED_SEGMENT_MAX_BYTES = 1 << 20
+#: Bytes of recently shipped small segments kept for merges, node-wide.
+RECENT_SEGMENTS_BYTES = 32 << 20
+
+
+class RecentSegments:
+    """The bytes of small segments this node shipped lately, by key, least recent out first
+    once over ``budget`` bytes. Thread-safe; a miss just means a GET."""
+
+    def __init__(self, budget: int = RECENT_SEGMENTS_BYTES) -> None:
+        self.budget = budget
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, key: str, data: bytes) -> None:
+        if len(data) >= MERGED_SEGMENT_MAX_BYTES:
+            return  # never merged again
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self.budget:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
+
+    def take(self, key: str) -> bytes | None:
+        """The bytes shipped under ``key`` (and forget them: a merged segment is not merged again)."""
+        with self._lock:
+            data = self._items.pop(key, None)
+            if data is not None:
+                self._bytes -= len(data)
+            return data
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
 
 log = logging.getLogger("memoturn.shipper")
 
@@ -68,6 +111,7 @@ class Shipper:
         self._threads: list[threading.Thread] = []
         self._backoff: dict[int, float] = {}
         self._paced: set[int] = set()  # databases waiting in _delayed for their interval
+        self.recent = RecentSegments()
         self.unshipped_txids = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -219,7 +263,10 @@ class Shipper:
             return
         parts = []
         for ref in run:
-            data, _ = self.store.get(ref.key)
+            data = self.recent.take(ref.key)
+            if data is None:
+                data, _ = self.store.get(ref.key)
+                self.metrics.merge_segment_reads.inc()
             if hashlib.sha256(data).hexdigest() != ref.sha256:
                 raise DataCorrupt(f"{ref.key} does not match its manifest checksum")
             parts.append(decode_segment(data, where=ref.key))
@@ -240,6 +287,7 @@ class Shipper:
             return m.model_copy(update={"segments": sorted([*rest, new_ref], key=lambda s: s.first_txid)})
 
         self._cas(db, change, landed=lambda m: any(s.key == key for s in m.segments) or not old <= {s.key for s in m.segments})
+        self.recent.add(key, data)  # small enough to be merged again later
         self.metrics.segments_merged.inc(len(run))
 
     def compact(self, db: "Database", timeout: float = 60.0) -> None:
@@ -309,6 +357,7 @@ class Shipper:
             return new
 
         self._cas(db, change, landed=lambda m: any(s.key == key for s in m.segments))
+        self.recent.add(key, data)
         if db.pending_snapshot is not None and db.pending_snapshot.txid <= seg.last_txid:
             db.pending_snapshot = None
         self.metrics.ship_seconds.observe(time.perf_counter() - t0)
