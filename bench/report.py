@@ -15,6 +15,7 @@ checked). A ``--doc`` that does not exist is created with every block.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -85,6 +86,11 @@ class Target:
     limit: str
     ok: bool | None
     source: str
+
+
+def at_most(what: str, value: float, limit: float, source: str, unit: str = "") -> Target:
+    """A target met when ``value`` is at most ``limit`` (shown as ``≤ LIMIT`` and ``unit``)."""
+    return Target(what, value, f"≤ {limit}{unit}", value <= limit, source)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -179,8 +185,40 @@ def grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], *, 
     return w
 
 
+def finish(ax: Any, *, title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
+           xlog: bool = False, ylog: bool = False, ylim: tuple[float, float] | None = None, grid: str | None = None,
+           legend: dict[str, Any] | None = None) -> None:
+    """The dressing of one plot: log scales, y limits, labels, title, a light grid (on ``grid``: "x", "y"
+    or "both") and a legend (``legend`` holds its keyword arguments)."""
+    if xlog:
+        ax.set_xscale("log")
+    if ylog:
+        ax.set_yscale("log")
+    if ylim:
+        ax.set_ylim(*ylim)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if grid:
+        ax.grid(axis=grid, alpha=0.3, which="both")
+    if legend is not None:
+        ax.legend(**legend)
+
+
+LINE_STYLES = ("-o", "--s", "-^", "--v")
+
+
+def lines(ax: Any, xs: list[float], series: dict[str, list[Any]]) -> None:
+    """One line per named series (legend = the names), marked -o, --s, -^, --v in turn."""
+    for i, (label, ys) in enumerate(series.items()):
+        ax.plot(xs, ys, LINE_STYLES[i % len(LINE_STYLES)], label=label)
+
+
 def hbars(ax: Any, labels: list[str], p50: list[float], p99: list[float] | None, unit: str = "ms",
-          log: bool = True, colors: list[str] | None = None) -> None:
+          log: bool = True, colors: list[str] | None = None, title: str | None = None) -> None:
     """Horizontal bars at p50 with a tick at p99, top to bottom in the order given."""
     y = list(range(len(labels)))[::-1]
     ax.barh(y, p50, color=colors or "#4c72b0", label="p50")
@@ -189,10 +227,7 @@ def hbars(ax: Any, labels: list[str], p50: list[float], p99: list[float] | None,
     for yi, v in zip(y, p50):
         ax.annotate(f" {num(v)}", (v, yi), va="center", fontsize=8)
     ax.set_yticks(y, labels)
-    if log:
-        ax.set_xscale("log")
-    ax.set_xlabel(unit)
-    ax.grid(axis="x", alpha=0.3, which="both")
+    finish(ax, xlog=log, xlabel=unit, title=title, grid="x")
 
 
 def lat(d: dict[str, Any] | None, key: str = "p50_ms") -> float | None:
@@ -201,11 +236,20 @@ def lat(d: dict[str, Any] | None, key: str = "p50_ms") -> float | None:
 
 # -- sections ------------------------------------------------------------------------------------
 
-def sec_storage(r: Report) -> str:
-    rel = "storage.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+def needs(rel: str) -> Callable[[Callable[[Report, dict[str, Any], str], str]], Callable[[Report], str]]:
+    """A section drawn from the result file ``rel``: called with its data and ``rel``, or, when the
+    file is missing, says so instead."""
+    def wrap(fn: Callable[[Report, dict[str, Any], str], str]) -> Callable[[Report], str]:
+        @functools.wraps(fn)
+        def section(r: Report) -> str:
+            d = r.get(rel)
+            return r.missing_text(rel) if d is None else fn(r, d, rel)
+        return section
+    return wrap
+
+
+@needs("storage.json")
+def sec_storage(r: Report, d: dict[str, Any], rel: str) -> str:
     plain, kv = d["plain_sqlite_commit"], d["kv_put"]
     rows: list[tuple[str, dict[str, Any]]] = [
         ("plain SQLite commit, WAL, synchronous=FULL", plain["wal_full"]),
@@ -237,27 +281,23 @@ def sec_storage(r: Report) -> str:
     fig, ax = figure(8, 3.6)
     colors = ["#999999", "#bbbbbb", "#4c72b0", "#4c72b0", "#dd8452", "#dd8452"]
     hbars(ax[0][0], [lbl.replace("Memoturn KV put, ", "") for lbl, _ in rows], [s["p50_ms"] for _, s in rows],
-          [s["p99_ms"] for _, s in rows], colors=colors)
-    ax[0][0].set_title("One-row commit: p50 (bar), p99 (tick)")
+          [s["p99_ms"] for _, s in rows], colors=colors, title="One-row commit: p50 (bar), p99 (tick)")
     parts.append(r.image(fig, "storage-write-path", "write path latency vs plain SQLite"))
     if other:
         fig, ax = figure(8, 3.2)
         hbars(ax[0][0], [lbl for lbl, _ in other], [s["p50_ms"] for _, s in other],
-              [s["p99_ms"] for _, s in other])
-        ax[0][0].set_title("Create, cold wake, seal + ship: p50 (bar) and p99 (tick)")
+              [s["p99_ms"] for _, s in other], title="Create, cold wake, seal + ship: p50 (bar) and p99 (tick)")
         parts.append(r.image(fig, "storage-wake-create", "create, cold wake and shipping latency"))
     t = d.get("targets") or {}
     if t:
         r.targets += [
-            Target("standard put p50 / plain SQLite (WAL, FULL) commit p50",
-                   t["standard_put_p50_over_sqlite_full_p50"], f"≤ {t['standard_put_target_ratio']}×",
-                   t["standard_put_p50_over_sqlite_full_p50"] <= t["standard_put_target_ratio"], rel),
-            Target("durable put p50, S3 (MinIO), ms", t["durable_put_s3_p50_ms"], f"≤ {t['durable_put_target_ms']}",
-                   t["durable_put_s3_p50_ms"] <= t["durable_put_target_ms"], rel),
-            Target("cold wake 1 MB p50, file store, ms", t["cold_wake_1mb_file_p50_ms"], f"≤ {t['cold_wake_target_ms']}",
-                   t["cold_wake_1mb_file_p50_ms"] <= t["cold_wake_target_ms"], rel),
-            Target("create database p50, file store, ms", t["create_database_file_p50_ms"], f"≤ {t['create_target_ms']}",
-                   t["create_database_file_p50_ms"] <= t["create_target_ms"], rel),
+            at_most("standard put p50 / plain SQLite (WAL, FULL) commit p50",
+                    t["standard_put_p50_over_sqlite_full_p50"], t["standard_put_target_ratio"], rel, "×"),
+            at_most("durable put p50, S3 (MinIO), ms", t["durable_put_s3_p50_ms"], t["durable_put_target_ms"], rel),
+            at_most("cold wake 1 MB p50, file store, ms", t["cold_wake_1mb_file_p50_ms"], t["cold_wake_target_ms"],
+                    rel),
+            at_most("create database p50, file store, ms", t["create_database_file_p50_ms"], t["create_target_ms"],
+                    rel),
         ]
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
@@ -268,11 +308,8 @@ def _target_number(text: str) -> float | None:
     return float(found[-1]) if found else None
 
 
-def sec_cluster(r: Report) -> str:
-    rel = "cluster.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("cluster.json")
+def sec_cluster(r: Report, d: dict[str, Any], rel: str) -> str:
     parts = []
     g = d.get("gateway_overhead_kv_get")
     rows: list[list[Any]] = []
@@ -315,22 +352,19 @@ def sec_cluster(r: Report) -> str:
                     values.append(e2e[k])
                     limits.append(None)
         fig, ax = figure(8, 0.7 * len(labels) + 1.2)
-        hbars(ax[0][0], labels, values, None, unit="seconds", log=False)
+        hbars(ax[0][0], labels, values, None, unit="seconds", log=False,
+              title="Failover: write unavailability (p50 for bench.cluster; red = target)")
         y = list(range(len(labels)))[::-1]
         for yi, lim in zip(y, limits):
             if lim is not None:
                 ax[0][0].plot([lim, lim], [yi - 0.4, yi + 0.4], color="red", lw=2)
-        ax[0][0].set_title("Failover: write unavailability (p50 for bench.cluster; red = target)")
         parts.append(r.image(fig, "cluster-failover", "failover times"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
 
 
-def sec_e2e(r: Report) -> str:
-    rel = "e2e.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("e2e.json")
+def sec_e2e(r: Report, d: dict[str, Any], rel: str) -> str:
     rows = [[k.replace("_", " "), v] for k, v in d.items() if k not in ("started", "command", "machine")]
     return md_table(["measure", "value"], rows) + "\n\n" + r.provenance(rel)
 
@@ -338,11 +372,8 @@ def sec_e2e(r: Report) -> str:
 THROUGHPUT_TARGETS = {"kv_mix": 1500.0, "memory_write": 300.0}
 
 
-def sec_throughput(r: Report) -> str:
-    rel = "throughput.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("throughput.json")
+def sec_throughput(r: Report, d: dict[str, Any], rel: str) -> str:
     phases = [k for k in d if isinstance(d[k], dict) and "ops_per_s" in d[k] and "_" in k]
     rows = []
     for k in phases:
@@ -356,8 +387,7 @@ def sec_throughput(r: Report) -> str:
         if x:
             r.targets.append(Target(f"{phase.replace('_', ' ')} through the gateway, ops/s", x["ops_per_s"],
                                     f"≥ {floor:,.0f}", x["ops_per_s"] >= floor, rel))
-            r.targets.append(Target(f"{phase.replace('_', ' ')} through the gateway, p99 ms", x["p99_ms"], "≤ 50",
-                                    x["p99_ms"] <= 50, rel))
+            r.targets.append(at_most(f"{phase.replace('_', ' ')} through the gateway, p99 ms", x["p99_ms"], 50, rel))
         runs = [{"concurrency": d.get("concurrency"), **x} if x else None
                 for x in [d.get(f"gateway_{phase}")]] + (d.get("gateway_sweep") or {}).get(phase, [])
         within = [x for x in runs if x and x["p99_ms"] <= 50]
@@ -385,19 +415,15 @@ def sec_throughput(r: Report) -> str:
         for j, n in enumerate(names):
             if n in THROUGHPUT_TARGETS:
                 a.plot([j - w / 2, j + w * (len(wheres) - 0.5)], [THROUGHPUT_TARGETS[n]] * 2, color="red", lw=2)
-        a.set_ylabel("ops/s")
-        a.set_title(f"Throughput, {d.get('concurrency', '?')} requests in flight (red = target)")
-        a.legend()
+        finish(a, ylabel="ops/s", title=f"Throughput, {d.get('concurrency', '?')} requests in flight (red = target)",
+               legend={})
         parts.append(r.image(fig, "throughput", "throughput, direct and through the gateway"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
 
 
-def sec_loadtest(r: Report) -> str:
-    rel = "loadtest/summary.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("loadtest/summary.json")
+def sec_loadtest(r: Report, d: dict[str, Any], rel: str) -> str:
     ops = d.get("operations", {})
     rows = [[name, o["requests"], o["failures"], o["rps"], o["p50_ms"], o["p95_ms"], o["p99_ms"]] for name, o in ops.items()]
     rows.append(["**all**", d["requests"], d["failures"], d["throughput_rps"], d["p50_ms"], d["p95_ms"], d["p99_ms"]])
@@ -407,19 +433,15 @@ def sec_loadtest(r: Report) -> str:
     if ops:
         fig, ax = figure(8, 0.45 * len(ops) + 1.4)
         hbars(ax[0][0], list(ops), [max(o["p50_ms"], 0.01) for o in ops.values()],
-              [o["p99_ms"] for o in ops.values()])
-        ax[0][0].set_title("Locust: latency per operation, p50 (bar) and p99 (tick)")
+              [o["p99_ms"] for o in ops.values()], title="Locust: latency per operation, p50 (bar) and p99 (tick)")
         parts.append(r.image(fig, "loadtest", "load test latency per operation"))
     parts.append(f"Source: `{r.shown(rel)}`" + (f", run {d['started']}" if d.get("started") else "")
                  + ", `make loadtest`.")
     return "\n\n".join(parts)
 
 
-def sec_memory(r: Report) -> str:
-    rel = "memory.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("memory.json")
+def sec_memory(r: Report, d: dict[str, Any], rel: str) -> str:
     sizes = sorted(int(k.split("_", 1)[1]) for k in d if re.fullmatch(r"recall_\d+", k))
     rows = []
     for n in sizes:
@@ -430,8 +452,8 @@ def sec_memory(r: Report) -> str:
                        "search only p99 ms", "bulk load memories/s (own vectors)"], rows)]
     if "recall_10000" in d:
         x = d["recall_10000"]["with_embedding"]
-        r.targets.append(Target(f"recall p99 at 10,000 memories (query embedded, n={x['n']}), ms", x["p99_ms"], "≤ 50",
-                                x["p99_ms"] <= 50, rel))
+        r.targets.append(at_most(f"recall p99 at 10,000 memories (query embedded, n={x['n']}), ms", x["p99_ms"], 50,
+                                 rel))
     ing = d.get("ingest_with_embedding")
     if ing:
         parts.append(f"Ingest with server-side embedding: {num(ing['memories_per_s'])} memories/s "
@@ -443,22 +465,15 @@ def sec_memory(r: Report) -> str:
             for q, c in (("p50_ms", "#4c72b0"), ("p99_ms", "#dd8452")):
                 a.plot(sizes, [d[f"recall_{n}"][kind][q] for n in sizes], style, color=c,
                        label=f"{kind.replace('_', ' ')} {q[:3]}")
-        a.set_xscale("log")
-        a.set_xlabel("memories in the profile")
-        a.set_ylabel("ms")
-        a.set_title("Hybrid recall latency by profile size")
-        a.grid(alpha=0.3, which="both")
-        a.legend(fontsize=8)
+        finish(a, xlog=True, xlabel="memories in the profile", ylabel="ms",
+               title="Hybrid recall latency by profile size", grid="both", legend={"fontsize": 8})
         parts.append(r.image(fig, "memory-recall-by-size", "recall latency by profile size"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
 
 
-def sec_branching(r: Report) -> str:
-    rel = "branching.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("branching.json")
+def sec_branching(r: Report, d: dict[str, Any], rel: str) -> str:
     rows, bars = [], []
     for store in ("file", "s3"):
         x = d.get(f"forks_{store}")
@@ -478,18 +493,15 @@ def sec_branching(r: Report) -> str:
                                for k, x in sorted(gc.items(), key=lambda kv: int(kv[0]))]))
     if bars:
         fig, ax = figure(8, 0.45 * len(bars) + 1.4)
-        hbars(ax[0][0], [b for b, _ in bars], [x["p50_ms"] for _, x in bars], [x["p99_ms"] for _, x in bars])
-        ax[0][0].set_title("Branching: p50 (bar) and p99 (tick)")
+        hbars(ax[0][0], [b for b, _ in bars], [x["p50_ms"] for _, x in bars], [x["p99_ms"] for _, x in bars],
+              title="Branching: p50 (bar) and p99 (tick)")
         parts.append(r.image(fig, "branching", "fork, first read and PITR latency"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
 
 
-def sec_recall(r: Report) -> str:
-    rel = "recall.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("recall.json")
+def sec_recall(r: Report, d: dict[str, Any], rel: str) -> str:
     rows = [[f"category {c}", x["questions"], *map(q4, (x["r5"], x["r10"], x["hit5"], x["mrr"]))]
             for c, x in sorted(d["per_category"].items())]
     rows.append(["**all**", d["questions"], *map(q4, (d["r_at_5"], d["r_at_10"], d["hit_at_5"], d["mrr"]))])
@@ -501,11 +513,8 @@ def sec_recall(r: Report) -> str:
     return "\n\n".join(parts)
 
 
-def sec_sqlite_vec(r: Report) -> str:
-    rel = "peers-sqlite-vec.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("peers-sqlite-vec.json")
+def sec_sqlite_vec(r: Report, d: dict[str, Any], rel: str) -> str:
     systems = d["systems"]
     names = [n for n in ("memoturn", "sqlite-vec") if n in systems] + [n for n in systems if n not in ("memoturn", "sqlite-vec")]
     rows = []
@@ -546,14 +555,11 @@ def sec_sqlite_vec(r: Report) -> str:
     metrics = [("r_at_5", "R@5"), ("r_at_10", "R@10"), ("hit_at_5", "Hit@5"), ("mrr", "MRR")]
     grouped_bars(a, [m for _, m in metrics], {n: [systems[n][k] for k, _ in metrics] for n in names}, colors=colors,
                  label=lambda v: f"{v:.2f}")
-    a.set_ylim(0, 1)
-    a.set_title("LoCoMo, all questions")
-    a.legend(fontsize=8)
+    finish(a, ylim=(0, 1), title="LoCoMo, all questions", legend={"fontsize": 8})
     a = ax[0][1]
     grouped_bars(a, [f"cat {c}" for c in cats],
                  {n: [systems[n]["per_category"].get(c, {}).get("r10", 0) for c in cats] for n in names}, colors=colors)
-    a.set_ylim(0, 1)
-    a.set_title("R@10 by question category")
+    finish(a, ylim=(0, 1), title="R@10 by question category")
     parts.append(r.image(fig, "recall-vs-sqlite-vec", "LoCoMo recall, Memoturn vs sqlite-vec"))
     fig, ax = figure(10, 3.6, ncols=2)
     for a, kind, title in ((ax[0][0], "search_only", "Recall, search only"),
@@ -561,19 +567,15 @@ def sec_sqlite_vec(r: Report) -> str:
         qs = ["p50_ms", "p95_ms", "p99_ms"]
         grouped_bars(a, [q[:3] for q in qs], {n: [systems[n]["recall_latency"][kind][q] for q in qs] for n in names},
                      colors=colors, label=num)
-        a.set_ylabel("ms")
-        a.set_title(title)
+        finish(a, ylabel="ms", title=title)
     ax[0][0].legend(fontsize=8)
     parts.append(r.image(fig, "recall-latency-vs-sqlite-vec", "recall latency, Memoturn vs sqlite-vec"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
 
 
-def sec_litestream(r: Report) -> str:
-    rel = "peers-litestream.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("peers-litestream.json")
+def sec_litestream(r: Report, d: dict[str, Any], rel: str) -> str:
     runs = d["runs"]
     rows, rrows = [], []
     for name, x in runs.items():
@@ -601,10 +603,8 @@ def sec_litestream(r: Report) -> str:
           ("lag_observed", "p99_ms")]
     grouped_bars(a, [f"{k.split('_')[1]}\n{q[:3]}" for k, q in qs],
                  {n: [(runs[n].get(k) or {}).get(q, 0) for k, q in qs] for n in names})
-    a.set_yscale("log")
-    a.set_ylabel("ms")
-    a.set_title("Lag: commit → in object storage")
-    a.legend(fontsize=7, loc="upper left")
+    finish(a, ylog=True, ylabel="ms", title="Lag: commit → in object storage",
+           legend={"fontsize": 7, "loc": "upper left"})
     a = ax[0][1]
     rest = [n for n in names if runs[n].get("restore")]
     a.bar(range(len(rest)), [runs[n]["restore"]["seconds_p50"] for n in rest], color="#4c72b0")
@@ -612,18 +612,14 @@ def sec_litestream(r: Report) -> str:
         a.annotate(f"{runs[n]['restore']['seconds_p50']:.2f} s", (j, runs[n]["restore"]["seconds_p50"]),
                    ha="center", va="bottom", fontsize=8)
     a.set_xticks(range(len(rest)), [n.replace(" (", "\n(") for n in rest], fontsize=8)
-    a.set_ylabel("seconds")
-    a.set_title("Restore of the whole database, p50")
+    finish(a, ylabel="seconds", title="Restore of the whole database, p50")
     parts.append(r.image(fig, "litestream", "Litestream vs Memoturn: lag and restore"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
 
 
-def sec_scale(r: Report) -> str:
-    rel = "scale.json"
-    d = r.get(rel)
-    if d is None:
-        return r.missing_text(rel)
+@needs("scale.json")
+def sec_scale(r: Report, d: dict[str, Any], rel: str) -> str:
     stages = d["stages"]
     rows = []
     for s in stages:
@@ -655,40 +651,29 @@ def sec_scale(r: Report) -> str:
         pops = [s["population"] for s in stages]
         fig, ax = figure(10, 6.4, ncols=2, nrows=2)
         a = ax[0][0]
-        a.plot(pops, [s["resources"]["rss_bytes"] / MiB for s in stages], "-o", label="RSS (hot set held)")
-        a.plot(pops, [s["resources"]["rss_peak_bytes"] / MiB for s in stages], "--s", label="peak RSS")
+        lines(a, pops, {"RSS (hot set held)": [s["resources"]["rss_bytes"] / MiB for s in stages],
+                        "peak RSS": [s["resources"]["rss_peak_bytes"] / MiB for s in stages]})
         if t:
             a.axhline(t["target_rss_bytes"] / MiB, color="red", lw=1.5, label="target")
-        a.set_ylabel("MiB")
-        a.set_title("Node memory")
-        a.legend(fontsize=8)
-        a = ax[0][1]
-        a.plot(pops, [s["create"]["p50_ms"] for s in stages], "-o", label="create p50")
-        a.plot(pops, [s["create"]["p99_ms"] for s in stages], "--s", label="create p99")
-        a.plot(pops, [s["touch"]["p50_ms"] for s in stages], "-^", label="touch p50 (concurrent)")
-        a.set_ylabel("ms")
-        a.set_title("Create and first write")
-        a.legend(fontsize=8)
-        a = ax[1][0]
-        a.plot(pops, [s["hot_read"]["p50_ms"] for s in stages], "-o", label="hot read p50")
-        a.plot(pops, [s["hot_read"]["p99_ms"] for s in stages], "--s", label="hot read p99")
-        a.plot(pops, [(s.get("cold_wake") or {}).get("p50_ms") for s in stages], "-^", label="cold wake p50")
-        a.plot(pops, [(s.get("cold_wake") or {}).get("p99_ms") for s in stages], "--v", label="cold wake p99")
-        a.set_ylabel("ms")
-        a.set_title("Reads")
-        a.legend(fontsize=8)
-        a = ax[1][1]
-        a.plot(pops, [s["resources"]["open_fds"] for s in stages], "-o", label="open fds")
-        a.plot(pops, [s["resources"]["store_dir"]["bytes"] / MiB for s in stages], "--s", label="store MiB")
-        a.plot(pops, [s["resources"]["cache_dir"]["bytes"] / MiB for s in stages], "-^", label="local cache MiB")
-        a.set_title("Descriptors and disk")
-        a.legend(fontsize=8)
-        for a in (ax[0][0], ax[0][1], ax[1][0], ax[1][1]):
+        finish(a, ylabel="MiB", title="Node memory", legend={"fontsize": 8})
+        lines(ax[0][1], pops, {"create p50": [s["create"]["p50_ms"] for s in stages],
+                               "create p99": [s["create"]["p99_ms"] for s in stages],
+                               "touch p50 (concurrent)": [s["touch"]["p50_ms"] for s in stages]})
+        finish(ax[0][1], ylabel="ms", title="Create and first write", legend={"fontsize": 8})
+        lines(ax[1][0], pops, {"hot read p50": [s["hot_read"]["p50_ms"] for s in stages],
+                               "hot read p99": [s["hot_read"]["p99_ms"] for s in stages],
+                               "cold wake p50": [(s.get("cold_wake") or {}).get("p50_ms") for s in stages],
+                               "cold wake p99": [(s.get("cold_wake") or {}).get("p99_ms") for s in stages]})
+        finish(ax[1][0], ylabel="ms", title="Reads", legend={"fontsize": 8})
+        lines(ax[1][1], pops, {"open fds": [s["resources"]["open_fds"] for s in stages],
+                               "store MiB": [s["resources"]["store_dir"]["bytes"] / MiB for s in stages],
+                               "local cache MiB": [s["resources"]["cache_dir"]["bytes"] / MiB for s in stages]})
+        finish(ax[1][1], title="Descriptors and disk", legend={"fontsize": 8})
+        for a in ax.flat:
             a.set_xscale("log")
             a.set_xticks(pops, [s.get("label", str(s["population"])) for s in stages])
             a.minorticks_off()
-            a.set_xlabel("databases in the population")
-            a.grid(alpha=0.3, which="both")
+            finish(a, xlabel="databases in the population", grid="both")
         parts.append(r.image(fig, "scale-growth", "scale: growth with the number of databases"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)

@@ -111,6 +111,11 @@ def run_phase(url: str, phase: str, seconds: float, concurrency: int) -> dict[st
     return result
 
 
+def _report(target: str, phase: str, r: dict[str, Any], suffix: str = "") -> None:
+    print(f"{target:8s} {phase:13s} {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
+          f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{suffix}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15)
@@ -141,15 +146,13 @@ def main() -> int:
                 for phase in phases:
                     r = run_phase(url, phase, seconds, args.concurrency)
                     results[f"{target}_{phase}"] = r
-                    print(f"{target:8s} {phase:13s} {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
-                          f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)
+                    _report(target, phase, r)
             for phase in phases:
                 for c in sweep:
                     r = run_phase(cluster.gateway.url, phase, seconds, c)
                     results.setdefault("gateway_sweep", {}).setdefault(phase, []).append(
                         {"concurrency": c, **{k: r[k] for k in ("ops_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}})
-                    print(f"gateway  {phase:13s} {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
-                          f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  ({c} in flight)", flush=True)
+                    _report("gateway", phase, r, f"  ({c} in flight)")
         finally:
             cluster.close()
     write_results("throughput", results)

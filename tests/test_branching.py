@@ -362,7 +362,7 @@ def test_merging_never_rewrites_a_merged_segment(tmp_path, file_store, monkeypat
 def test_merges_read_what_this_node_just_shipped_and_get_only_what_fell_out(tmp_path, file_store, monkeypatch):
     """A merge joins segments this node shipped moments ago: it takes their bytes from the
     recently-shipped cache instead of a GET each (as many requests again as the shipments)."""
-    from memoturn.shipper import RecentSegments
+    from memoturn.recent_segments import RecentSegments
 
     node = make_node(tmp_path, file_store, merge_segments_over=4, snapshot_every_txids=10**6)
     segment_gets: list[str] = []
@@ -381,7 +381,7 @@ def test_merges_read_what_this_node_just_shipped_and_get_only_what_fell_out(tmp_
             node.shipper.ship_all(10)
         assert node.metrics.segments_merged._value.get() > 0
         assert segment_gets == [] and node.metrics.merge_segment_reads._value.get() == 0
-        node.shipper.recent = RecentSegments(budget=0)  # nothing kept: merges must read the store
+        node.shipper.recent = RecentSegments(budget=0, max_item_bytes=1 << 20)  # nothing kept: merges must read the store
         merged_before = node.metrics.segments_merged._value.get()
         for i in range(20):
             put(node, "r", f"b{i}", i)

@@ -171,14 +171,8 @@ def run_sqlite_vec(data: list[dict[str, Any]], data_path: str, embedder: Embedde
             stored: list[np.ndarray] = []
             ids: list[int] = []
             t0 = time.perf_counter()
-            for start in range(0, len(items), 64):
-                chunk = items[start : start + 64]
-                e0 = time.perf_counter()
-                vecs = embedder.embed([m["content"] for m in chunk])
-                e1 = time.perf_counter()
+            for chunk, vecs in recall.embedded_chunks(embedder, items, detail):
                 ids += profile.store_vectors(chunk, vecs)
-                detail["ingest_embed"].append(e1 - e0)
-                detail["ingest_store"].append(time.perf_counter() - e1)
                 stored.append(vecs)
             ingest_seconds += time.perf_counter() - t0
             n_turns += len(items)

@@ -19,10 +19,8 @@ newer epoch fences the database. A lost response is recognised on retry: the obj
 already exists with the same bytes, or the manifest that already lists the segment, counts
 as success.
 
-Merges read the small segments they join from :class:`RecentSegments`, the bytes this node
-shipped lately (a node-wide byte budget), and from the store only for what fell out of it: the
-segments a merge joins are the ones this node just shipped, so without it each merge of 32 cost
-32 GETs, as many requests again as the 32 shipments themselves.
+Merges read the small segments they join from :mod:`~memoturn.recent_segments` (what this
+node shipped lately) and from the store only for what fell out of it.
 
 Snapshots ride along: when a branch has accumulated enough txids or bytes since its last
 snapshot, the worker copies the file at head, uploads it, and adds it to the manifest in
@@ -38,13 +36,13 @@ import heapq
 import logging
 import threading
 import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from . import store as st
 from .errors import DataCorrupt, MemoturnError, NotFound, Unavailable
 from .manifest import Fenced, Manifest, SegmentRef, SnapshotRef, load_manifest, swap_manifest
 from .names import segment_key, snapshot_key
+from .recent_segments import RecentSegments
 from .segment import Segment, decode_segment, encode_segment, merge_segments
 from .snapshot import encode_snapshot
 
@@ -54,44 +52,6 @@ if TYPE_CHECKING:
 
 #: Segments at least this big are left as they are, and merging never makes a bigger one.
 MERGED_SEGMENT_MAX_BYTES = 1 << 20
-#: Bytes of recently shipped small segments kept for merges, node-wide.
-RECENT_SEGMENTS_BYTES = 32 << 20
-
-
-class RecentSegments:
-    """The bytes of small segments this node shipped lately, by key, least recent out first
-    once over ``budget`` bytes. Thread-safe; a miss just means a GET."""
-
-    def __init__(self, budget: int = RECENT_SEGMENTS_BYTES) -> None:
-        self.budget = budget
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def add(self, key: str, data: bytes) -> None:
-        if len(data) >= MERGED_SEGMENT_MAX_BYTES:
-            return  # never merged again
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = data
-            self._bytes += len(data)
-            while self._bytes > self.budget:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= len(old)
-
-    def take(self, key: str) -> bytes | None:
-        """The bytes shipped under ``key`` (and forget them: a merged segment is not merged again)."""
-        with self._lock:
-            data = self._items.pop(key, None)
-            if data is not None:
-                self._bytes -= len(data)
-            return data
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
 log = logging.getLogger("memoturn.shipper")
 
 
@@ -111,7 +71,7 @@ class Shipper:
         self._threads: list[threading.Thread] = []
         self._backoff: dict[int, float] = {}
         self._paced: set[int] = set()  # databases waiting in _delayed for their interval
-        self.recent = RecentSegments()
+        self.recent = RecentSegments(max_item_bytes=MERGED_SEGMENT_MAX_BYTES)
         self.unshipped_txids = 0
 
     # -- lifecycle -----------------------------------------------------------------------
