@@ -9,6 +9,8 @@ operations, the number of profiles and the durability are tunable by environment
     MEMOTURN_LOAD_MIX="memory_write=3,recall=2,kv_put=4,kv_get=6,doc_insert=1,doc_query=1,fork=0.05"
     MEMOTURN_LOAD_DURABILITY=standard|durable
     MEMOTURN_LOAD_CLIENT_VECTORS=0|1  send 384-d vectors instead of letting the server embed
+    MEMOTURN_LOAD_EACH_FIRST=0|1      every user runs each operation of the mix once before it
+                                      (a short smoke run then reaches the rare ones too)
     MEMOTURN_TOKEN=…                  bearer token (admin or the namespace's)
 
 Run it with ``locust -f loadtest/locustfile.py --host http://gateway:7400`` against a real
@@ -140,3 +142,9 @@ class AgentUser(FastHttpUser):
     wait_time = between(0.0, 0.02)
     # The mix: weights in hundredths, operations with weight 0 left out.
     tasks = {OPERATIONS[name]: max(1, int(weight * 100)) for name, weight in MIX.items() if weight > 0}
+
+    def on_start(self) -> None:
+        if os.environ.get("MEMOTURN_LOAD_EACH_FIRST") == "1":
+            for name, weight in MIX.items():
+                if weight > 0:
+                    OPERATIONS[name](self)

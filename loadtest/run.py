@@ -53,7 +53,8 @@ def main() -> int:
     p.add_argument("--profiles", type=int, default=200)
     p.add_argument("--durability", default="standard", choices=["standard", "durable"])
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "loadtest"))
-    p.add_argument("--smoke", action="store_true", help="short CI run: fewer profiles, fail on any error")
+    p.add_argument("--smoke", action="store_true",
+                   help="short CI run: fewer profiles, each user runs every operation once first, fail on any error")
     p.add_argument("--fail-on-error", action="store_true")
     args = p.parse_args()
     if args.smoke:
@@ -75,6 +76,8 @@ def main() -> int:
         try:
             env = {**os.environ, "MEMOTURN_LOAD_PROFILES": str(args.profiles),
                    "MEMOTURN_LOAD_DURABILITY": args.durability}
+            if args.smoke:  # a 20-second run must reach the rare operations (fork) too
+                env["MEMOTURN_LOAD_EACH_FIRST"] = "1"
             cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless",
                    "--host", cluster.gateway.url, "-u", str(args.users), "-r", str(args.spawn_rate),
                    "-t", args.duration, "--csv", str(prefix), "--html", str(prefix) + ".html",
