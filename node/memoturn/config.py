@@ -35,6 +35,11 @@ class Settings(BaseModel):
     max_value_bytes: int = 1024**2
     max_body_bytes: int = 16 * 1024**2
     durable_timeout_seconds: float = 30.0
+    statement_timeout_seconds: float = Field(
+        5.0, gt=0, le=3600,
+        description="deadline of one user SQL batch; past it the batch is stopped (400 statement-timeout)")
+    sql_workers: int = Field(2, ge=1, le=64, description="worker processes that run user SQL (per node)")
+    max_txn_bytes: int = Field(32 * 1024**2, ge=1, description="bytes one user SQL transaction may write")
     min_txid_wait_seconds: float = 1.0
     ship_workers: int = 4
     ship_interval_seconds: float = Field(

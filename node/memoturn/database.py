@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import libsql
+import logging
 
 from . import store as st
 from .errors import DataCorrupt, NotFound, NotOwner, PreconditionFailed, Unavailable
@@ -35,12 +36,14 @@ from .restore import restore
 from .schema import BOOTSTRAP
 from .segment import Segment, Txn
 from .snapshot import Snapshot
+from .sqlworker import WorkerLost
 from .wal import WalCorrupt, WalReader
 
 if TYPE_CHECKING:
     from .node import Node
 
 T = TypeVar("T")
+log = logging.getLogger("memoturn.database")
 
 
 class Closed(Exception):
@@ -89,6 +92,7 @@ class Database:
         self.pending_snapshot: SnapshotRef | None = None
         self.ship_error: str | None = None
         self.fenced: str | None = None
+        self.corrupt: str | None = None  # set by the shipper when the stored manifest fails verification
         self.closed = False
         self.last_access = time.monotonic()
         # KV read cache: key -> (item, txid read at). An entry is valid only while the head is
@@ -103,6 +107,7 @@ class Database:
                 pass
         self.conn = connect(path, node.settings.cache_kib_per_db)
         self.wal = WalReader(path + "-wal")
+        self.stamp = self._file_stamp()  # the file as the node last left it (see _verify_captured)
 
     # -- public operations ---------------------------------------------------------------
 
@@ -130,45 +135,121 @@ class Database:
             raise Unavailable("this node cannot renew its writer lease; it refuses requests until it can",
                               type="lease-lost")
 
-    def write(self, fn: Callable[[Any], T], *, durable: bool, transaction: bool = True) -> tuple[T, int]:
+    def write(self, fn: Callable[[Any], T], *, durable: bool, transaction: bool = True,
+              external: bool = False) -> tuple[T, int]:
         """Run ``fn(conn)`` in one transaction, capture it, and return ``(result, txid)``.
 
-        With ``transaction=False`` ``fn`` runs in autocommit mode (``VACUUM`` needs it);
-        every commit it makes is captured all the same.
+        With ``transaction=False`` ``fn`` runs in autocommit mode; with ``external=True`` it
+        gets the file's path instead and commits through a connection of its own (user SQL in
+        a worker process, :mod:`memoturn.sqlworker`). Every commit it makes is captured all
+        the same, also when ``fn`` fails half-way. The answer is given only if capture saw
+        every change to the file (else the handle is rebuilt from the store and the request
+        fails) and only under the ownership the write began under (DESIGN 12, 13).
         """
         with self.lock:
             self._check_open()
             self._check_lease()
+            self._check_shippable()
             if durable and self.node.shipper.store_down:
                 raise Unavailable("object store unavailable: durable writes are refused", type="store-unavailable")
             if not self.owned:
                 self._acquire()
             self._ensure_bootstrapped()
+            generation = self.lease_generation
             self.last_access = time.monotonic()
             conn = self.conn
-            if transaction:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            else:
-                try:
-                    result = fn(conn)
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+            try:
+                if external:
+                    result = fn(self.path)
+                elif transaction:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                else:
+                    try:
+                        result = fn(conn)
+                    finally:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+            except WorkerLost as exc:
+                # Killed mid-batch (deadline): it may have died inside a commit, so the local
+                # file is not to be trusted. What capture saw ships; the file comes back from the store.
+                self._rebuild(f"SQL worker lost: {exc.error.detail}")
+                raise exc.error from None
+            except BaseException:
+                if not self.closed:
+                    self._capture()  # autocommitted statements before the failure are real commits
+                    self._verify_captured()
+                raise
             txid = self._capture()
+            self._verify_captured()
         if durable:
             self.wait_shipped(txid)
-        elif self.node.leases.shared and not self.node.leases.healthy():
-            # Paused past the safety margin while committing: do not acknowledge a write
-            # that a newer owner may already have made void.
-            raise Unavailable(f"lease lost while committing txid {txid}; outcome unknown", type="lease-lost", txid=txid)
+        self._check_ack(generation, txid)
         return result, txid
+
+    def _check_ack(self, generation: int, txid: int) -> None:
+        """Acknowledge only under the ownership the write began under, still valid now.
+
+        A node paused past its lease (SIGSTOP, a long GC) comes back with a new lease and a
+        new generation; whatever it committed under the old one may already be void (a new
+        owner may have written the same txid), so it is never acknowledged.
+        """
+        leases = self.node.leases
+        if not leases.shared:
+            return
+        if generation != leases.generation or self.lease_generation != generation or not leases.healthy() or self.fenced:
+            raise Unavailable(f"ownership of {self.key} lapsed while committing txid {txid}; outcome unknown",
+                              type="lease-lost", txid=txid)
+
+    def _check_shippable(self) -> None:
+        """Refuse writes that could never ship: the stored manifest failed verification."""
+        if self.corrupt:
+            raise DataCorrupt(f"{self.key}: {self.corrupt}; writes are refused until it is repaired",
+                              type="data-corrupt")
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        st_ = os.stat(self.path)
+        return st_.st_ino, st_.st_size, st_.st_mtime_ns
+
+    def _verify_captured(self) -> None:
+        """The database file changes only in the node's own checkpoints (capture sees the rest).
+
+        Anything else (a journal-mode switch, a checkpoint the node did not make, a commit that
+        bypassed the WAL) means capture missed commits: the request fails and the local copy
+        is rebuilt from the store.
+        """
+        if self.closed:
+            return
+        try:
+            same = self._file_stamp() == self.stamp
+        except FileNotFoundError:
+            same = False
+        if not same:
+            self.node.metrics.capture_bypassed.inc()
+            self._rebuild("the database file changed outside WAL capture")
+            raise DataCorrupt(f"{self.key}: a change bypassed WAL capture and was discarded; "
+                              "the branch was restored from object storage", type="capture-bypassed")
+        if self.wal.has_tail():
+            self._checkpoint()  # frames of a rolled-back or killed transaction: never read them
+
+    def _rebuild(self, reason: str) -> None:
+        """Ship what capture saw, then drop the local copy: the next access restores it."""
+        log.warning("%s: %s; rebuilding the local copy from object storage", self.key, reason)
+        if self.pending:
+            self.node.shipper.ship(self, snapshot=False)
+        self.closed = True
+        try:
+            self.conn.close()
+        finally:
+            drop_local_files(self.path)  # pending segments live in memory and still ship
+            with self.ship_cond:
+                self.ship_cond.notify_all()
 
     def _ensure_bootstrapped(self) -> None:
         """Create the reserved schema if this copy lacks it (under the lock; a write, so owned)."""
@@ -203,6 +284,9 @@ class Database:
             while self.shipped_txid < txid:
                 if self.fenced:
                     raise NotOwner(f"{self.key}: {self.fenced}")
+                if self.corrupt:
+                    raise DataCorrupt(f"txid {txid} committed locally but cannot ship: {self.corrupt}",
+                                      type="data-corrupt", txid=txid)
                 if self.ship_error:
                     raise Unavailable(
                         f"txid {txid} committed locally but not yet durable: {self.ship_error}",
@@ -304,6 +388,7 @@ class Database:
         restore(self.node.store, self.manifest, self.path)
         self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
         self.wal = WalReader(self.path + "-wal")
+        self.stamp = self._file_stamp()
         self.head_txid = self.shipped_txid = self.manifest.head_txid
         self.head_ts = self.manifest.head_ts
         self.timeline = self.manifest.timeline
@@ -330,6 +415,7 @@ class Database:
             restore(store, manifest, self.path)
             self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
             self.wal = WalReader(self.path + "-wal")
+            self.stamp = self._file_stamp()
             self.head_txid = self.shipped_txid = manifest.head_txid
             self.head_ts = manifest.head_ts
             self.bootstrapped = False
@@ -380,6 +466,7 @@ class Database:
         if busy:
             raise PreconditionFailed(f"{self.key}: checkpoint was blocked")
         self.wal.reset()
+        self.stamp = self._file_stamp()
 
 
 def drop_local_files(path: str) -> None:

@@ -189,9 +189,11 @@ def query(conn: Any, collection: str, *, filter: dict[str, Any] | None, sort: li
     offset = 0
     if cursor:
         try:
-            offset = int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"])
+            offset = json.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
         except (ValueError, KeyError, TypeError):
-            raise BadRequest("invalid cursor", type="invalid-cursor") from None
+            offset = None
+        if type(offset) is not int or not 0 <= offset < 2**63:  # else SQLite refuses it: a 500
+            raise BadRequest("invalid cursor", type="invalid-cursor")
     rows = conn.execute(
         f"SELECT id, json(body), created_at, updated_at FROM __memoturn_docs WHERE collection = ? AND {where}"
         f" ORDER BY {', '.join(order)} LIMIT ? OFFSET ?", (*params, limit + 1, offset)).fetchall()

@@ -3,23 +3,37 @@
 For a request addressed to a database (``/v1/databases/{db}/…``, branch from ``?branch=``)
 the gateway picks the owner from its :class:`~memoturn.placement.Placement` cache (or the
 rendezvous choice when the branch has no owner), forwards the request and streams the
-answer back. It retries, with bounded attempts and exponential backoff, only when the
-request provably did not execute:
+answer back. Requests not addressed to one database go to any live node.
 
-* the node could not be reached (connection refused or timed out while connecting): the
-  node is skipped for this request and the next choice is tried;
-* the node answered ``409 not-owner`` or ``503 lease-lost``: the owner is re-read from etcd
-  and the request goes there.
+Retries are the gateway's alone (its HTTP client never resends anything by itself). With
+bounded attempts and exponential backoff, a request goes again — to the next choice — only
+when it provably did not run:
+
+* it never reached a node: the connection was refused or timed out while connecting, so
+  not one byte of it was written (the node is skipped for this request);
+* the node answered a typed refusal, ``409 not-owner``, ``409 fenced`` or ``503 lease-lost``,
+  that carries no txid (the owner is re-read from etcd and the request goes there). A
+  ``lease-lost`` with a txid is a commit whose outcome is unknown: it goes back as it is.
+
+A request that may have reached a node and got no whole answer (connection reset or closed
+after sending, read timeout) is never resent if it is a write (anything but ``GET``/``HEAD``):
+the answer is ``502`` (connection lost) or ``504`` (no answer in time) with the problem type
+``outcome-unknown`` — the write may have been applied; the client reads back before it
+retries. ``GET``/``HEAD`` are safe, so a lost connection is retried for them; a read timeout
+is answered ``504`` for every method. ``503 no-route`` therefore always means "not applied
+anywhere": every attempt was refused or never connected.
 
 Any other answer, success or error, goes back to the client as it is, with its
 ``Memoturn-Txid``. Request bodies are buffered (they must be replayable for a retry, and
 are bounded by ``max_body_bytes``); a response body up to ``BUFFER_BYTES`` is sent with
-its length, a larger one (or one of unknown length) streams. Requests not addressed to one
-database go to any live node. When no node is live the answer is ``503`` with a problem
-body.
+its length, a larger one (or one of unknown length) streams.
 
 The client side is aiohttp with a keep-alive pool per node: the gateway's cost per request
-is most of what it adds, and httpx's pool bookkeeping was the largest part of it.
+is most of what it adds, and httpx's pool bookkeeping was the largest part of it. aiohttp
+resends an idempotent request once by itself when a connection breaks, whether or not the
+node ran it; that is switched off (see :attr:`Gateway.session`). Idle connections
+are dropped after ``KEEPALIVE_SECONDS``, before the nodes' own keep-alive timeout (uvicorn's
+5 s), so a request is not written to a connection the node is closing at that moment.
 """
 
 from __future__ import annotations
@@ -40,7 +54,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .errors import BadRequest
 from .etcd_client import EtcdClient
+from .names import profile_database
 from .placement import Placement
 
 log = logging.getLogger("memoturn.gateway")
@@ -49,7 +65,19 @@ _BRANCH_PATH = re.compile(r"^/v1/databases/[^/]+/branches/([^/]+)/")
 _PROFILE_PATH = re.compile(r"^/v1/namespaces/([^/]+)/profiles/([^/]+)(?:/|$)")
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
 _RETRYABLE = {"not-owner", "lease-lost", "fenced"}
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+# Raised only before the connector hands out a connection: nothing of the request was written.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 BUFFER_BYTES = 1024**2
+KEEPALIVE_SECONDS = 4.0  # below the nodes' idle timeout (uvicorn's default 5 s)
+
+
+def _profile_database(namespace: str, profile: str) -> str | None:
+    """The profile's database, or None for invalid names: any node answers those with the 400."""
+    try:
+        return profile_database(namespace, profile)
+    except BadRequest:
+        return None
 
 
 def _problem(status: int, type_: str, detail: str) -> JSONResponse:
@@ -72,12 +100,20 @@ class Gateway:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """Made on first use, inside the server's event loop (aiohttp sessions belong to one)."""
+        """Made on first use, inside the server's event loop (aiohttp sessions belong to one).
+
+        aiohttp (``ClientSession._request``, 3.14) resends a GET/HEAD/OPTIONS/TRACE/PUT/DELETE
+        once when the connection fails with ``ServerDisconnectedError`` or ``ClientOSError``,
+        even after the node ran it; the only off switch is the private ``_retry_connection``
+        (aiohttp's own test client sets it). ``tests/test_gateway_retries.py`` fails if it goes.
+        """
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=KEEPALIVE_SECONDS),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
                 auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
+            session._retry_connection = False
+            self._session = session
         return self._session
 
     async def close(self) -> None:
@@ -92,7 +128,7 @@ class Gateway:
             return JSONResponse({"nodes": list(self.placement.live_nodes().values())})
         m = _DB_PATH.match(path)
         p = _PROFILE_PATH.match(path)
-        db = m.group(1) if m else (f"{p.group(1)}--{p.group(2)}" if p else None)
+        db = m.group(1) if m else (_profile_database(p.group(1), p.group(2)) if p else None)
         b = _BRANCH_PATH.match(path)
         branch = b.group(1) if b else request.query_params.get("branch", "main")
         key = f"{db}/{branch}" if db else None
@@ -125,12 +161,6 @@ class Gateway:
                 try:
                     resp = await self.session.request(request.method, url, headers=headers, data=body,
                                                       allow_redirects=False)
-                except aiohttp.ClientConnectorError as exc:  # never reached the node: safe to retry elsewhere
-                    excluded.add(node["id"])
-                    last_problem = f"node {node['id']} unreachable: {exc}"
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # may have run: no retry
-                    return _problem(502, "bad-gateway", f"node {node['id']} failed mid-request: {exc!r}")
-                else:
                     retry_type = await self._retryable(resp, replica)
                     if replica and retry_type == "min-txid-not-reached":
                         # The replica is behind what the client saw: ask the primary, now.
@@ -140,6 +170,14 @@ class Gateway:
                     if retry_type is None:
                         return await _relay(resp)
                     last_problem = f"node {node['id']} answered {retry_type}"
+                except _NOT_SENT as exc:  # never reached the node: safe to retry elsewhere
+                    excluded.add(node["id"])
+                    last_problem = f"node {node['id']} unreachable: {exc}"
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # may have run
+                    if request.method not in _SAFE_METHODS or isinstance(exc, asyncio.TimeoutError):
+                        return _outcome_unknown(request.method, node["id"], exc)
+                    last_problem = f"node {node['id']} lost the connection: {exc!r}"
+                else:
                     if key:
                         await asyncio.get_running_loop().run_in_executor(None, self._refresh, key)
             self.retries += 1
@@ -161,18 +199,34 @@ class Gateway:
 
     @staticmethod
     async def _retryable(resp: aiohttp.ClientResponse, replica: bool) -> str | None:
-        """The problem type if the node provably did not run the request (the body is then read)."""
+        """The problem type if the node provably did not run the request (the body is then read).
+
+        A refusal that names a txid (``lease-lost`` after a commit) is not one: that commit
+        may stand.
+        """
         if resp.status not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith("application/problem+json"):
             return None
         data = await resp.read()
         try:
-            type_ = json.loads(data or b"{}").get("type")
+            problem = json.loads(data or b"{}")
+            type_ = problem.get("type")
         except (ValueError, AttributeError):
+            return None
+        if "txid" in problem or "memoturn-txid" in resp.headers:
             return None
         if type_ in _RETRYABLE or (replica and resp.status == 412 and type_ == "min-txid-not-reached"):
             resp.release()
             return type_
         return None
+
+
+def _outcome_unknown(method: str, node: str, exc: BaseException) -> JSONResponse:
+    """The request may have run on ``node``: say so, and do not send it anywhere else."""
+    timed_out = isinstance(exc, asyncio.TimeoutError)
+    status, what = (504, "no answer in time") if timed_out else (502, f"connection lost: {exc!r}")
+    log.warning("%s to node %s: %s; outcome unknown, not retried", method, node, what)
+    return _problem(status, "outcome-unknown", f"node {node} may have received the {method} and gave no complete "
+                    f"answer ({what}); it may have been applied: read it back before retrying")
 
 
 async def _relay(resp: aiohttp.ClientResponse) -> Response:

@@ -22,6 +22,8 @@ class NodeMetrics:
         self.restores = Counter("memoturn_restores", "Databases restored from object storage", registry=r)
         self.restore_seconds = Histogram("memoturn_restore_seconds", "Restore time", buckets=_LATENCY, registry=r)
         self.ownership_changes = Counter("memoturn_ownership_acquired", "Branches whose writer lease this node took", registry=r)
+        self.capture_bypassed = Counter("memoturn_capture_bypassed", "Writes refused because the database file changed outside WAL capture (the local copy was rebuilt)", registry=r)
+        self.statement_timeouts = Counter("memoturn_statement_timeouts", "SQL batches stopped at their deadline (MEMOTURN_STATEMENT_TIMEOUT_SECONDS)", registry=r)
         self.fencing_events = Counter("memoturn_fencing_events", "Branches this node stopped serving because a newer epoch owns them", registry=r)
         self.lease_renewals = Counter("memoturn_lease_renewals", "Successful etcd lease renewals", registry=r)
         self.lease_renewal_failures = Counter("memoturn_lease_renewal_failures", "Failed etcd lease renewals", registry=r)

@@ -27,13 +27,14 @@ from . import store as st
 from .auth import Authenticator
 from .config import Settings
 from .database import Closed, Database, drop_local_files, restore_into, sidecar_path
-from .errors import NotFound, PreconditionFailed, Unavailable
+from .errors import MemoturnError, NotFound, PreconditionFailed, Unavailable
 from .leases import LeaseTable, LocalLeaseTable
 from .manifest import Manifest, create_manifest, load_manifest
 from .metrics import NodeMetrics
 from .names import DEFAULT_BRANCH, check_branch_name, check_database_name
 from .replication import ReplicaSet, Replicator
 from .shipper import Shipper
+from .sqlworker import SqlWorkers
 from .tiers import TierManager
 
 T = TypeVar("T")
@@ -58,6 +59,8 @@ class Node:
         self.replicator = Replicator(self)
         self.replicas = ReplicaSet(self)
         self.shipper = Shipper(self)
+        self.sql_workers = SqlWorkers(settings.sql_workers, settings.statement_timeout_seconds,
+                                      max_txn_bytes=settings.max_txn_bytes, max_result_bytes=settings.max_body_bytes)
         self.tiers = TierManager(self)
         self._lock = threading.Lock()
         self._hot: OrderedDict[str, Database] = OrderedDict()
@@ -85,6 +88,7 @@ class Node:
     def stop(self, timeout: float = 30.0) -> bool:
         """Ship every pending segment, close every database, release ownership."""
         self.tiers.stop()
+        self.sql_workers.close()
         done = self.shipper.ship_all(timeout)
         self.shipper.stop()
         self.replicator.stop()
@@ -246,15 +250,30 @@ class Node:
         return db is None or not db.owned
 
     def write(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, durable: bool | None = None,
-              transaction: bool = True) -> tuple[T, int]:
+              transaction: bool = True, external: bool = False) -> tuple[T, int]:
         durable = self.settings.durability == "durable" if durable is None else durable
         for _ in range(3):
             db = self.open(name, branch)
             try:
-                return db.write(fn, durable=durable, transaction=transaction)
+                return db.write(fn, durable=durable, transaction=transaction, external=external)
             except Closed:
                 continue
         raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
+
+    def sql(self, name: str, statements: list[tuple[str, Any]], *, branch: str = DEFAULT_BRANCH,
+            durable: bool | None = None, transaction: bool = True) -> tuple[list[dict[str, Any]], int]:
+        """Run a batch of user SQL (screened first) in an SQL worker, under its deadline."""
+        from .sqlexec import bind, screen
+
+        autocommit = screen(statements)
+        statements = [(sql, bind(params)) for sql, params in statements]  # plain values for the pipe
+        try:
+            return self.write(name, lambda path: self.sql_workers.run(path, statements, transaction=transaction and not autocommit),
+                              branch=branch, durable=durable, external=True)
+        except MemoturnError as exc:
+            if exc.type == "statement-timeout":
+                self.metrics.statement_timeouts.inc()
+            raise
 
     def compact(self, name: str, branch: str = DEFAULT_BRANCH) -> int:
         """Write a snapshot at the head now (restore then needs no segment replay); its txid."""

@@ -170,6 +170,11 @@ class Shipper:
             except (Unavailable, st.StoreUnavailable) as exc:
                 self._failed(db, exc)
                 return False
+            except DataCorrupt as exc:
+                # The stored manifest fails verification: nothing can land until it is repaired.
+                # Waiters fail with data-corrupt, the database refuses writes, segments stay pending.
+                self._failed(db, exc, corrupt=True)
+                return False
             except Fenced as exc:
                 db.fence(str(exc))
                 return False
@@ -389,12 +394,14 @@ class Shipper:
             db.pending_snapshot = ref
         return True
 
-    def _failed(self, db: "Database", exc: Exception) -> None:
-        self.store_down = True
+    def _failed(self, db: "Database", exc: Exception, *, corrupt: bool = False) -> None:
+        if not corrupt:
+            self.store_down = True
         self.metrics.ship_errors.inc()
         detail = exc.detail if isinstance(exc, MemoturnError) else str(exc)
         with db.ship_cond:
             db.ship_error = detail
+            db.corrupt = detail if corrupt else None
             db.ship_cond.notify_all()
         delay = min(5.0, self._backoff.get(id(db), 0.05) * 2)
         self._backoff[id(db)] = delay
@@ -406,6 +413,7 @@ class Shipper:
         self._backoff.pop(id(db), None)
         with db.ship_cond:
             db.ship_error = None
+            db.corrupt = None
 
 
 def _with_snapshot(m: Manifest, ref: SnapshotRef, keep: int, retention_seconds: float = 0.0) -> dict:

@@ -48,7 +48,10 @@ def create(conn: Any, name: str, dimensions: int) -> None:
 
 
 def _vector(values: Any, d: int) -> bytes:
-    return check_vector(values, d, what="vector", owner="the collection has").tobytes()
+    v = check_vector(values, d, what="vector", owner="the collection has")
+    if not v.any():  # cosine distance to it is NULL: it could never be found, and a query by it finds nothing
+        raise BadRequest("the zero vector has no direction (the collection's metric is cosine)", type="invalid-vector")
+    return v.tobytes()
 
 
 def upsert(conn: Any, name: str, items: list[dict[str, Any]]) -> int:
@@ -79,6 +82,6 @@ def query(conn: Any, name: str, vector: Any, k: int, filter: dict[str, Any] | No
     fetch = k * (10 if filter else 2)
     rows = conn.execute(
         f"SELECT v.id, vector_distance_cos(v.vector, ?) AS d, v.metadata FROM vector_top_k('{table}_idx', ?, ?) t"
-        f" JOIN {table} v ON v.rowid = t.id WHERE {where} ORDER BY d LIMIT ?",
+        f" JOIN {table} v ON v.rowid = t.id WHERE d IS NOT NULL AND {where} ORDER BY d LIMIT ?",
         (blob, blob, fetch, *params, k)).fetchall()
     return [{"id": r[0], "score": 1.0 - float(r[1]), "metadata": json.loads(r[2])} for r in rows]

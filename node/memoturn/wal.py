@@ -167,6 +167,11 @@ class WalReader:
                 self._cksum = (s0, s1)
         return commits
 
+    def has_tail(self) -> bool:
+        """Whether the file holds frames past the last commit read (a rolled-back or killed
+        transaction's): the next commit overwrites them only partly, so the caller checkpoints."""
+        return self.wal_bytes > (self._offset if self._salts is not None else 0)
+
     @property
     def wal_bytes(self) -> int:
         """Size of the WAL file now (0 if absent)."""

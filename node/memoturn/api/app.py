@@ -21,8 +21,8 @@ from .. import kv
 from ..errors import BadRequest, MemoturnError, NotFound
 from ..names import DEFAULT_BRANCH
 from ..node import Node
-from ..sqlexec import run_batch, screen
 from . import problems
+from .strict import StrictRoute
 from .models import (
     TokenRequest,
     CreateDatabase, DatabaseInfo, DatabaseList, Health, KVDeleted, KVItem, KVList, KVPut, KVWritten,
@@ -59,18 +59,28 @@ def _txid(response: Response, txid: int) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies larger than the limit before reading them (HTTP 413)."""
+    """Refuse request bodies larger than the limit (HTTP 413), counting the bytes that arrive.
+
+    A declared Content-Length over the limit is refused before anything is read. A body without
+    one (chunked) or longer than it says is counted as it is received: past the limit the app is
+    told the client left, its answer is dropped and the 413 goes out instead (if the app had
+    already started its response, the response just stops).
+    """
 
     def __init__(self, app: Any, limit: int, metrics: Any, auth: Any) -> None:
         self.app, self.limit, self.metrics, self.auth = app, limit, metrics, auth
+
+    def _too_large(self, size: int | None) -> JSONResponse:
+        detail = (f"request body is {size} bytes; the limit is {self.limit}" if size is not None
+                  else f"request body is larger than the limit of {self.limit} bytes")
+        return problems.problem(413, "payload-too-large", "Payload too large", detail)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                resp = problems.problem(413, "payload-too-large", "Payload too large",
-                                        f"request body is {int(value)} bytes; the limit is {self.limit}")
+                resp = self._too_large(int(value))
                 return await resp(scope, receive, send)
         if self.auth.enabled:
             authorization = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"), None)
@@ -82,14 +92,36 @@ class BodyLimit:
                 return await resp(scope, receive, send)
         start = time.perf_counter()
         status = {"code": 500}
+        body = {"received": 0, "over": False, "started": False}
+
+        async def _receive() -> dict:
+            if body["over"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                body["received"] += len(message.get("body", b""))
+                if body["received"] > self.limit:
+                    body["over"] = True
+                    return {"type": "http.disconnect"}
+            return message
 
         async def _send(message: dict) -> None:
+            if body["over"] and not body["started"]:
+                return  # the app's answer to a body it never fully got: the 413 replaces it
             if message["type"] == "http.response.start":
+                body["started"] = True
                 status["code"] = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, receive, _send)
+            try:
+                await self.app(scope, _receive, _send)
+            except Exception:
+                if not body["over"]:
+                    raise
+            if body["over"] and not body["started"]:
+                status["code"] = 413
+                await self._too_large(None)(scope, receive, send)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -115,6 +147,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         description="memoturnd: databases, KV and SQL over libSQL files shipped to object storage.",
         lifespan=lifespan,
     )
+    app.router.route_class = StrictRoute  # every route: strict JSON, no NUL in path or query
     problems.install(app)
     settings = node.settings
 
@@ -233,12 +266,10 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     def sql(db: str, body: SQLRequest, response: Response, branch: Branch = DEFAULT_BRANCH,
             durability: DurabilityHeader = None, min_txid: MinTxid = None) -> SQLResponse:
         statements = [(s.sql, s.params) for s in body.statements]
-        autocommit = screen(statements)
         durable = _durable(durability)
         if min_txid is not None:
             node.read(db, lambda c: None, branch=branch, min_txid=min_txid)
-        results, txid = node.write(db, lambda c: run_batch(c, statements), branch=branch, durable=durable,
-                                   transaction=body.transaction and not autocommit)
+        results, txid = node.sql(db, statements, branch=branch, durable=durable, transaction=body.transaction)
         _txid(response, txid)
         return SQLResponse(results=results, txid=txid)
 
@@ -249,8 +280,8 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     branching.install(app, node)
     @app.post("/v1/admin/tokens", status_code=201, responses=ERRORS, tags=["admin"])
     def mint_token(body: TokenRequest) -> dict:
-        """Mint a token for one namespace (admin only). The token is shown once."""
-        return node.auth.mint(body.namespace)
+        """Mint a token for one namespace (admin only), optionally expiring. The token is shown once."""
+        return node.auth.mint(body.namespace, ttl_seconds=body.ttl_seconds, expires_at=body.expires_at)
 
     @app.delete("/v1/admin/tokens/{token_sha256}", status_code=204, responses=ERRORS, tags=["admin"])
     def revoke_token(token_sha256: str) -> Response:

@@ -10,41 +10,42 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import branches
 from ..node import Node
 from .memory import ERRORS
+from .models import Bool, Float, Int, Text
 
 
 class Point(BaseModel):
     """At most one of txid / checkpoint / timestamp; none means the head."""
 
     model_config = ConfigDict(extra="forbid")
-    txid: int | None = Field(None, ge=0)
-    checkpoint: str | None = None
-    timestamp: float | None = Field(None, description="unix seconds: the last txid committed at or before it")
+    txid: Int | None = Field(None, ge=0)
+    checkpoint: Text | None = None
+    timestamp: Float | None = Field(None, description="unix seconds: the last txid committed at or before it")
 
 
 class ForkIn(Point):
-    name: str = Field(description="The new branch")
-    parent: str = "main"
-    ttl_seconds: float | None = Field(None, gt=0, description="A burner branch: deleted once this long has passed")
+    name: Text = Field(description="The new branch")
+    parent: Text = "main"
+    ttl_seconds: Float | None = Field(None, gt=0, description="A burner branch: deleted once this long has passed")
 
 
 class CheckpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
-    txid: int | None = Field(None, ge=0)
+    name: Text
+    txid: Int | None = Field(None, ge=0)
 
 
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    snapshot_every_txids: int | None = Field(None, ge=1)
-    keep_snapshots: int | None = Field(None, ge=1)
-    retention_seconds: float | None = Field(None, ge=0)
-    merge_segments_over: int | None = Field(None, ge=2)
+    snapshot_every_txids: Int | None = Field(None, ge=1)
+    keep_snapshots: Int | None = Field(None, ge=1)
+    retention_seconds: Float | None = Field(None, ge=0)
+    merge_segments_over: Int | None = Field(None, ge=2)
 
 
 class GCIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grace_seconds: float = Field(branches.DEFAULT_GRACE_SECONDS, ge=0)
-    dry_run: bool = False
+    grace_seconds: Float = Field(branches.DEFAULT_GRACE_SECONDS, ge=0)
+    dry_run: Bool = False
 
 
 def install(app: FastAPI, node: Node) -> None:

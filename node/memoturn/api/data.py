@@ -11,6 +11,7 @@ from .. import documents, vectors
 from ..names import DEFAULT_BRANCH
 from ..node import Node
 from .memory import ERRORS
+from .models import Filter, Float, Int, Text
 
 Branch = Annotated[str, Query(description="Branch of the database")]
 Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
@@ -19,7 +20,7 @@ MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
 
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str | None = Field(None, min_length=1, max_length=256)
+    id: Text | None = Field(None, min_length=1, max_length=256)
     body: dict[str, Any]
 
 
@@ -37,16 +38,16 @@ class Document(BaseModel):
 
 class SortKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str
-    order: str = "asc"
+    path: Text
+    order: Text = "asc"
 
 
 class DocumentQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    filter: dict[str, Any] = Field(default_factory=dict)
+    filter: Filter = Field(default_factory=dict)
     sort: list[SortKey] = Field(default_factory=list, max_length=8)
-    limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = None
+    limit: Int = Field(100, ge=1, le=1000)
+    cursor: Text | None = None
 
 
 class DocumentPage(BaseModel):
@@ -57,18 +58,18 @@ class DocumentPage(BaseModel):
 
 class IndexIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str
+    path: Text
 
 
 class VectorCollectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dimensions: int = Field(ge=1, le=4096)
+    dimensions: Int = Field(ge=1, le=4096)
 
 
 class VectorItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=256)
-    vector: list[float]
+    id: Text = Field(min_length=1, max_length=256)
+    vector: list[Float]
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -79,9 +80,9 @@ class VectorUpsert(BaseModel):
 
 class VectorQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    vector: list[float]
-    k: int = Field(10, ge=1, le=1000)
-    filter: dict[str, Any] | None = Field(None, description="Document-style filter on metadata")
+    vector: list[Float]
+    k: Int = Field(10, ge=1, le=1000)
+    filter: Filter | None = Field(None, description="Document-style filter on metadata")
 
 
 def install(app: FastAPI, node: Node) -> None:

@@ -1,15 +1,14 @@
 """Memory routes: namespaces, profiles and typed memories over the node.
 
-A profile is the database ``{namespace}--{profile}``, created on first use. Embeddings are
+A profile is the database ``{namespace}--{profile}`` (built and parsed only by
+:mod:`memoturn.names`), created on first use. Embeddings are
 computed before the database lock is taken, so a slow embedder never blocks other writers.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
-from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
@@ -19,14 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .. import memories
 from ..embedding import Embedder, as_vector, get_embedder
 from ..errors import BadRequest, Conflict, NotFound
+from ..names import SEPARATOR, check_namespace, profile_database, split_profile_database
 from ..node import Node
-from .models import Problem
+from .models import Bool, Filter, Float, Int, Problem, Text, Timestamp
 
-_PART = re.compile(r"^[a-z0-9](?:[a-z0-9_.]|-(?!-)){0,62}$")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (400, 404, 409, 412, 413, 422, 503)
 }
-Timestamp = float | datetime
 Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
 MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
 
@@ -39,14 +37,14 @@ def _ts(value: Timestamp | None) -> float | None:
 
 class MemoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: str = Field("fact", description="fact, preference, event, instruction, episode, or your own type")
-    content: str = Field(min_length=1, max_length=100_000)
+    type: Text = Field("fact", description="fact, preference, event, instruction, episode, or your own type")
+    content: Text = Field(min_length=1, max_length=100_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=64)
-    subject: str | None = Field(None, max_length=512, description="A new memory with the same subject supersedes the current one")
-    supersedes: str | None = Field(None, description="Id of the memory this one replaces")
+    tags: list[Annotated[Text, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=64)
+    subject: Text | None = Field(None, max_length=512, description="A new memory with the same subject supersedes the current one")
+    supersedes: Text | None = Field(None, description="Id of the memory this one replaces")
     event_time: Timestamp | None = Field(None, description="When it happened or became true (unix seconds or ISO 8601)")
-    embedding: list[float] | None = Field(None, description="Your own vector; otherwise the server embeds the content")
+    embedding: list[Float] | None = Field(None, description="Your own vector; otherwise the server embeds the content")
 
     @field_validator("type")
     @classmethod
@@ -88,17 +86,17 @@ class BatchOut(BaseModel):
 
 class RecallIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=10_000)
-    limit: int = Field(10, ge=1, le=100)
-    types: list[str] | None = None
-    tags: list[str] | None = None
+    query: Text = Field(min_length=1, max_length=10_000)
+    limit: Int = Field(10, ge=1, le=100)
+    types: list[Text] | None = None
+    tags: list[Text] | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
-    metadata: dict[str, Any] | None = Field(None, description="Equality filters on metadata keys")
+    metadata: Filter | None = Field(None, description="Equality filters on metadata keys")
     as_of: Timestamp | None = Field(None, description="Recall what was current at this time")
-    include_superseded: bool = False
-    recency_half_life_days: float | None = Field(None, gt=0)
-    embedding: list[float] | None = None
+    include_superseded: Bool = False
+    recency_half_life_days: Float | None = Field(None, gt=0)
+    embedding: list[Float] | None = None
 
 
 class Hit(BaseModel):
@@ -131,14 +129,6 @@ class ProfileStats(BaseModel):
 class ProfileList(BaseModel):
     profiles: list[str]
     next_cursor: str | None = None
-
-
-def profile_db(namespace: str, profile: str) -> str:
-    for what, value in (("namespace", namespace), ("profile", profile)):
-        if not _PART.match(value):
-            raise BadRequest(f"invalid {what} {value!r}: 1-63 characters of a-z, 0-9, '.', '_', single '-'",
-                             type="invalid-name")
-    return f"{namespace}--{profile}"
 
 
 KNOWN_PROFILES = 100_000
@@ -216,7 +206,7 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
     @app.post(base + "/memories", status_code=201, response_model=Stored, responses=ERRORS, tags=["memory"])
     def add_memory(namespace: str, profile: str, body: MemoryIn, response: Response,
                    durability: Durability = None) -> Stored:
-        db = profile_db(namespace, profile)
+        db = profile_database(namespace, profile)
         ensure_profile(db)
         (result,), txid = store(db, [body], durable_flag(durability))
         response.headers["Memoturn-Txid"] = str(txid)
@@ -225,7 +215,7 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
     @app.post(base + "/memories/batch", status_code=201, response_model=BatchOut, responses=ERRORS, tags=["memory"])
     def add_memories(namespace: str, profile: str, body: BatchIn, response: Response,
                      durability: Durability = None) -> BatchOut:
-        db = profile_db(namespace, profile)
+        db = profile_database(namespace, profile)
         ensure_profile(db)
         results, txid = store(db, body.memories, durable_flag(durability))
         response.headers["Memoturn-Txid"] = str(txid)
@@ -233,7 +223,7 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
 
     @app.post(base + "/recall", response_model=RecallOut, responses=ERRORS, tags=["memory"])
     def recall(namespace: str, profile: str, body: RecallIn, response: Response, min_txid: MinTxid = None) -> RecallOut:
-        db = profile_db(namespace, profile)
+        db = profile_database(namespace, profile)
 
         def dim_of(conn: Any) -> int | None:
             return memories.profile_dim(conn)
@@ -261,7 +251,7 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
     def list_memories(namespace: str, profile: str, response: Response, type: Annotated[list[str] | None, Query()] = None,
                       include_superseded: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       cursor: str | None = None) -> MemoryList:
-        db = profile_db(namespace, profile)
+        db = profile_database(namespace, profile)
         items, txid = node.read(db, lambda c: memories.list_memories(
             c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor))
         response.headers["Memoturn-Txid"] = str(txid)
@@ -270,39 +260,41 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
 
     @app.get(base + "/memories/{memory_id}", response_model=MemoryOut, responses=ERRORS, tags=["memory"])
     def get_memory(namespace: str, profile: str, memory_id: str, response: Response) -> MemoryOut:
-        item, txid = node.read(profile_db(namespace, profile), lambda c: memories.get(c, memory_id))
+        item, txid = node.read(profile_database(namespace, profile), lambda c: memories.get(c, memory_id))
         response.headers["Memoturn-Txid"] = str(txid)
         return MemoryOut(**item)
 
     @app.get(base + "/memories/{memory_id}/history", response_model=list[MemoryOut], responses=ERRORS, tags=["memory"])
     def memory_history(namespace: str, profile: str, memory_id: str, response: Response) -> list[MemoryOut]:
-        chain, txid = node.read(profile_db(namespace, profile), lambda c: memories.history(c, memory_id))
+        chain, txid = node.read(profile_database(namespace, profile), lambda c: memories.history(c, memory_id))
         response.headers["Memoturn-Txid"] = str(txid)
         return [MemoryOut(**m) for m in chain]
 
     @app.delete(base + "/memories/{memory_id}", status_code=204, responses=ERRORS, tags=["memory"])
     def forget(namespace: str, profile: str, memory_id: str, durability: Durability = None) -> Response:
-        _, txid = node.write(profile_db(namespace, profile), lambda c: memories.forget(c, memory_id),
+        _, txid = node.write(profile_database(namespace, profile), lambda c: memories.forget(c, memory_id),
                              durable=durable_flag(durability))
         return Response(status_code=204, headers={"Memoturn-Txid": str(txid)})
 
     @app.get(base, response_model=ProfileStats, responses=ERRORS, tags=["memory"])
     def profile_stats(namespace: str, profile: str, response: Response) -> ProfileStats:
-        db = profile_db(namespace, profile)
+        db = profile_database(namespace, profile)
         stats, txid = node.read(db, memories.stats)
         response.headers["Memoturn-Txid"] = str(txid)
         return ProfileStats(namespace=namespace, profile=profile, database=db, head_txid=txid, **stats)
 
     @app.delete(base, status_code=204, responses=ERRORS, tags=["memory"])
     def delete_profile(namespace: str, profile: str) -> Response:
-        node.delete_database(profile_db(namespace, profile))
+        node.delete_database(profile_database(namespace, profile))
         return Response(status_code=204)
 
     @app.get("/v1/namespaces/{namespace}/profiles", response_model=ProfileList, responses=ERRORS, tags=["memory"])
     def list_profiles(namespace: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       cursor: str | None = None) -> ProfileList:
-        profile_db(namespace, "x")
-        names, nxt = node.list_databases(limit=limit, cursor=f"{namespace}--{cursor}" if cursor else None,
-                                         prefix=f"{namespace}--")
-        profiles = [n[len(namespace) + 2:] for n in names]
-        return ProfileList(profiles=profiles, next_cursor=profiles[-1] if nxt and profiles else None)
+        prefix = check_namespace(namespace) + SEPARATOR
+        names, nxt = node.list_databases(limit=limit, cursor=prefix + cursor if cursor else None, prefix=prefix)
+        # The prefix also matches names that are no profile of this namespace ('acme---x',
+        # 'acme--x--y'): keep only exact splits. The cursor stays the position of the last
+        # name read, so a page of skipped names does not end the listing.
+        profiles = [split[1] for n in names if (split := split_profile_database(n)) and split[0] == namespace]
+        return ProfileList(profiles=profiles, next_cursor=nxt[len(prefix):] if nxt else None)

@@ -2,11 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
 
 JSONValue = Any
+
+# Request fields take JSON's own types: no "10" for 10, no true for 1 (lax pydantic took both,
+# so a typo became a value), and numbers are finite.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+Bool = Annotated[bool, Strict()]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("invalid_string", "contains NUL (U+0000), which SQLite cannot store: it cuts the string there")
+    return value
+
+
+def _no_nul_within(value: Any) -> Any:
+    """Every string (and object key) of a JSON value whose scalars are bound as SQL parameters."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _no_nul(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    if not isinstance(value, str) or _NUMBER.fullmatch(value):
+        raise PydanticCustomError("timestamp_type", "a timestamp is unix seconds (a number) or an ISO 8601 string")
+    return value
+
+
+def _unix(value: datetime) -> float:
+    try:
+        return value.timestamp()
+    except (ValueError, OverflowError):  # a naive 0001-01-01 is before year 1 in UTC (it was a 500)
+        raise PydanticCustomError("timestamp_range", "the time is out of range") from None
+
+
+# A string that reaches SQLite as text. (A JSON value is stored encoded, NUL as "\u0000": fine.)
+Text = Annotated[str, AfterValidator(_no_nul)]
+# A filter: its values are bound as SQL parameters.
+Filter = Annotated[dict[str, Any], AfterValidator(_no_nul_within)]
+# Unix seconds or an ISO 8601 string (not a number in a string); unix seconds once validated.
+Timestamp = Union[Float, Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_unix)]]
 
 
 class Problem(BaseModel):
@@ -27,12 +81,15 @@ class Health(BaseModel):
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    namespace: str
+    namespace: str = Field(description="1-63 characters of a-z, 0-9, '.', '_', '-', starting and ending with a "
+                                       "letter or digit, without '--' or '..'")
+    ttl_seconds: Int | None = Field(None, gt=0, description="The token expires this many seconds after minting")
+    expires_at: Float | None = Field(None, description="The token expires at this time (unix seconds); not with ttl_seconds")
 
 
 class CreateDatabase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(description="1-128 characters of a-z, 0-9, '.', '_', '-'; profiles are '{namespace}--{profile}'")
+    name: Text = Field(description="1-128 characters of a-z, 0-9, '.', '_', '-'; profiles are '{namespace}--{profile}'")
 
 
 class DatabaseInfo(BaseModel):
@@ -57,7 +114,7 @@ class DatabaseList(BaseModel):
 class KVPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     value: JSONValue = Field(description="Any JSON value")
-    ttl_seconds: float | None = Field(None, gt=0, description="Expire the key after this many seconds")
+    ttl_seconds: Float | None = Field(None, gt=0, description="Expire the key after this many seconds")
 
 
 class KVItem(BaseModel):
@@ -85,22 +142,31 @@ class KVList(BaseModel):
 
 class Blob(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    base64: str
+    base64: str = Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="The bytes in standard base64")
 
 
 SQLValue = Union[None, bool, int, float, str, Blob]
 
 
+def _int64(value: Any) -> Any:
+    if type(value) is int and not -2**63 <= value < 2**63:
+        raise PydanticCustomError("int_range", "SQLite integers are 64-bit; this one would become a float")
+    return value
+
+
+SQLParam = Annotated[Union[None, Bool, Int, Float, Text, Blob], BeforeValidator(_int64)]
+
+
 class Statement(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sql: str = Field(max_length=1_000_000)
-    params: list[SQLValue] | dict[str, SQLValue] = Field(default_factory=list)
+    sql: Text = Field(max_length=1_000_000)
+    params: list[SQLParam] | dict[Text, SQLParam] = Field(default_factory=list)
 
 
 class SQLRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     statements: list[Statement] = Field(min_length=1, max_length=1000)
-    transaction: bool = Field(True, description="Run the batch in one transaction (all or nothing)")
+    transaction: Bool = Field(True, description="Run the batch in one transaction (all or nothing)")
 
 
 class StatementResult(BaseModel):

@@ -34,13 +34,24 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return problem(400, "malformed-json", "Malformed JSON", "the request body is not valid JSON")
-        parts = []
-        for e in errors[:5]:
-            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{loc or 'body'}: {e.get('msg')}")
-        return problem(422, "invalid-request", "Invalid request", "; ".join(parts))
+        for e in errors:
+            if e.get("type") == "json_invalid":
+                why = (e.get("ctx") or {}).get("error")
+                return problem(400, "malformed-json", "Malformed JSON",
+                               "the request body is not valid JSON" + (f": {why}" if why else ""))
+
+        def described(some: list) -> str:
+            parts = []
+            for e in some[:5]:
+                loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+                parts.append(f"{loc or 'body'}: {e.get('msg')}")
+            return "; ".join(parts)
+
+        # A NUL would be cut off by SQLite (a silent change): its own 400, named apart from schema errors.
+        nul = [e for e in errors if e.get("type") == "invalid_string"]
+        if nul:
+            return problem(400, "invalid-string", "Invalid string", described(nul))
+        return problem(422, "invalid-request", "Invalid request", described(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
