@@ -46,6 +46,7 @@ def _serve(pipe: Any) -> None:  # runs in the worker process
 
     from .sqlexec import run_batch
 
+    pipe.send("ready")
     while True:
         try:
             req = pipe.recv()
@@ -80,6 +81,10 @@ class _Worker:
         self.process = ctx.Process(target=_serve, args=(child,), daemon=True, name="memoturn-sql")
         self.process.start()
         child.close()
+        # Start-up (interpreter, imports) is not a batch's time: the deadline starts once it is ready.
+        if not self.pipe.poll(60) or self.pipe.recv() != "ready":
+            self.kill()
+            raise Unavailable("an SQL worker did not start", type="sql-worker-died")
 
     def kill(self) -> None:
         self.process.kill()
