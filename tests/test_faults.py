@@ -116,3 +116,35 @@ def test_a_missing_segment_is_a_gap_not_silent_data_loss(tmp_path, file_store):
             node.open("victim")
     finally:
         node.stop()
+
+
+def test_a_corrupt_manifest_on_a_hot_database_refuses_writes_with_data_corrupt_until_repaired(tmp_path, file_store):
+    """Not a 30 s durable timeout, and no standard write acknowledged into a branch that cannot ship."""
+    node = make_node(tmp_path, file_store)
+    try:
+        node.create_database("rot")
+        _kv(node, "rot", "before", 1, durable=True)
+        key = manifest_key("rot", "main")
+        good, _ = file_store.get(key)
+        file_store.put(key, b"{not a manifest")
+        t0 = time.monotonic()
+        with pytest.raises(DataCorrupt) as exc:
+            _kv(node, "rot", "durable", 2, durable=True)
+        assert exc.value.type == "data-corrupt" and time.monotonic() - t0 < 10
+        with pytest.raises(DataCorrupt):
+            _kv(node, "rot", "standard", 3)  # refused before committing: never acknowledged, never lost
+        assert node.metrics.ship_errors._value.get() >= 1
+        file_store.put(key, good)  # the operator repairs it
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                txid = _kv(node, "rot", "after", 4, durable=True)
+                break
+            except DataCorrupt:
+                assert time.monotonic() < deadline, "writes did not resume after the repair"
+                time.sleep(0.2)
+        manifest, _ = load_manifest(file_store, "rot", "main")
+        assert manifest.head_txid == txid
+        assert _get(node, "rot", "after") == 4 and _get(node, "rot", "before") == 1
+    finally:
+        node.stop()
