@@ -293,3 +293,22 @@ def test_a_connection_lost_after_sending_is_retried_for_reads_only():
         assert [m for m, _, _ in node.seen] == ["GET", "GET"] and node.unread == 2 and node.connections == 2
 
     asyncio.run(go())
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_reaching_a_node():
+    """The body limit counts bytes as they arrive: a chunked body has no Content-Length to check."""
+    async def go() -> None:
+        node = await Node(lambda method, n: "ok").start()
+        gateway = _gateway(StaticPlacement({"b": node.url}, owner="b"), max_body_bytes=1000)
+
+        async def chunks():
+            for _ in range(10):
+                yield b"x" * 500
+
+        async with serving(gateway) as client:
+            r = await client.put("/v1/databases/db/kv/k", content=chunks())
+        await node.stop()
+        assert r.status_code == 413 and r.json()["type"] == "payload-too-large"
+        assert node.seen == []
+
+    asyncio.run(go())

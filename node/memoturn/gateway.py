@@ -141,7 +141,13 @@ class Gateway:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
             return _problem(413, "payload-too-large", f"request body is {length} bytes; the limit is {self.max_body_bytes}")
-        body = await request.body()
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as received: a chunked body has no Content-Length
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return _problem(413, "payload-too-large", f"request body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
         excluded: set[str] = set()
         delay = self.backoff

@@ -32,7 +32,7 @@ def _param(value: Any) -> Any:
     if isinstance(value, dict):
         try:
             return base64.b64decode(value["base64"], validate=True)
-        except (KeyError, binascii.Error, TypeError):
+        except (KeyError, binascii.Error, TypeError, ValueError):
             raise BadRequest("blob parameters must be {\"base64\": \"...\"}", type="invalid-parameter") from None
     if hasattr(value, "base64"):
         return _param({"base64": value.base64})
