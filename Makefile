@@ -61,7 +61,7 @@ test: venv minio etcd kube helm
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 e2e: venv minio etcd kube helm
-	$(TEST_ENV) $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+	$(TEST_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
