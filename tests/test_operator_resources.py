@@ -144,3 +144,18 @@ def test_status_conditions_are_truthful_and_keep_transition_times():
     assert degraded.phase == "Degraded" and degraded.conditions[0].reason == "ReplicasUnavailable"
     assert degraded.conditions[0].lastTransitionTime == "2026-01-02T00:00:00Z"
     assert all(c.observedGeneration == 2 for c in degraded.conditions)
+
+
+def test_every_pod_the_operator_creates_meets_the_restricted_pod_security_profile():
+    """What Kubernetes' `restricted` profile checks (the e2e enforces it on a real API server)."""
+    for obj in desired("acme", "team", "uid-1", SPEC):
+        if obj["kind"] != "Deployment":
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"]:
+            ctx = c["securityContext"]
+            seccomp = ctx.get("seccompProfile") or pod["securityContext"].get("seccompProfile")
+            assert seccomp == {"type": "RuntimeDefault"}, obj["metadata"]["name"]
+            assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"] == {"drop": ["ALL"]}
+            assert ctx["readOnlyRootFilesystem"] is True

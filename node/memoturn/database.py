@@ -140,8 +140,8 @@ class Database:
         """Run ``fn(conn)`` in one transaction, capture it, and return ``(result, txid)``.
 
         With ``transaction=False`` ``fn`` runs in autocommit mode; with ``external=True`` it
-        gets the file's path instead and commits through a connection of its own (user SQL in
-        a worker process, :mod:`memoturn.sqlworker`). Every commit it makes is captured all
+        gets the file's path and a capture callback instead and commits through a connection of
+        its own (user SQL in a worker process, :mod:`memoturn.sqlworker`). Every commit it makes is captured all
         the same, also when ``fn`` fails half-way. The answer is given only if capture saw
         every change to the file (else the handle is rebuilt from the store and the request
         fails) and only under the ownership the write began under (DESIGN 12, 13).
@@ -160,7 +160,15 @@ class Database:
             conn = self.conn
             try:
                 if external:
-                    result = fn(self.path)
+                    self._hand_over()
+                    try:
+                        result = fn(self.path, self._capture_before_close)
+                    except WorkerLost:
+                        raise
+                    except BaseException:
+                        self._take_back()
+                        raise
+                    self._take_back()
                 elif transaction:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
@@ -193,6 +201,30 @@ class Database:
         self._check_ack(generation, txid)
         return result, txid
 
+    def _capture_before_close(self) -> None:
+        """Capture what another connection committed while it is still open (see sqlworker)."""
+        self._capture()
+        self._verify_captured(tail=False)  # our connection is closed: a tail is checkpointed after _take_back
+
+    def _hand_over(self) -> None:
+        """Close our connection so that the worker's is the only one while it runs.
+
+        libSQL checkpoints and deletes the WAL when a connection closes and it finds no other
+        (it does so even while another connection of another process is open, which corrupts
+        that one's view): with one connection at a time that close is always safe. Our close
+        checkpoints frames capture already read; the file is re-stamped after it.
+        """
+        self.conn.close()
+        self.stamp = self._file_stamp()
+
+    def _take_back(self) -> None:
+        """Reopen our connection after the worker closed its own (which may have checkpointed
+        the frames captured just before it): re-stamp; the WAL reader follows a new WAL by its salts."""
+        if self.closed:
+            return
+        self.stamp = self._file_stamp()
+        self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
+
     def _check_ack(self, generation: int, txid: int) -> None:
         """Acknowledge only under the ownership the write began under, still valid now.
 
@@ -217,7 +249,7 @@ class Database:
         st_ = os.stat(self.path)
         return st_.st_ino, st_.st_size, st_.st_mtime_ns
 
-    def _verify_captured(self) -> None:
+    def _verify_captured(self, *, tail: bool = True) -> None:
         """The database file changes only in the node's own checkpoints (capture sees the rest).
 
         Anything else (a journal-mode switch, a checkpoint the node did not make, a commit that
@@ -235,7 +267,7 @@ class Database:
             self._rebuild("the database file changed outside WAL capture")
             raise DataCorrupt(f"{self.key}: a change bypassed WAL capture and was discarded; "
                               "the branch was restored from object storage", type="capture-bypassed")
-        if self.wal.has_tail():
+        if tail and self.wal.has_tail():
             self._checkpoint()  # frames of a rolled-back or killed transaction: never read them
 
     def _rebuild(self, reason: str) -> None:
@@ -245,7 +277,7 @@ class Database:
             self.node.shipper.ship(self, snapshot=False)
         self.closed = True
         try:
-            self.conn.close()
+            self.conn.close()  # closing twice (after a hand-over) is harmless
         finally:
             drop_local_files(self.path)  # pending segments live in memory and still ship
             with self.ship_cond:

@@ -268,8 +268,9 @@ class Node:
         autocommit = screen(statements)
         statements = [(sql, bind(params)) for sql, params in statements]  # plain values for the pipe
         try:
-            return self.write(name, lambda path: self.sql_workers.run(path, statements, transaction=transaction and not autocommit),
-                              branch=branch, durable=durable, external=True)
+            return self.write(name, lambda path, captured: self.sql_workers.run(
+                path, statements, transaction=transaction and not autocommit, captured=captured),
+                branch=branch, durable=durable, external=True)
         except MemoturnError as exc:
             if exc.type == "statement-timeout":
                 self.metrics.statement_timeouts.inc()

@@ -284,6 +284,8 @@ def check_program(conn: Any, sql: str, params: Any, protected: Protected) -> Non
             if opcode == "OpenWrite" and p2 in protected.no_write:
                 raise Forbidden(f"{protected.no_write[p2]!r} is maintained by its index: write to its table instead",
                                 type="reserved-table")
+        elif opcode == "JournalMode" and p3 == -1:
+            continue  # PAGER_JOURNALMODE_QUERY: SQLite's way of marking a statement not read-only
         elif opcode in _DENIED_OPCODES:
             raise Forbidden(f"user SQL cannot run {opcode}", type="forbidden-statement")
         elif opcode in ("Function", "PureFunc") and isinstance(row[5], str):

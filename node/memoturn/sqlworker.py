@@ -9,9 +9,11 @@ on a pipe (no GIL held) and keeps serving. Past the deadline
 committed, the OS releases its locks, and the request fails with 400 ``statement-timeout``.
 
 Contract with the caller (:meth:`memoturn.database.Database.write`): it holds the branch's
-write lock and keeps its own connection open for the whole call (so a worker's close never
-checkpoints), and captures the WAL afterwards; the WAL is SQLite's, so commits made here are
-captured exactly like the node's own. After a kill the caller must not trust the local file
+write lock for the whole call and captures the WAL in the ``captured`` callback, which runs
+after the batch committed and *before* the worker closes its connection: closing may
+checkpoint and delete the WAL (libSQL does so even while the node's own connection is open),
+so capture must have read it first. The WAL is SQLite's, so commits made here are captured
+exactly like the node's own. After a kill the caller must not trust the local file
 (the kill may have hit a commit half-way) and restores it from the store.
 
 Workers are spawned on demand up to ``size`` and reused; a worker that died or was killed is
@@ -23,6 +25,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import BadRequest, MemoturnError, Unavailable
@@ -52,27 +55,36 @@ def _serve(pipe: Any) -> None:  # runs in the worker process
             req = pipe.recv()
         except EOFError:
             return
+        conn = None
         try:
             conn = libsql.connect(req["path"], isolation_level=None)
-            try:
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise Unavailable(f"database is in journal mode {mode!r}, not WAL", type="capture-bypassed")
-                conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
-                conn.execute(f"PRAGMA cache_size=-{req['cache_bytes'] // 1024}")
-                conn.execute("PRAGMA foreign_keys=ON")
-                results = run_batch(conn, req["path"], req["statements"], transaction=req["transaction"],
-                                    max_txn_bytes=req["max_txn_bytes"], max_result_bytes=req["max_result_bytes"],
-                                    cache_bytes=req["cache_bytes"])
-            finally:
-                conn.close()
-            pipe.send(("ok", results))
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise Unavailable(f"database is in journal mode {mode!r}, not WAL", type="capture-bypassed")
+            conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
+            conn.execute(f"PRAGMA cache_size=-{req['cache_bytes'] // 1024}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            results = run_batch(conn, req["path"], req["statements"], transaction=req["transaction"],
+                                max_txn_bytes=req["max_txn_bytes"], max_result_bytes=req["max_result_bytes"],
+                                cache_bytes=req["cache_bytes"])
+            reply: tuple = ("ok", results)
         except MemoturnError as exc:
-            pipe.send(("error", type(exc).__name__, exc.type, exc.detail, exc.extra))
+            reply = ("error", type(exc).__name__, exc.type, exc.detail, exc.extra)
         except BaseException as exc:  # noqa: BLE001 - engine errors, and panics of the binding (PanicException)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            pipe.send(("error", "BadRequest", "sql-error", str(exc).splitlines()[0] if str(exc) else repr(exc), {}))
+            reply = ("error", "BadRequest", "sql-error", str(exc).splitlines()[0] if str(exc) else repr(exc), {})
+        pipe.send(reply)
+        # Closing the last writer connection may checkpoint and delete the WAL: only once the
+        # node has captured what this batch committed (it says so with "close").
+        try:
+            pipe.recv()
+        except EOFError:
+            return
+        finally:
+            if conn is not None:
+                conn.close()
+        pipe.send("closed")
 
 
 class _Worker:
@@ -113,8 +125,12 @@ class SqlWorkers:
             self._idle.append(w)
 
     def run(self, path: str, statements: list[tuple[str, Any]], *, transaction: bool,
-            timeout: float | None = None) -> list[dict[str, Any]]:
-        """Run a batch on the database file at ``path``; raise its error, or :class:`WorkerLost`."""
+            captured: Callable[[], None], timeout: float | None = None) -> list[dict[str, Any]]:
+        """Run a batch on the database file at ``path``; raise its error, or :class:`WorkerLost`.
+
+        ``captured`` is called once the batch has committed (or failed) and before the worker
+        closes its connection: the caller captures the WAL there (a close may checkpoint it).
+        """
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         if not self._slots.acquire(timeout=timeout):
@@ -139,11 +155,21 @@ class SqlWorkers:
                 worker.kill()
                 raise WorkerLost(Unavailable("the SQL worker died running the batch; nothing of it was applied",
                                              type="sql-worker-died")) from None
-            with self._lock:
-                if self._closed:
+            try:
+                captured()
+            finally:
+                try:
+                    worker.pipe.send("close")
+                    if not worker.pipe.poll(30) or worker.pipe.recv() != "closed":
+                        raise EOFError
+                except (EOFError, OSError, BrokenPipeError):
                     worker.kill()
                 else:
-                    self._idle.append(worker)
+                    with self._lock:
+                        if self._closed:
+                            worker.kill()
+                        else:
+                            self._idle.append(worker)
         finally:
             self._slots.release()
         if reply[0] == "ok":

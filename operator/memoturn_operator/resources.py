@@ -115,8 +115,18 @@ def _env(tenant: str, spec: MemoryTenantSpec) -> list[dict[str, Any]]:
 
 
 def _security() -> dict[str, Any]:
+    """Container securityContext that the ``restricted`` Pod Security profile admits."""
     return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}}
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _pod_security(fs_group: bool = False) -> dict[str, Any]:
+    """Pod securityContext: the image's uid 10001 and the runtime's seccomp profile (``restricted``)."""
+    ctx: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                           "seccompProfile": {"type": "RuntimeDefault"}}
+    if fs_group:
+        ctx["fsGroup"] = 10001
+    return ctx
 
 
 def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, replicas: int) -> dict[str, Any]:
@@ -149,7 +159,7 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
                     "serviceAccountName": n["account"], "automountServiceAccountToken": False,
                     # SIGTERM ships the tail and revokes the lease; give it time to.
                     "terminationGracePeriodSeconds": 30,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                    "securityContext": _pod_security(fs_group=True),
                     "containers": [container],
                     "volumes": [{"name": "cache", "emptyDir": {"sizeLimit": spec.nodes.cacheSizeLimit}},
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
@@ -176,7 +186,7 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
         "spec": {"replicas": spec.gateway.replicas, "selector": {"matchLabels": sel},
                  "template": {"metadata": {"labels": sel, "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)}},
                               "spec": {"serviceAccountName": n["account"], "automountServiceAccountToken": False,
-                                       "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                                       "securityContext": _pod_security(),
                                        "containers": [container]}}},
     }
 
