@@ -15,12 +15,13 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run test e2e bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd kube helm clean
+.PHONY: help venv venv-path run test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd kube helm clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
 	@echo "make test   - install everything the tests need and run every test (e2e included)"
 	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
+	@echo "make soak [SOAK_DURATION=600] - history-checked fault run (kill -9, pause, etcd/MinIO restarts, disk full), bench/results/soak.json"
 	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
 	@echo "make loadtest [USERS=20 DURATION=60s] - Locust against a local cluster, reports in bench/results/loadtest/"
 	@echo "make bench-peers - vs Litestream (replication lag, restore) and a sqlite-vec memory service (LoCoMo), same run"
@@ -62,6 +63,12 @@ test: venv minio etcd kube helm
 
 e2e: venv minio etcd kube helm
 	$(TEST_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The history-checked fault test of tests/test_history.py, for SOAK_DURATION seconds (default 10 min).
+SOAK_DURATION ?= 600
+soak: venv minio etcd
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
+	$(BIN)/python -m bench.soak --duration $(SOAK_DURATION)
 
 bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage

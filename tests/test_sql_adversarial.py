@@ -97,7 +97,9 @@ HARMLESS = [  # must run (200): the guard must not refuse ordinary SQL
     "EXPLAIN QUERY PLAN SELECT * FROM t", "SELECT * FROM json_each('[1,2]')", "SELECT sqlite_version()",
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10) SELECT sum(x) FROM c",
     "SELECT * FROM f WHERE f MATCH 'hello'", "SELECT id FROM vector_top_k('vi', vector32('[1,2,3]'), 2)",
-    "SELECT count(*) FROM f_data", "PRAGMA integrity_check", "VACUUM",
+    "SELECT count(*) FROM f_data", "PRAGMA integrity_check",
+    "CREATE TABLE uk(k TEXT PRIMARY KEY, v UNIQUE)", "INSERT INTO uk VALUES ('a', 1)",  # automatic indexes
+    "SELECT v FROM uk WHERE k = 'a'", "UPDATE uk SET v = 2 WHERE k = 'a'", "DELETE FROM uk", "VACUUM",
 ]
 
 

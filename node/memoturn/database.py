@@ -174,9 +174,12 @@ class Database:
                     try:
                         result = fn(conn)
                         conn.execute("COMMIT")
-                    except BaseException:
+                    except BaseException as exc:
                         if conn.in_transaction:
                             conn.execute("ROLLBACK")
+                        if isinstance(exc, ValueError) and "disk is full" in str(exc):
+                            raise Unavailable(f"{self.key}: the node's local disk is full; nothing was applied",
+                                              type="disk-full") from None
                         raise
                 else:
                     try:

@@ -23,9 +23,18 @@ import binascii
 import os
 from typing import Any
 
-from .errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest, MemoturnError, PayloadTooLarge, Unavailable
 from .sqlguard import Protected, check_program, check_statement, protected_pages
 
+
+
+def engine_error(exc: Exception, where: str = "") -> MemoturnError:
+    """An engine error as the client should see it: a full disk is the node's condition (503,
+    retry elsewhere or later), anything else is the statement's (400)."""
+    text = str(exc)
+    if "disk is full" in text or "disk I/O error" in text:
+        return Unavailable(f"{where}the node's local disk cannot take the write: {text}", type="disk-full")
+    return BadRequest(f"{where}{text}", type="sql-error")
 
 
 def _param(value: Any) -> Any:
@@ -118,7 +127,7 @@ def _run_one(conn: Any, index: int, sql: str, params: Any, protected: Protected,
             budget.take(row)
             rows.append([_cell(v) for v in row])
     except ValueError as exc:
-        raise BadRequest(f"statement {index}: {exc}", type="sql-error") from None
+        raise engine_error(exc, f"statement {index}: ") from None
     columns = [d[0] for d in (cur.description or ())]
     return {
         "columns": columns,
@@ -154,7 +163,10 @@ def run_batch(conn: Any, path: str, statements: list[tuple[str, Any]], *, transa
                 if (version := _schema_version(conn)) != schema:
                     schema, protected = version, protected_pages(conn)
             budget.check_writes()
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except ValueError as exc:
+                raise engine_error(exc, "commit: ") from None
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

@@ -256,6 +256,8 @@ def protected_pages(conn: Any) -> Protected:
         if not root:
             continue
         low, owner = name.lower(), (tbl or "").lower()
+        if low.startswith("sqlite_autoindex_"):
+            low = owner  # a UNIQUE/PRIMARY KEY index belongs to its table: reserved only if the table is
         if reserved_name(low) or owner.startswith("__memoturn") or (low.startswith("sqlite_") and low != "sqlite_sequence"):
             no_access[root] = name
         elif any(low.startswith(v + "_") or owner.startswith(v + "_") for v in vtabs) or owner.endswith("_shadow"):
