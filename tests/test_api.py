@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.node import Node
+from memoturn.metrics import sample
 
 
 @pytest.fixture
@@ -177,15 +178,15 @@ def test_kv_read_cache_never_serves_an_older_state(client):
     first = client.get("/v1/databases/cache/kv/k")
     again = client.get("/v1/databases/cache/kv/k")
     assert again.json()["value"] == 1 and again.headers["Memoturn-Txid"] == first.headers["Memoturn-Txid"]
-    assert hits._value.get() == 1
+    assert sample(hits) == 1
     w = client.put("/v1/databases/cache/kv/k", json={"value": 2})
     r = client.get("/v1/databases/cache/kv/k")
     assert r.json()["value"] == 2 and r.headers["Memoturn-Txid"] == w.headers["Memoturn-Txid"]
     # Any commit (here through SQL) moves the head, so cached entries stop being served.
     client.post("/v1/databases/cache/sql", json={"statements": [{"sql": "CREATE TABLE t(x)"}]})
-    before = hits._value.get()
+    before = sample(hits)
     r = client.get("/v1/databases/cache/kv/k")
-    assert hits._value.get() == before and r.json()["value"] == 2
+    assert sample(hits) == before and r.json()["value"] == 2
     client.put("/v1/databases/cache/kv/ttl", json={"value": "x", "ttl_seconds": 0.2})
     assert client.get("/v1/databases/cache/kv/ttl").status_code == 200
     import time

@@ -17,6 +17,7 @@ from memoturn.errors import BadRequest, Conflict, NotFound
 from memoturn.manifest import load_manifest
 from memoturn.node import Node
 from memoturn.restore import restore
+from memoturn.metrics import sample
 from support.nodes import dump, make_node
 
 
@@ -308,7 +309,7 @@ def test_small_segments_merge_without_breaking_forks_inside_them(tmp_path, file_
             put(node, "m", f"b{i}", i)
             node.shipper.ship_all(10)
         manifest, _ = load_manifest(file_store, "m", "main")
-        assert node.metrics.segments_merged._value.get() > 0
+        assert sample(node.metrics.segments_merged) > 0
         assert len(manifest.segments) <= 5
         assert all(ref.key.startswith("db/m/main/") for ref in inside.base_segments)
         for _ in range(2):
@@ -349,7 +350,7 @@ def test_merging_never_rewrites_a_merged_segment(tmp_path, file_store, monkeypat
         expected = state(node, "g")
     finally:
         node.stop()
-    assert node.metrics.segments_merged._value.get() > 0
+    assert sample(node.metrics.segments_merged) > 0
     assert max(ref.size for ref in manifest.segments) <= 48 * 1024 or len(manifest.segments) > 4
     merged_outputs = [s for s in written if s > 16 * 1024]
     assert merged_outputs and max(merged_outputs) <= 48 * 1024, merged_outputs  # no merge grew past the cap
@@ -379,15 +380,15 @@ def test_merges_read_what_this_node_just_shipped_and_get_only_what_fell_out(tmp_
         for i in range(20):
             put(node, "r", f"a{i}", i)
             node.shipper.ship_all(10)
-        assert node.metrics.segments_merged._value.get() > 0
-        assert segment_gets == [] and node.metrics.merge_segment_reads._value.get() == 0
+        assert sample(node.metrics.segments_merged) > 0
+        assert segment_gets == [] and sample(node.metrics.merge_segment_reads) == 0
         node.shipper.recent = RecentSegments(budget=0, max_item_bytes=1 << 20)  # nothing kept: merges must read the store
-        merged_before = node.metrics.segments_merged._value.get()
+        merged_before = sample(node.metrics.segments_merged)
         for i in range(20):
             put(node, "r", f"b{i}", i)
             node.shipper.ship_all(10)
-        assert node.metrics.segments_merged._value.get() > merged_before
-        assert segment_gets and node.metrics.merge_segment_reads._value.get() == len(segment_gets)
+        assert sample(node.metrics.segments_merged) > merged_before
+        assert segment_gets and sample(node.metrics.merge_segment_reads) == len(segment_gets)
         expected = state(node, "r")
     finally:
         node.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from memoturn import kv
+from memoturn.metrics import sample
 from support.nodes import make_node
 
 
@@ -17,7 +18,7 @@ def _get(node, db, key):
 
 
 def _restores(node) -> float:
-    return node.metrics.restores._value.get()
+    return sample(node.metrics.restores)
 
 
 def test_idle_hot_becomes_warm_and_is_reused_without_restore(tmp_path, file_store):

@@ -488,6 +488,7 @@ class Database:
             self.head_ts = max(time.time(), self.head_ts or 0.0)
             txns.append(Txn(self.head_txid, self.head_ts, commit.db_pages, commit.pages))
         assert self.epoch is not None
+        self.node.metrics.commits.inc(len(txns))
         seg = Segment(self.name, self.branch, self.epoch, self.wal.page_size, txns, self.timeline)
         self.txids_since_snapshot += len(txns)
         self.bytes_since_snapshot += sum(len(t.pages) for t in txns) * self.wal.page_size

@@ -3,9 +3,10 @@
 A manifest lists a branch's parent (``branch@txid``), snapshots, segments, checkpoints, head
 txid and the writer epoch. It is the only mutable object of a branch and is changed only by
 compare-and-swap: :func:`create_manifest` uses ``If-None-Match: *`` and :func:`swap_manifest`
-uses ``If-Match`` with the ETag the writer last saw. Every swap carries the writer's epoch; a
-swap whose epoch is older than the stored one is refused here too, so a zombie writer can
-never land an update even if it somehow guessed the ETag. A manifest carries a SHA-256
+uses ``If-Match`` with the ETag the writer last saw. Every swap carries the writer's epoch;
+what fences a zombie is the ETag: a new owner's fencing CAS changes it, so the zombie's next
+swap fails its condition, and :func:`swap_manifest` then reads the stored epoch to tell the
+caller it was fenced (:class:`Fenced`) rather than merely raced. A manifest carries a SHA-256
 of its own JSON, so a damaged one is refused rather than misread.
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -50,3 +52,12 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def sample(metric: Any) -> float:
+    """The current value of an unlabelled counter or gauge, through the public collect() API."""
+    for family in metric.collect():
+        for s in family.samples:
+            if s.name in (family.name, family.name + "_total") and not s.labels:
+                return float(s.value)
+    raise KeyError(f"{metric!r} has no unlabelled sample")

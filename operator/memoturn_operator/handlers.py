@@ -209,11 +209,15 @@ async def node_pod_event(type: str | None, body: Any, logger: Any, **_: Any) -> 
 # -- MemoryBranch ---------------------------------------------------------------------------
 
 
+class TenantMissing(Retry):
+    """The branch's MemoryTenant is not there: retried on create, final on delete."""
+
+
 def _gateway(namespace: str, spec: MemoryBranchSpec) -> Any:
     k = kube()
     owner = k.tenant(GROUP, VERSION, namespace, spec.tenant)
     if owner is None:
-        raise Retry(f"MemoryTenant {namespace}/{spec.tenant} does not exist (yet)", delay=10)
+        raise TenantMissing(f"MemoryTenant {namespace}/{spec.tenant} does not exist (yet)", delay=10)
     tspec = MemoryTenantSpec.model_validate(owner["spec"])
     token = k.secret_value(namespace, token_secret_name(spec.tenant, tspec), "admin-token")
     endpoints = k.ready_endpoints(namespace, names(spec.tenant)["gateway"])
@@ -298,10 +302,10 @@ def branch_deleted(body: Any, logger: Any, **_: Any) -> None:
     spec = MemoryBranchSpec.model_validate(raw["spec"])
     try:
         _delete_branch(raw["metadata"]["namespace"], spec)
+    except TenantMissing:
+        logger.warning(f"tenant {spec.tenant} is gone; nothing left to delete the branch through")
+        return
     except Retry as exc:
-        if "does not exist" in str(exc):
-            logger.warning(f"tenant {spec.tenant} is gone; nothing left to delete the branch through")
-            return
         raise _temporary(exc) from exc
     except Exception as exc:
         if dataplane.unreachable(exc):

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import GROUP, VERSION
+from . import GROUP, VERSION, metrics
 from .dataplane import NodeLoad, scrape
 from .kube import Kube
 from .models import MemoryTenantSpec
@@ -91,6 +91,7 @@ def _replicas(kube: Kube, namespace: str, tenant: str, spec: MemoryTenantSpec, l
         for load in loads:  # the ReplicaSet removes the pod with the lowest cost first
             kube.annotate_pod(namespace, load.pod, {DELETION_COST: str(load.hot)})
     memory.last_scale = time.monotonic()
+    metrics.scale_events.labels("out" if want > have else "in").inc()
     log.info("tenant %s/%s: scaling nodes %d -> %d (hot per node %s, target %d)", namespace, tenant, have, want,
              [load.hot for load in loads], spec.nodes.hotPerNodeTarget)
     return want
