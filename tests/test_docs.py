@@ -38,3 +38,19 @@ def test_readme_commands_are_make_targets():
     for target in re.findall(r"^make (\w+)", readme, re.M):
         assert re.search(rf"^{target}:", makefile, re.M), f"README names make {target}, the Makefile lacks it"
     assert "make test" in _read(".ci", "run")
+
+
+def test_the_client_side_installs_and_imports_without_the_server():
+    """`pip install memoturn` is the SDK and CLI: httpx only; the data plane is the `server` extra."""
+    import subprocess
+    import sys
+    import tomllib
+
+    project = tomllib.loads(_read("pyproject.toml"))["project"]
+    assert [d.split(">")[0].split("=")[0] for d in project["dependencies"]] == ["httpx"]
+    assert {"server", "operator", "mcp"} <= set(project["optional-dependencies"])
+    code = ("import sys, memoturn.cli, memoturn.client; "
+            "print(sorted(m for m in ('fastapi', 'libsql', 'boto3', 'aiohttp', 'numpy', 'kopf', 'pydantic', 'mcp') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

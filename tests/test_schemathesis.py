@@ -129,7 +129,7 @@ def seeded(tmp_path_factory):
     store.close()
 
 
-def _examples(operation: Any, seed: Seed, failures: list[str]) -> None:
+def _examples(operation: Any, seed: Seed, failures: list[str], counts: dict[str, int]) -> None:
     """Valid and invalid cases for one operation; a 5xx is recorded (shrunk), and the run goes on."""
     modes = [operation.as_strategy(generation_mode=m) for m in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
 
@@ -138,6 +138,7 @@ def _examples(operation: Any, seed: Seed, failures: list[str]) -> None:
               database=None, phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         aim(case, seed)
+        counts["cases"] += 1
         try:
             response = case.call()
         except Exception as exc:  # the in-process client re-raises what the app did not handle
@@ -166,10 +167,12 @@ def test_no_operation_answers_5xx(seeded):
     app, seed = seeded
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
+    counts = {"cases": 0}
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
-        _examples(operation, seed, failures)
-    assert operations >= 40
+        _examples(operation, seed, failures, counts)
+    print(f"schemathesis: {counts['cases']} cases over {operations} operations, {len(failures)} with a 5xx")
+    assert operations >= 40 and counts["cases"] >= 10 * operations
     assert not failures, f"{len(failures)} operations answered 5xx:\n" + "\n".join(failures)
