@@ -17,13 +17,14 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench.storage import write_results, make_node, summarize  # noqa: E402
 from memoturn import branches, kv  # noqa: E402
 from memoturn.manifest import load_manifest  # noqa: E402
 from memoturn.restore import restore  # noqa: E402
 from memoturn.store.file import FileStore  # noqa: E402
 from memoturn.store.s3 import S3Store  # noqa: E402
 from support.minio import MinioServer  # noqa: E402
+
+from bench.storage import make_node, summarize, write_results  # noqa: E402
 
 
 def history(node: Any, db: str, txids: int) -> None:
@@ -71,8 +72,11 @@ def gc_passes(node: Any, store: Any, counts: list[int]) -> dict[str, Any]:
         objects = sum(1 for _ in store.iter_keys(f"db/{db}/"))
         t0 = time.perf_counter()
         report = branches.collect(node, db, grace=600)
-        out[str(n)] = {"objects": objects, "seconds": round(time.perf_counter() - t0, 4),
-                       "unreferenced": report["unreferenced"]}
+        out[str(n)] = {
+            "objects": objects,
+            "seconds": round(time.perf_counter() - t0, 4),
+            "unreferenced": report["unreferenced"],
+        }
     return out
 
 
@@ -82,8 +86,10 @@ def main() -> int:
     args = p.parse_args()
     n = 50 if args.quick else 300
     tmp = tempfile.mkdtemp(prefix="memoturn-bench-branch-")
-    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "command": "python -m bench.branching" + (" --quick" if args.quick else "")}
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m bench.branching" + (" --quick" if args.quick else ""),
+    }
     with MinioServer() as minio:
         for k, v in minio.credentials.items():
             os.environ[k] = v
@@ -94,7 +100,9 @@ def main() -> int:
                 history(node, "forked", 200)
                 results[f"forks_{label}"] = forks(node, "forked", n)
                 if label == "s3":
-                    results["pitr_restore_s3"] = pitr(node, store, tmp, [100, 1000] if args.quick else [100, 1000, 5000])
+                    results["pitr_restore_s3"] = pitr(
+                        node, store, tmp, [100, 1000] if args.quick else [100, 1000, 5000]
+                    )
                     results["gc_pass_s3"] = gc_passes(node, store, [100, 1000] if args.quick else [100, 1000, 5000])
             finally:
                 node.stop()

@@ -21,10 +21,11 @@ import httpx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench.storage import write_results, summarize  # noqa: E402
 from support.cluster import Cluster  # noqa: E402
 from support.etcd import EtcdServer  # noqa: E402
 from support.minio import MinioServer  # noqa: E402
+
+from bench.storage import summarize, write_results  # noqa: E402
 
 
 def failover(cluster: Cluster, trial: int, sig: int) -> float:
@@ -77,8 +78,12 @@ def gateway_overhead(cluster: Cluster, n: int) -> dict[str, Any]:
         direct.append(t1 - t0)
         via.append(t2 - t1)
     d, g = summarize(direct), summarize(via)
-    return {"direct": d, "gateway": g, "overhead_p50_ms": round(g["p50_ms"] - d["p50_ms"], 4),
-            "overhead_p99_ms": round(g["p99_ms"] - d["p99_ms"], 4)}
+    return {
+        "direct": d,
+        "gateway": g,
+        "overhead_p50_ms": round(g["p50_ms"] - d["p50_ms"], 4),
+        "overhead_p99_ms": round(g["p99_ms"] - d["p99_ms"], 4),
+    }
 
 
 def replica_lag(cluster: Cluster, n: int) -> dict[str, Any]:
@@ -128,8 +133,11 @@ def main() -> int:
     if args.quick:
         args.ttl, args.trials = 3, 3
     tmp = Path(tempfile.mkdtemp(prefix="memoturn-bench-cluster-"))
-    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "command": "make bench", "lease_ttl_seconds": args.ttl}
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "make bench",
+        "lease_ttl_seconds": args.ttl,
+    }
     with EtcdServer() as etcd, MinioServer() as minio:
         for k, v in minio.credentials.items():
             os.environ[k] = v
@@ -139,12 +147,18 @@ def main() -> int:
             results["replica_lag"] = replica_lag(cluster, 50 if args.quick else 300)
             kill = [failover(cluster, i, signal.SIGKILL) for i in range(args.trials)]
             term = [failover(cluster, i, signal.SIGTERM) for i in range(args.trials)]
-            results["failover_kill9_seconds"] = {"samples": [round(x, 3) for x in kill],
-                                                 "p50": round(sorted(kill)[len(kill) // 2], 3), "max": round(max(kill), 3),
-                                                 "target": f"<= TTL + 2 = {args.ttl + 2}"}
-            results["failover_sigterm_seconds"] = {"samples": [round(x, 3) for x in term],
-                                                   "p50": round(sorted(term)[len(term) // 2], 3), "max": round(max(term), 3),
-                                                   "target": "<= 1"}
+            results["failover_kill9_seconds"] = {
+                "samples": [round(x, 3) for x in kill],
+                "p50": round(sorted(kill)[len(kill) // 2], 3),
+                "max": round(max(kill), 3),
+                "target": f"<= TTL + 2 = {args.ttl + 2}",
+            }
+            results["failover_sigterm_seconds"] = {
+                "samples": [round(x, 3) for x in term],
+                "p50": round(sorted(term)[len(term) // 2], 3),
+                "max": round(max(term), 3),
+                "target": "<= 1",
+            }
         finally:
             cluster.close()
     write_results("cluster", results)

@@ -10,7 +10,6 @@ embedder, not recall); queries take the real path: embed the question, then hybr
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -18,16 +17,39 @@ import time
 from typing import Any
 
 import numpy as np
-
-from bench.storage import write_results, summarize
 from memoturn import memories
 from memoturn.config import Settings
 from memoturn.embedding import get_embedder
 from memoturn.node import Node
 
-WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "xe", "zu") for b in
-         ("bar", "cen", "dol", "fip", "gor", "hux", "jal", "kem", "lun", "mor", "nip", "pal", "quo", "rem", "sul",
-          "tak", "ulm", "vor", "wen", "yal")]
+from bench.storage import summarize, write_results
+
+WORDS = [
+    f"{a}{b}"
+    for a in ("ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "xe", "zu")
+    for b in (
+        "bar",
+        "cen",
+        "dol",
+        "fip",
+        "gor",
+        "hux",
+        "jal",
+        "kem",
+        "lun",
+        "mor",
+        "nip",
+        "pal",
+        "quo",
+        "rem",
+        "sul",
+        "tak",
+        "ulm",
+        "vor",
+        "wen",
+        "yal",
+    )
+]
 
 
 def fill(node: Node, db: str, n: int, dim: int, rng: random.Random) -> float:
@@ -37,13 +59,18 @@ def fill(node: Node, db: str, n: int, dim: int, rng: random.Random) -> float:
         count = min(500, n - start)
         vecs = nprng.standard_normal((count, dim)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        items = [{"type": rng.choice(memories.BUILTIN_TYPES),
-                  "content": " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))),
-                  "tags": [rng.choice(WORDS)]} for _ in range(count)]
+        items = [
+            {
+                "type": rng.choice(memories.BUILTIN_TYPES),
+                "content": " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))),
+                "tags": [rng.choice(WORDS)],
+            }
+            for _ in range(count)
+        ]
 
         def tx(conn: Any, items=items, vecs=vecs) -> None:
             memories.ensure_schema(conn, dim, "bench")
-            for item, v in zip(items, vecs):
+            for item, v in zip(items, vecs, strict=False):
                 memories.add(conn, item, v)
 
         node.write(db, tx, durable=False)
@@ -58,11 +85,14 @@ def main() -> int:
     queries = 50 if args.quick else 200
     rng = random.Random(7)
     embedder = get_embedder("default")
-    node = Node(Settings(data_dir=tempfile.mkdtemp(prefix="memoturn-bench-mem-"), node_id="bench",
-                         tier_interval_seconds=3600)).start()
-    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "command": "python -m bench.memory" + (" --quick" if args.quick else ""),
-                               "embedder": embedder.name}
+    node = Node(
+        Settings(data_dir=tempfile.mkdtemp(prefix="memoturn-bench-mem-"), node_id="bench", tier_interval_seconds=3600)
+    ).start()
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m bench.memory" + (" --quick" if args.quick else ""),
+        "embedder": embedder.name,
+    }
     try:
         for n in sizes:
             db = f"bench--m{n}"
@@ -78,10 +108,18 @@ def main() -> int:
                 t2 = time.perf_counter()
                 total.append(t2 - t0)
                 search.append(t2 - t1)
-            results[f"recall_{n}"] = {"with_embedding": summarize(total), "search_only": summarize(search),
-                                      "load_seconds": round(load, 2), "load_memories_per_s": round(n / load, 1)}
-            print(f"{n}: recall p50 {results[f'recall_{n}']['with_embedding']['p50_ms']} ms", file=sys.stderr, flush=True)
-        texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))) for _ in range(256 if args.quick else 1024)]
+            results[f"recall_{n}"] = {
+                "with_embedding": summarize(total),
+                "search_only": summarize(search),
+                "load_seconds": round(load, 2),
+                "load_memories_per_s": round(n / load, 1),
+            }
+            print(
+                f"{n}: recall p50 {results[f'recall_{n}']['with_embedding']['p50_ms']} ms", file=sys.stderr, flush=True
+            )
+        texts = [
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))) for _ in range(256 if args.quick else 1024)
+        ]
         db = "bench--ingest"
         node.create_database(db)
         t0 = time.perf_counter()
@@ -91,13 +129,17 @@ def main() -> int:
 
             def tx(conn: Any, chunk=chunk, vecs=vecs) -> None:
                 memories.ensure_schema(conn, embedder.dim, embedder.name)
-                for t, v in zip(chunk, vecs):
+                for t, v in zip(chunk, vecs, strict=False):
                     memories.add(conn, {"content": t}, v)
 
             node.write(db, tx, durable=False)
         elapsed = time.perf_counter() - t0
-        results["ingest_with_embedding"] = {"memories": len(texts), "seconds": round(elapsed, 2),
-                                            "memories_per_s": round(len(texts) / elapsed, 1), "batch": 64}
+        results["ingest_with_embedding"] = {
+            "memories": len(texts),
+            "seconds": round(elapsed, 2),
+            "memories_per_s": round(len(texts) / elapsed, 1),
+            "batch": 64,
+        }
     finally:
         node.stop()
     write_results("memory", results)

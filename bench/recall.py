@@ -30,14 +30,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-
 from memoturn import memories
 from memoturn.config import Settings
 from memoturn.embedding import get_embedder
 from memoturn.node import Node
 
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "bench",
-                            "locomo", "locomo-dev.json")
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "bench", "locomo", "locomo-dev.json"
+)
 
 
 def parse_when(text: str) -> float | None:
@@ -56,8 +56,14 @@ def turns(conversation: dict[str, Any]) -> list[dict[str, Any]]:
             content = f"{turn['speaker']}: {turn['text']}"
             if turn.get("blip_caption"):
                 content += f" [shares a photo: {turn['blip_caption']}]"
-            out.append({"type": "episode", "content": content, "event_time": parse_when(when),
-                        "metadata": {"dia_id": turn["dia_id"], "session": number, "date_time": when}})
+            out.append(
+                {
+                    "type": "episode",
+                    "content": content,
+                    "event_time": parse_when(when),
+                    "metadata": {"dia_id": turn["dia_id"], "session": number, "date_time": when},
+                }
+            )
     return out
 
 
@@ -73,8 +79,12 @@ def score(ranked: list[Any], wanted: set[str]) -> dict[str, float]:
     found5 = wanted & set(ranked[:5])
     found10 = wanted & set(ranked[:10])
     first = next((i for i, d in enumerate(ranked[:10]) if d in wanted), None)
-    return {"r5": len(found5) / len(wanted), "r10": len(found10) / len(wanted),
-            "hit5": 1.0 if found5 else 0.0, "mrr": 1.0 / (first + 1) if first is not None else 0.0}
+    return {
+        "r5": len(found5) / len(wanted),
+        "r10": len(found10) / len(wanted),
+        "hit5": 1.0 if found5 else 0.0,
+        "mrr": 1.0 / (first + 1) if first is not None else 0.0,
+    }
 
 
 def questions(sample: dict[str, Any]) -> list[tuple[dict[str, Any], set[str]]]:
@@ -90,11 +100,20 @@ def questions(sample: dict[str, Any]) -> list[tuple[dict[str, Any], set[str]]]:
 
 
 def agg(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: round(statistics.fmean(r[k] for r in rows), 4) for k in ("r5", "r10", "hit5", "mrr")} | {"questions": len(rows)}
+    return {k: round(statistics.fmean(r[k] for r in rows), 4) for k in ("r5", "r10", "hit5", "mrr")} | {
+        "questions": len(rows)
+    }
 
 
-def figures(data_path: str, embedder_name: str, conversations: int, n_turns: int, ingest_seconds: float,
-            per_cat: dict[int, list[dict[str, float]]], latencies: list[float]) -> dict[str, Any]:
+def figures(
+    data_path: str,
+    embedder_name: str,
+    conversations: int,
+    n_turns: int,
+    ingest_seconds: float,
+    per_cat: dict[int, list[dict[str, float]]],
+    latencies: list[float],
+) -> dict[str, Any]:
     """The headline result (what ``recall.json`` holds) from per-question scores and latencies."""
     everything = [r for rows in per_cat.values() for r in rows]
     overall = agg(everything)
@@ -107,15 +126,19 @@ def figures(data_path: str, embedder_name: str, conversations: int, n_turns: int
         "ingest_seconds": round(ingest_seconds, 2),
         "ingest_ms_per_turn": round(ingest_seconds / max(1, n_turns) * 1000, 2),
         "per_category": {str(c): agg(rows) for c, rows in sorted(per_cat.items())},
-        "r_at_5": overall["r5"], "r_at_10": overall["r10"], "hit_at_5": overall["hit5"], "mrr": overall["mrr"],
+        "r_at_5": overall["r5"],
+        "r_at_10": overall["r10"],
+        "hit_at_5": overall["hit5"],
+        "mrr": overall["mrr"],
         "questions": overall["questions"],
         "recall_p50_ms": round(lat[len(lat) // 2] * 1000, 2),
         "recall_p95_ms": round(lat[int(len(lat) * 0.95)] * 1000, 2),
     }
 
 
-def embedded_chunks(embedder: Any, items: list[dict[str, Any]], detail: dict[str, list[float]],
-                    size: int = 64) -> Iterator[tuple[list[dict[str, Any]], np.ndarray]]:
+def embedded_chunks(
+    embedder: Any, items: list[dict[str, Any]], detail: dict[str, list[float]], size: int = 64
+) -> Iterator[tuple[list[dict[str, Any]], np.ndarray]]:
     """``items`` ``size`` at a time with their vectors; the time to embed each chunk goes to
     ``detail["ingest_embed"]``, the time the caller takes to store it to ``detail["ingest_store"]``."""
     for start in range(0, len(items), size):
@@ -155,7 +178,7 @@ def run(data: list[dict[str, Any]], data_path: str, detail: dict[str, list[float
 
                 def tx(conn: Any, chunk=chunk, vecs=vecs) -> None:
                     memories.ensure_schema(conn, embedder.dim, embedder.name)
-                    for m, v in zip(chunk, vecs):
+                    for m, v in zip(chunk, vecs, strict=False):
                         memories.add(conn, m, v)
 
                 node.write(db, tx, durable=False)

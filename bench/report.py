@@ -48,6 +48,7 @@ MiB = 1024**2
 
 # -- formatting ---------------------------------------------------------------------------------
 
+
 def num(x: Any, digits: int | None = None) -> str:
     """A number for a table: ``-`` for none, adaptive precision unless ``digits`` is given."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -94,6 +95,7 @@ def at_most(what: str, value: float, limit: float, source: str, unit: str = "") 
 
 
 # -- the run -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Report:
@@ -171,23 +173,38 @@ def figure(width: float = 8, height: float = 4, ncols: int = 1, nrows: int = 1) 
     return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
 
 
-def grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], *, colors: dict[str, str] | None = None,
-                 label: Callable[[float], str] | None = None) -> float:
+def grouped_bars(
+    ax: Any,
+    groups: list[str],
+    series: dict[str, list[float]],
+    *,
+    colors: dict[str, str] | None = None,
+    label: Callable[[float], str] | None = None,
+) -> float:
     """One cluster of bars per group, one bar per series (legend = series names); the bar width."""
     w = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
         xs = [j + i * w for j in range(len(groups))]
         ax.bar(xs, values, w, label=name, color=(colors or {}).get(name))
         if label:
-            for x, v in zip(xs, values):
+            for x, v in zip(xs, values, strict=False):
                 ax.annotate(label(v), (x, v), ha="center", va="bottom", fontsize=7)
     ax.set_xticks([j + w * (len(series) - 1) / 2 for j in range(len(groups))], groups)
     return w
 
 
-def finish(ax: Any, *, title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
-           xlog: bool = False, ylog: bool = False, ylim: tuple[float, float] | None = None, grid: str | None = None,
-           legend: dict[str, Any] | None = None) -> None:
+def finish(
+    ax: Any,
+    *,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    xlog: bool = False,
+    ylog: bool = False,
+    ylim: tuple[float, float] | None = None,
+    grid: str | None = None,
+    legend: dict[str, Any] | None = None,
+) -> None:
     """The dressing of one plot: log scales, y limits, labels, title, a light grid (on ``grid``: "x", "y"
     or "both") and a legend (``legend`` holds its keyword arguments)."""
     if xlog:
@@ -217,14 +234,22 @@ def lines(ax: Any, xs: list[float], series: dict[str, list[Any]]) -> None:
         ax.plot(xs, ys, LINE_STYLES[i % len(LINE_STYLES)], label=label)
 
 
-def hbars(ax: Any, labels: list[str], p50: list[float], p99: list[float] | None, unit: str = "ms",
-          log: bool = True, colors: list[str] | None = None, title: str | None = None) -> None:
+def hbars(
+    ax: Any,
+    labels: list[str],
+    p50: list[float],
+    p99: list[float] | None,
+    unit: str = "ms",
+    log: bool = True,
+    colors: list[str] | None = None,
+    title: str | None = None,
+) -> None:
     """Horizontal bars at p50 with a tick at p99, top to bottom in the order given."""
     y = list(range(len(labels)))[::-1]
     ax.barh(y, p50, color=colors or "#4c72b0", label="p50")
     if p99:
         ax.scatter(p99, y, marker="|", s=300, color="black", label="p99", zorder=3)
-    for yi, v in zip(y, p50):
+    for yi, v in zip(y, p50, strict=False):
         ax.annotate(f" {num(v)}", (v, yi), va="center", fontsize=8)
     ax.set_yticks(y, labels)
     finish(ax, xlog=log, xlabel=unit, title=title, grid="x")
@@ -236,15 +261,19 @@ def lat(d: dict[str, Any] | None, key: str = "p50_ms") -> float | None:
 
 # -- sections ------------------------------------------------------------------------------------
 
+
 def needs(rel: str) -> Callable[[Callable[[Report, dict[str, Any], str], str]], Callable[[Report], str]]:
     """A section drawn from the result file ``rel``: called with its data and ``rel``, or, when the
     file is missing, says so instead."""
+
     def wrap(fn: Callable[[Report, dict[str, Any], str], str]) -> Callable[[Report], str]:
         @functools.wraps(fn)
         def section(r: Report) -> str:
             d = r.get(rel)
             return r.missing_text(rel) if d is None else fn(r, d, rel)
+
         return section
+
     return wrap
 
 
@@ -260,44 +289,78 @@ def sec_storage(r: Report, d: dict[str, Any], rel: str) -> str:
         ("Memoturn KV put, durable, S3 (MinIO)", kv["durable_s3"]),
     ]
     other: list[tuple[str, dict[str, Any]]] = []
-    for key, label in (("segment_seal_ship_file", "segment seal + ship, file store"),
-                       ("segment_seal_ship_s3", "segment seal + ship, S3"),
-                       ("create_database_file", "create database, file store"),
-                       ("create_database_s3", "create database, S3"),
-                       ("cold_wake_1mb_file", "cold wake, 1 MB, file store"),
-                       ("cold_wake_1mb_s3", "cold wake, 1 MB, S3"),
-                       ("cold_wake_100mb_file", "cold wake, {megabytes} MB, file store")):
+    for key, label in (
+        ("segment_seal_ship_file", "segment seal + ship, file store"),
+        ("segment_seal_ship_s3", "segment seal + ship, S3"),
+        ("create_database_file", "create database, file store"),
+        ("create_database_s3", "create database, S3"),
+        ("cold_wake_1mb_file", "cold wake, 1 MB, file store"),
+        ("cold_wake_1mb_s3", "cold wake, 1 MB, S3"),
+        ("cold_wake_100mb_file", "cold wake, {megabytes} MB, file store"),
+    ):
         if key in d:
             other.append((label.format(**d[key]), d[key]))
-    table = md_table(["operation", "n", "p50 ms", "p99 ms", "ops/s"],
-                     [[label, s["n"], s["p50_ms"], s["p99_ms"], s.get("ops_per_s")] for label, s in rows + other])
+    table = md_table(
+        ["operation", "n", "p50 ms", "p99 ms", "ops/s"],
+        [[label, s["n"], s["p50_ms"], s["p99_ms"], s.get("ops_per_s")] for label, s in rows + other],
+    )
     parts = [table]
     if "restore_s3" in d:
         x = d["restore_s3"]
-        parts.append(md_table(["restore from S3 (segment chain, no snapshot)", "txids", "segments", "MB", "p50 s",
-                               "MB/s", "txids/s"],
-                              [["replay into an empty file", x["txids"], x["segments"], x["megabytes"],
-                                x["seconds_p50"], x["mb_per_s"], x["txids_per_s"]]]))
+        parts.append(
+            md_table(
+                ["restore from S3 (segment chain, no snapshot)", "txids", "segments", "MB", "p50 s", "MB/s", "txids/s"],
+                [
+                    [
+                        "replay into an empty file",
+                        x["txids"],
+                        x["segments"],
+                        x["megabytes"],
+                        x["seconds_p50"],
+                        x["mb_per_s"],
+                        x["txids_per_s"],
+                    ]
+                ],
+            )
+        )
     fig, ax = figure(8, 3.6)
     colors = ["#999999", "#bbbbbb", "#4c72b0", "#4c72b0", "#dd8452", "#dd8452"]
-    hbars(ax[0][0], [lbl.replace("Memoturn KV put, ", "") for lbl, _ in rows], [s["p50_ms"] for _, s in rows],
-          [s["p99_ms"] for _, s in rows], colors=colors, title="One-row commit: p50 (bar), p99 (tick)")
+    hbars(
+        ax[0][0],
+        [lbl.replace("Memoturn KV put, ", "") for lbl, _ in rows],
+        [s["p50_ms"] for _, s in rows],
+        [s["p99_ms"] for _, s in rows],
+        colors=colors,
+        title="One-row commit: p50 (bar), p99 (tick)",
+    )
     parts.append(r.image(fig, "storage-write-path", "write path latency vs plain SQLite"))
     if other:
         fig, ax = figure(8, 3.2)
-        hbars(ax[0][0], [lbl for lbl, _ in other], [s["p50_ms"] for _, s in other],
-              [s["p99_ms"] for _, s in other], title="Create, cold wake, seal + ship: p50 (bar) and p99 (tick)")
+        hbars(
+            ax[0][0],
+            [lbl for lbl, _ in other],
+            [s["p50_ms"] for _, s in other],
+            [s["p99_ms"] for _, s in other],
+            title="Create, cold wake, seal + ship: p50 (bar) and p99 (tick)",
+        )
         parts.append(r.image(fig, "storage-wake-create", "create, cold wake and shipping latency"))
     t = d.get("targets") or {}
     if t:
         r.targets += [
-            at_most("standard put p50 / plain SQLite (WAL, FULL) commit p50",
-                    t["standard_put_p50_over_sqlite_full_p50"], t["standard_put_target_ratio"], rel, "×"),
+            at_most(
+                "standard put p50 / plain SQLite (WAL, FULL) commit p50",
+                t["standard_put_p50_over_sqlite_full_p50"],
+                t["standard_put_target_ratio"],
+                rel,
+                "×",
+            ),
             at_most("durable put p50, S3 (MinIO), ms", t["durable_put_s3_p50_ms"], t["durable_put_target_ms"], rel),
-            at_most("cold wake 1 MB p50, file store, ms", t["cold_wake_1mb_file_p50_ms"], t["cold_wake_target_ms"],
-                    rel),
-            at_most("create database p50, file store, ms", t["create_database_file_p50_ms"], t["create_target_ms"],
-                    rel),
+            at_most(
+                "cold wake 1 MB p50, file store, ms", t["cold_wake_1mb_file_p50_ms"], t["cold_wake_target_ms"], rel
+            ),
+            at_most(
+                "create database p50, file store, ms", t["create_database_file_p50_ms"], t["create_target_ms"], rel
+            ),
         ]
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
@@ -314,48 +377,69 @@ def sec_cluster(r: Report, d: dict[str, Any], rel: str) -> str:
     g = d.get("gateway_overhead_kv_get")
     rows: list[list[Any]] = []
     if g:
-        rows += [["KV get, straight to the node", g["direct"]["n"], g["direct"]["p50_ms"], g["direct"]["p99_ms"]],
-                 ["KV get, through the gateway", g["gateway"]["n"], g["gateway"]["p50_ms"], g["gateway"]["p99_ms"]],
-                 ["gateway overhead", None, g["overhead_p50_ms"], g["overhead_p99_ms"]]]
+        rows += [
+            ["KV get, straight to the node", g["direct"]["n"], g["direct"]["p50_ms"], g["direct"]["p99_ms"]],
+            ["KV get, through the gateway", g["gateway"]["n"], g["gateway"]["p50_ms"], g["gateway"]["p99_ms"]],
+            ["gateway overhead", None, g["overhead_p50_ms"], g["overhead_p99_ms"]],
+        ]
     if d.get("replica_lag"):
         x = d["replica_lag"]
-        rows.append(["replica lag (ack of a standard write → replica holds its txid)", x["n"], x["p50_ms"], x["p99_ms"]])
+        rows.append(
+            ["replica lag (ack of a standard write → replica holds its txid)", x["n"], x["p50_ms"], x["p99_ms"]]
+        )
     if rows:
         parts.append(md_table(["measure", "n", "p50 ms", "p99 ms"], rows))
-    fo = [(k, label) for k, label in (("failover_kill9_seconds", "owner killed (SIGKILL): lease expiry"),
-                                      ("failover_sigterm_seconds", "owner stopped (SIGTERM): lease released"))
-          if k in d]
+    fo = [
+        (k, label)
+        for k, label in (
+            ("failover_kill9_seconds", "owner killed (SIGKILL): lease expiry"),
+            ("failover_sigterm_seconds", "owner stopped (SIGTERM): lease released"),
+        )
+        if k in d
+    ]
     ttl = d.get("lease_ttl_seconds")
     frows = []
     for k, label in fo:
         x = d[k]
         limit = _target_number(x.get("target", ""))
         ok = x["max"] <= limit if limit is not None else None
-        frows.append([label, ", ".join(num(s) for s in x["samples"]), x["p50"], x["max"], x.get("target", "-"), met(ok)])
-        r.targets.append(Target(f"failover, {label}, max s (lease TTL {ttl} s)", x["max"],
-                                str(x.get("target", "-")), ok, rel))
+        frows.append(
+            [label, ", ".join(num(s) for s in x["samples"]), x["p50"], x["max"], x.get("target", "-"), met(ok)]
+        )
+        r.targets.append(
+            Target(f"failover, {label}, max s (lease TTL {ttl} s)", x["max"], str(x.get("target", "-")), ok, rel)
+        )
     if frows:
         parts.append(md_table(["failover", "samples s", "p50 s", "max s", "target s", ""], frows))
     e2e = r.get("e2e.json")
-    if (fo or e2e):
+    if fo or e2e:
         labels, values, limits = [], [], []
         for k, label in fo:
             labels.append(label.split(":")[0] + f"\n(bench.cluster, TTL {ttl} s)")
             values.append(d[k]["p50"])
             limits.append(_target_number(d[k].get("target", "")))
         if e2e:
-            for k, label in (("failover_graceful_delete_seconds", "pod deleted gracefully"),
-                             ("failover_force_delete_operator_up_seconds", "pod force-deleted, operator up"),
-                             ("failover_force_delete_operator_down_seconds", "pod force-deleted, operator down")):
+            for k, label in (
+                ("failover_graceful_delete_seconds", "pod deleted gracefully"),
+                ("failover_force_delete_operator_up_seconds", "pod force-deleted, operator up"),
+                ("failover_force_delete_operator_down_seconds", "pod force-deleted, operator down"),
+            ):
                 if isinstance(e2e.get(k), (int, float)):
                     labels.append(f"{label}\n(Kubernetes e2e, TTL {e2e.get('lease_ttl_seconds', '?')} s)")
                     values.append(e2e[k])
                     limits.append(None)
         fig, ax = figure(8, 0.7 * len(labels) + 1.2)
-        hbars(ax[0][0], labels, values, None, unit="seconds", log=False,
-              title="Failover: write unavailability (p50 for bench.cluster; red = target)")
+        hbars(
+            ax[0][0],
+            labels,
+            values,
+            None,
+            unit="seconds",
+            log=False,
+            title="Failover: write unavailability (p50 for bench.cluster; red = target)",
+        )
         y = list(range(len(labels)))[::-1]
-        for yi, lim in zip(y, limits):
+        for yi, lim in zip(y, limits, strict=False):
             if lim is not None:
                 ax[0][0].plot([lim, lim], [yi - 0.4, yi + 0.4], color="red", lw=2)
         parts.append(r.image(fig, "cluster-failover", "failover times"))
@@ -385,38 +469,73 @@ def sec_throughput(r: Report, d: dict[str, Any], rel: str) -> str:
     for phase, floor in THROUGHPUT_TARGETS.items():
         x = d.get(f"gateway_{phase}")
         if x:
-            r.targets.append(Target(f"{phase.replace('_', ' ')} through the gateway, ops/s", x["ops_per_s"],
-                                    f"≥ {floor:,.0f}", x["ops_per_s"] >= floor, rel))
+            r.targets.append(
+                Target(
+                    f"{phase.replace('_', ' ')} through the gateway, ops/s",
+                    x["ops_per_s"],
+                    f"≥ {floor:,.0f}",
+                    x["ops_per_s"] >= floor,
+                    rel,
+                )
+            )
             r.targets.append(at_most(f"{phase.replace('_', ' ')} through the gateway, p99 ms", x["p99_ms"], 50, rel))
-        runs = [{"concurrency": d.get("concurrency"), **x} if x else None
-                for x in [d.get(f"gateway_{phase}")]] + (d.get("gateway_sweep") or {}).get(phase, [])
+        runs = [{"concurrency": d.get("concurrency"), **x} if x else None for x in [d.get(f"gateway_{phase}")]] + (
+            d.get("gateway_sweep") or {}
+        ).get(phase, [])
         within = [x for x in runs if x and x["p99_ms"] <= 50]
         if d.get("gateway_sweep"):
             best = max(within, key=lambda x: x["ops_per_s"]) if within else None
-            r.targets.append(Target(
-                f"{phase.replace('_', ' ')} through the gateway with p99 ≤ 50 ms, ops/s (best of "
-                f"{', '.join(str(x['concurrency']) for x in runs if x)} in flight"
-                + (f"; at {best['concurrency']}: p99 {num(best['p99_ms'])} ms)" if best else "; none within 50 ms)"),
-                best["ops_per_s"] if best else None, f"≥ {floor:,.0f}", bool(best and best["ops_per_s"] >= floor), rel))
+            r.targets.append(
+                Target(
+                    f"{phase.replace('_', ' ')} through the gateway with p99 ≤ 50 ms, ops/s (best of "
+                    f"{', '.join(str(x['concurrency']) for x in runs if x)} in flight"
+                    + (
+                        f"; at {best['concurrency']}: p99 {num(best['p99_ms'])} ms)" if best else "; none within 50 ms)"
+                    ),
+                    best["ops_per_s"] if best else None,
+                    f"≥ {floor:,.0f}",
+                    bool(best and best["ops_per_s"] >= floor),
+                    rel,
+                )
+            )
     sweep = d.get("gateway_sweep") or {}
     if sweep:
-        rows = [[phase, x["concurrency"], x["ops_per_s"], x["p50_ms"], x.get("p95_ms"), x["p99_ms"],
-                 sum((x.get("errors") or {}).values())] for phase, xs in sweep.items() for x in xs]
-        parts.append("Through the gateway at lower concurrency (a closed loop's p99 grows with what it keeps "
-                     "in flight):")
+        rows = [
+            [
+                phase,
+                x["concurrency"],
+                x["ops_per_s"],
+                x["p50_ms"],
+                x.get("p95_ms"),
+                x["p99_ms"],
+                sum((x.get("errors") or {}).values()),
+            ]
+            for phase, xs in sweep.items()
+            for x in xs
+        ]
+        parts.append(
+            "Through the gateway at lower concurrency (a closed loop's p99 grows with what it keeps in flight):"
+        )
         parts.append(md_table(["phase", "in flight", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows))
     if phases:
-        names = sorted({k.split("_", 1)[1] for k in phases}, key=lambda p: [k.split("_", 1)[1] for k in phases].index(p))
+        names = sorted(
+            {k.split("_", 1)[1] for k in phases}, key=lambda p: [k.split("_", 1)[1] for k in phases].index(p)
+        )
         wheres = sorted({k.split("_", 1)[0] for k in phases})
         fig, ax = figure(8, 3.6)
         a = ax[0][0]
-        w = grouped_bars(a, names, {where: [d.get(f"{where}_{n}", {}).get("ops_per_s", 0) for n in names]
-                                    for where in wheres})
+        w = grouped_bars(
+            a, names, {where: [d.get(f"{where}_{n}", {}).get("ops_per_s", 0) for n in names] for where in wheres}
+        )
         for j, n in enumerate(names):
             if n in THROUGHPUT_TARGETS:
                 a.plot([j - w / 2, j + w * (len(wheres) - 0.5)], [THROUGHPUT_TARGETS[n]] * 2, color="red", lw=2)
-        finish(a, ylabel="ops/s", title=f"Throughput, {d.get('concurrency', '?')} requests in flight (red = target)",
-               legend={})
+        finish(
+            a,
+            ylabel="ops/s",
+            title=f"Throughput, {d.get('concurrency', '?')} requests in flight (red = target)",
+            legend={},
+        )
         parts.append(r.image(fig, "throughput", "throughput, direct and through the gateway"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
@@ -425,18 +544,28 @@ def sec_throughput(r: Report, d: dict[str, Any], rel: str) -> str:
 @needs("loadtest/summary.json")
 def sec_loadtest(r: Report, d: dict[str, Any], rel: str) -> str:
     ops = d.get("operations", {})
-    rows = [[name, o["requests"], o["failures"], o["rps"], o["p50_ms"], o["p95_ms"], o["p99_ms"]] for name, o in ops.items()]
+    rows = [
+        [name, o["requests"], o["failures"], o["rps"], o["p50_ms"], o["p95_ms"], o["p99_ms"]] for name, o in ops.items()
+    ]
     rows.append(["**all**", d["requests"], d["failures"], d["throughput_rps"], d["p50_ms"], d["p95_ms"], d["p99_ms"]])
-    parts = [f"{d.get('users', '?')} users for {d.get('duration', '?')} against {d.get('nodes', '?')} node(s), "
-             f"{d.get('profiles', '?')} profiles, {d.get('durability', '?')} writes; error rate {num(d.get('error_rate'))}.",
-             md_table(["operation", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms"], rows)]
+    parts = [
+        f"{d.get('users', '?')} users for {d.get('duration', '?')} against {d.get('nodes', '?')} node(s), "
+        f"{d.get('profiles', '?')} profiles, {d.get('durability', '?')} writes; error rate {num(d.get('error_rate'))}.",
+        md_table(["operation", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms"], rows),
+    ]
     if ops:
         fig, ax = figure(8, 0.45 * len(ops) + 1.4)
-        hbars(ax[0][0], list(ops), [max(o["p50_ms"], 0.01) for o in ops.values()],
-              [o["p99_ms"] for o in ops.values()], title="Locust: latency per operation, p50 (bar) and p99 (tick)")
+        hbars(
+            ax[0][0],
+            list(ops),
+            [max(o["p50_ms"], 0.01) for o in ops.values()],
+            [o["p99_ms"] for o in ops.values()],
+            title="Locust: latency per operation, p50 (bar) and p99 (tick)",
+        )
         parts.append(r.image(fig, "loadtest", "load test latency per operation"))
-    parts.append(f"Source: `{r.shown(rel)}`" + (f", run {d['started']}" if d.get("started") else "")
-                 + ", `make loadtest`.")
+    parts.append(
+        f"Source: `{r.shown(rel)}`" + (f", run {d['started']}" if d.get("started") else "") + ", `make loadtest`."
+    )
     return "\n\n".join(parts)
 
 
@@ -446,27 +575,61 @@ def sec_memory(r: Report, d: dict[str, Any], rel: str) -> str:
     rows = []
     for n in sizes:
         x = d[f"recall_{n}"]
-        rows.append([n, x["with_embedding"]["p50_ms"], x["with_embedding"]["p99_ms"], x["search_only"]["p50_ms"],
-                     x["search_only"]["p99_ms"], x.get("load_memories_per_s")])
-    parts = [md_table(["memories in the profile", "recall p50 ms", "recall p99 ms", "search only p50 ms",
-                       "search only p99 ms", "bulk load memories/s (own vectors)"], rows)]
+        rows.append(
+            [
+                n,
+                x["with_embedding"]["p50_ms"],
+                x["with_embedding"]["p99_ms"],
+                x["search_only"]["p50_ms"],
+                x["search_only"]["p99_ms"],
+                x.get("load_memories_per_s"),
+            ]
+        )
+    parts = [
+        md_table(
+            [
+                "memories in the profile",
+                "recall p50 ms",
+                "recall p99 ms",
+                "search only p50 ms",
+                "search only p99 ms",
+                "bulk load memories/s (own vectors)",
+            ],
+            rows,
+        )
+    ]
     if "recall_10000" in d:
         x = d["recall_10000"]["with_embedding"]
-        r.targets.append(at_most(f"recall p99 at 10,000 memories (query embedded, n={x['n']}), ms", x["p99_ms"], 50,
-                                 rel))
+        r.targets.append(
+            at_most(f"recall p99 at 10,000 memories (query embedded, n={x['n']}), ms", x["p99_ms"], 50, rel)
+        )
     ing = d.get("ingest_with_embedding")
     if ing:
-        parts.append(f"Ingest with server-side embedding: {num(ing['memories_per_s'])} memories/s "
-                     f"({ing['memories']} memories in batches of {ing['batch']}).")
+        parts.append(
+            f"Ingest with server-side embedding: {num(ing['memories_per_s'])} memories/s "
+            f"({ing['memories']} memories in batches of {ing['batch']})."
+        )
     if sizes:
         fig, ax = figure(7, 3.6)
         a = ax[0][0]
         for kind, style in (("with_embedding", "-o"), ("search_only", "--s")):
             for q, c in (("p50_ms", "#4c72b0"), ("p99_ms", "#dd8452")):
-                a.plot(sizes, [d[f"recall_{n}"][kind][q] for n in sizes], style, color=c,
-                       label=f"{kind.replace('_', ' ')} {q[:3]}")
-        finish(a, xlog=True, xlabel="memories in the profile", ylabel="ms",
-               title="Hybrid recall latency by profile size", grid="both", legend={"fontsize": 8})
+                a.plot(
+                    sizes,
+                    [d[f"recall_{n}"][kind][q] for n in sizes],
+                    style,
+                    color=c,
+                    label=f"{kind.replace('_', ' ')} {q[:3]}",
+                )
+        finish(
+            a,
+            xlog=True,
+            xlabel="memories in the profile",
+            ylabel="ms",
+            title="Hybrid recall latency by profile size",
+            grid="both",
+            legend={"fontsize": 8},
+        )
         parts.append(r.image(fig, "memory-recall-by-size", "recall latency by profile size"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
@@ -482,19 +645,37 @@ def sec_branching(r: Report, d: dict[str, Any], rel: str) -> str:
                 rows.append([f"{label}, {store} store", x[k]["n"], x[k]["p50_ms"], x[k]["p99_ms"]])
                 bars.append((f"{label}, {store}", x[k]))
     for k, x in sorted((d.get("pitr_restore_s3") or {}).items(), key=lambda kv: int(kv[0])):
-        rows.append([f"point-in-time restore at txid ~{k}, S3 ({x.get('segments')} segments, "
-                     f"{x.get('snapshots')} snapshots)", x["n"], x["p50_ms"], x["p99_ms"]])
+        rows.append(
+            [
+                f"point-in-time restore at txid ~{k}, S3 ({x.get('segments')} segments, "
+                f"{x.get('snapshots')} snapshots)",
+                x["n"],
+                x["p50_ms"],
+                x["p99_ms"],
+            ]
+        )
         bars.append((f"PITR, {k} txids, S3", x))
     parts = [md_table(["operation", "n", "p50 ms", "p99 ms"], rows)]
     gc = d.get("gc_pass_s3")
     if gc:
-        parts.append(md_table(["GC pass, S3", "objects", "seconds", "unreferenced"],
-                              [[f"after {k} txids", x["objects"], x["seconds"], x["unreferenced"]]
-                               for k, x in sorted(gc.items(), key=lambda kv: int(kv[0]))]))
+        parts.append(
+            md_table(
+                ["GC pass, S3", "objects", "seconds", "unreferenced"],
+                [
+                    [f"after {k} txids", x["objects"], x["seconds"], x["unreferenced"]]
+                    for k, x in sorted(gc.items(), key=lambda kv: int(kv[0]))
+                ],
+            )
+        )
     if bars:
         fig, ax = figure(8, 0.45 * len(bars) + 1.4)
-        hbars(ax[0][0], [b for b, _ in bars], [x["p50_ms"] for _, x in bars], [x["p99_ms"] for _, x in bars],
-              title="Branching: p50 (bar) and p99 (tick)")
+        hbars(
+            ax[0][0],
+            [b for b, _ in bars],
+            [x["p50_ms"] for _, x in bars],
+            [x["p99_ms"] for _, x in bars],
+            title="Branching: p50 (bar) and p99 (tick)",
+        )
         parts.append(r.image(fig, "branching", "fork, first read and PITR latency"))
     parts.append(r.provenance(rel))
     return "\n\n".join(parts)
@@ -502,29 +683,37 @@ def sec_branching(r: Report, d: dict[str, Any], rel: str) -> str:
 
 @needs("recall.json")
 def sec_recall(r: Report, d: dict[str, Any], rel: str) -> str:
-    rows = [[f"category {c}", x["questions"], *map(q4, (x["r5"], x["r10"], x["hit5"], x["mrr"]))]
-            for c, x in sorted(d["per_category"].items())]
+    rows = [
+        [f"category {c}", x["questions"], *map(q4, (x["r5"], x["r10"], x["hit5"], x["mrr"]))]
+        for c, x in sorted(d["per_category"].items())
+    ]
     rows.append(["**all**", d["questions"], *map(q4, (d["r_at_5"], d["r_at_10"], d["hit_at_5"], d["mrr"]))])
-    parts = [f"{d['conversations']} conversations, {num(d['turns'])} turns, embedder {d['embedder']}. "
-             f"Ingest {num(d['ingest_ms_per_turn'])} ms per turn (embedding included); recall "
-             f"p50 {num(d['recall_p50_ms'])} ms, p95 {num(d['recall_p95_ms'])} ms (query embedding included).",
-             md_table(["questions", "n", "R@5", "R@10", "Hit@5", "MRR"], rows),
-             f"Source: `{r.shown(rel)}`, `make bench-recall`."]
+    parts = [
+        f"{d['conversations']} conversations, {num(d['turns'])} turns, embedder {d['embedder']}. "
+        f"Ingest {num(d['ingest_ms_per_turn'])} ms per turn (embedding included); recall "
+        f"p50 {num(d['recall_p50_ms'])} ms, p95 {num(d['recall_p95_ms'])} ms (query embedding included).",
+        md_table(["questions", "n", "R@5", "R@10", "Hit@5", "MRR"], rows),
+        f"Source: `{r.shown(rel)}`, `make bench-recall`.",
+    ]
     return "\n\n".join(parts)
 
 
 @needs("peers-sqlite-vec.json")
 def sec_sqlite_vec(r: Report, d: dict[str, Any], rel: str) -> str:
     systems = d["systems"]
-    names = [n for n in ("memoturn", "sqlite-vec") if n in systems] + [n for n in systems if n not in ("memoturn", "sqlite-vec")]
+    names = [n for n in ("memoturn", "sqlite-vec") if n in systems] + [
+        n for n in systems if n not in ("memoturn", "sqlite-vec")
+    ]
     rows = []
     for key, label in (("r_at_5", "R@5"), ("r_at_10", "R@10"), ("hit_at_5", "Hit@5"), ("mrr", "MRR")):
         rows.append([label] + [q4(systems[n][key]) for n in names])
     cats = sorted({c for n in names for c in systems[n]["per_category"]})
     for c in cats:
         for k, label in (("r5", "R@5"), ("r10", "R@10")):
-            rows.append([f"category {c} {label} (n = {systems[names[0]]['per_category'].get(c, {}).get('questions', '-')})"]
-                        + [q4(systems[n]["per_category"].get(c, {}).get(k)) for n in names])
+            rows.append(
+                [f"category {c} {label} (n = {systems[names[0]]['per_category'].get(c, {}).get('questions', '-')})"]
+                + [q4(systems[n]["per_category"].get(c, {}).get(k)) for n in names]
+            )
     quality = md_table(["LoCoMo"] + names, rows)
     lrows = []
     for label, get in (
@@ -534,39 +723,65 @@ def sec_sqlite_vec(r: Report, d: dict[str, Any], rel: str) -> str:
         ("store ms per 64-memory transaction, p99", lambda s: s["ingest_store_per_batch"]["p99_ms"]),
     ):
         lrows.append([label] + [get(systems[n]) for n in names])
-    for kind, label in (("search_only", "recall, search only"), ("with_embedding", "recall, with query embedding"),
-                        ("embedding_only", "query embedding alone")):
+    for kind, label in (
+        ("search_only", "recall, search only"),
+        ("with_embedding", "recall, with query embedding"),
+        ("embedding_only", "query embedding alone"),
+    ):
         for q in ("p50_ms", "p95_ms", "p99_ms"):
             lrows.append([f"{label}, {q[:3]} ms"] + [systems[n]["recall_latency"][kind][q] for n in names])
-    lrows.append(["load average (1 min) when the system's run started"] + [systems[n].get("loadavg_1m_at_start")
-                                                                          for n in names])
+    lrows.append(
+        ["load average (1 min) when the system's run started"] + [systems[n].get("loadavg_1m_at_start") for n in names]
+    )
     latency = md_table(["latency"] + names, lrows)
     sv = d.get("sqlite_vec", {})
-    parts = [f"{d['conversations']} conversations, {num(d.get('turns'))} turns, {num(d.get('questions'))} questions; "
-             f"embedder {d['embedder']} (one object, both systems); sqlite-vec {sv.get('version', '?')} on SQLite "
-             f"{sv.get('sqlite', '?')} ({sv.get('driver', '?')}); order of the runs: {', '.join(d.get('order', []))}."
-             + (f" vec0's top 10 equalled numpy's exact cosine top 10 for "
-                f"{systems['sqlite-vec']['knn_top10_equals_numpy_exact']} questions."
-                if "knn_top10_equals_numpy_exact" in systems.get("sqlite-vec", {}) else ""),
-             quality, latency]
+    parts = [
+        f"{d['conversations']} conversations, {num(d.get('turns'))} turns, {num(d.get('questions'))} questions; "
+        f"embedder {d['embedder']} (one object, both systems); sqlite-vec {sv.get('version', '?')} on SQLite "
+        f"{sv.get('sqlite', '?')} ({sv.get('driver', '?')}); order of the runs: {', '.join(d.get('order', []))}."
+        + (
+            f" vec0's top 10 equalled numpy's exact cosine top 10 for "
+            f"{systems['sqlite-vec']['knn_top10_equals_numpy_exact']} questions."
+            if "knn_top10_equals_numpy_exact" in systems.get("sqlite-vec", {})
+            else ""
+        ),
+        quality,
+        latency,
+    ]
     colors = {"memoturn": "#4c72b0", "sqlite-vec": "#55a868"}
     fig, ax = figure(10, 3.8, ncols=2)
     a = ax[0][0]
     metrics = [("r_at_5", "R@5"), ("r_at_10", "R@10"), ("hit_at_5", "Hit@5"), ("mrr", "MRR")]
-    grouped_bars(a, [m for _, m in metrics], {n: [systems[n][k] for k, _ in metrics] for n in names}, colors=colors,
-                 label=lambda v: f"{v:.2f}")
+    grouped_bars(
+        a,
+        [m for _, m in metrics],
+        {n: [systems[n][k] for k, _ in metrics] for n in names},
+        colors=colors,
+        label=lambda v: f"{v:.2f}",
+    )
     finish(a, ylim=(0, 1), title="LoCoMo, all questions", legend={"fontsize": 8})
     a = ax[0][1]
-    grouped_bars(a, [f"cat {c}" for c in cats],
-                 {n: [systems[n]["per_category"].get(c, {}).get("r10", 0) for c in cats] for n in names}, colors=colors)
+    grouped_bars(
+        a,
+        [f"cat {c}" for c in cats],
+        {n: [systems[n]["per_category"].get(c, {}).get("r10", 0) for c in cats] for n in names},
+        colors=colors,
+    )
     finish(a, ylim=(0, 1), title="R@10 by question category")
     parts.append(r.image(fig, "recall-vs-sqlite-vec", "LoCoMo recall, Memoturn vs sqlite-vec"))
     fig, ax = figure(10, 3.6, ncols=2)
-    for a, kind, title in ((ax[0][0], "search_only", "Recall, search only"),
-                           (ax[0][1], "with_embedding", "Recall, with query embedding")):
+    for a, kind, title in (
+        (ax[0][0], "search_only", "Recall, search only"),
+        (ax[0][1], "with_embedding", "Recall, with query embedding"),
+    ):
         qs = ["p50_ms", "p95_ms", "p99_ms"]
-        grouped_bars(a, [q[:3] for q in qs], {n: [systems[n]["recall_latency"][kind][q] for q in qs] for n in names},
-                     colors=colors, label=num)
+        grouped_bars(
+            a,
+            [q[:3] for q in qs],
+            {n: [systems[n]["recall_latency"][kind][q] for q in qs] for n in names},
+            colors=colors,
+            label=num,
+        )
         finish(a, ylabel="ms", title=title)
     ax[0][0].legend(fontsize=8)
     parts.append(r.image(fig, "recall-latency-vs-sqlite-vec", "recall latency, Memoturn vs sqlite-vec"))
@@ -580,37 +795,86 @@ def sec_litestream(r: Report, d: dict[str, Any], rel: str) -> str:
     rows, rrows = [], []
     for name, x in runs.items():
         rep, obs = x.get("lag_reported") or {}, x.get("lag_observed") or {}
-        rows.append([name, x.get("paced", {}).get("commits"), rep.get("p50_ms"), rep.get("p99_ms"), rep.get("max_ms"),
-                     obs.get("p50_ms"), obs.get("p99_ms"), x.get("litestream_cpu_seconds_paced"),
-                     (x.get("bucket") or {}).get("megabytes")])
+        rows.append(
+            [
+                name,
+                x.get("paced", {}).get("commits"),
+                rep.get("p50_ms"),
+                rep.get("p99_ms"),
+                rep.get("max_ms"),
+                obs.get("p50_ms"),
+                obs.get("p99_ms"),
+                x.get("litestream_cpu_seconds_paced"),
+                (x.get("bucket") or {}).get("megabytes"),
+            ]
+        )
         if x.get("durable_ack"):
             a = x["durable_ack"]
-            rows.append([f"{name}: durable write ack", a["n"], a["p50_ms"], a["p99_ms"], a["max_ms"], None, None, None, None])
+            rows.append(
+                [f"{name}: durable write ack", a["n"], a["p50_ms"], a["p99_ms"], a["max_ms"], None, None, None, None]
+            )
         if x.get("restore"):
             s = x["restore"]
-            rrows.append([name, s["rounds"], s["seconds_p50"], s.get("seconds_min"), s.get("mb_per_s"), s.get("plan_files"),
-                          round(s["db_bytes"] / 1e6, 1), s.get("verified")])
-    parts = [md_table(["lag: commit → in the bucket", "commits", "reported p50 ms", "reported p99 ms",
-                       "reported max ms", "observed p50 ms", "observed p99 ms", "replicator CPU s (paced)",
-                       "bucket MB"], rows)]
+            rrows.append(
+                [
+                    name,
+                    s["rounds"],
+                    s["seconds_p50"],
+                    s.get("seconds_min"),
+                    s.get("mb_per_s"),
+                    s.get("plan_files"),
+                    round(s["db_bytes"] / 1e6, 1),
+                    s.get("verified"),
+                ]
+            )
+    parts = [
+        md_table(
+            [
+                "lag: commit → in the bucket",
+                "commits",
+                "reported p50 ms",
+                "reported p99 ms",
+                "reported max ms",
+                "observed p50 ms",
+                "observed p99 ms",
+                "replicator CPU s (paced)",
+                "bucket MB",
+            ],
+            rows,
+        )
+    ]
     if rrows:
-        parts.append(md_table(["restore", "rounds", "p50 s", "min s", "MB/s", "files read", "database MB",
-                               "verified"], rrows))
+        parts.append(
+            md_table(["restore", "rounds", "p50 s", "min s", "MB/s", "files read", "database MB", "verified"], rrows)
+        )
     names = list(runs)
     fig, ax = figure(10, 3.6, ncols=2)
     a = ax[0][0]
-    qs = [("lag_reported", "p50_ms"), ("lag_reported", "p99_ms"), ("lag_observed", "p50_ms"),
-          ("lag_observed", "p99_ms")]
-    grouped_bars(a, [f"{k.split('_')[1]}\n{q[:3]}" for k, q in qs],
-                 {n: [(runs[n].get(k) or {}).get(q, 0) for k, q in qs] for n in names})
-    finish(a, ylog=True, ylabel="ms", title="Lag: commit → in object storage",
-           legend={"fontsize": 7, "loc": "upper left"})
+    qs = [
+        ("lag_reported", "p50_ms"),
+        ("lag_reported", "p99_ms"),
+        ("lag_observed", "p50_ms"),
+        ("lag_observed", "p99_ms"),
+    ]
+    grouped_bars(
+        a,
+        [f"{k.split('_')[1]}\n{q[:3]}" for k, q in qs],
+        {n: [(runs[n].get(k) or {}).get(q, 0) for k, q in qs] for n in names},
+    )
+    finish(
+        a, ylog=True, ylabel="ms", title="Lag: commit → in object storage", legend={"fontsize": 7, "loc": "upper left"}
+    )
     a = ax[0][1]
     rest = [n for n in names if runs[n].get("restore")]
     a.bar(range(len(rest)), [runs[n]["restore"]["seconds_p50"] for n in rest], color="#4c72b0")
     for j, n in enumerate(rest):
-        a.annotate(f"{runs[n]['restore']['seconds_p50']:.2f} s", (j, runs[n]["restore"]["seconds_p50"]),
-                   ha="center", va="bottom", fontsize=8)
+        a.annotate(
+            f"{runs[n]['restore']['seconds_p50']:.2f} s",
+            (j, runs[n]["restore"]["seconds_p50"]),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     a.set_xticks(range(len(rest)), [n.replace(" (", "\n(") for n in rest], fontsize=8)
     finish(a, ylabel="seconds", title="Restore of the whole database, p50")
     parts.append(r.image(fig, "litestream", "Litestream vs Memoturn: lag and restore"))
@@ -624,50 +888,120 @@ def sec_scale(r: Report, d: dict[str, Any], rel: str) -> str:
     rows = []
     for s in stages:
         res = s["resources"]
-        rows.append([s.get("label", s["population"]), s["population"], round(res["rss_bytes"] / MiB),
-                     round(res["rss_peak_bytes"] / MiB), res["open_fds"], s["create"]["p50_ms"], s["create"]["p99_ms"],
-                     s["create"].get("bulk_rate_per_s"), s["touch"]["p50_ms"], s["hot_read"]["p50_ms"],
-                     s["hot_read"]["p99_ms"], (s.get("cold_wake") or {}).get("p50_ms"),
-                     (s.get("cold_wake") or {}).get("p99_ms"), round(res["store_dir"]["bytes"] / MiB)])
+        rows.append(
+            [
+                s.get("label", s["population"]),
+                s["population"],
+                round(res["rss_bytes"] / MiB),
+                round(res["rss_peak_bytes"] / MiB),
+                res["open_fds"],
+                s["create"]["p50_ms"],
+                s["create"]["p99_ms"],
+                s["create"].get("bulk_rate_per_s"),
+                s["touch"]["p50_ms"],
+                s["hot_read"]["p50_ms"],
+                s["hot_read"]["p99_ms"],
+                (s.get("cold_wake") or {}).get("p50_ms"),
+                (s.get("cold_wake") or {}).get("p99_ms"),
+                round(res["store_dir"]["bytes"] / MiB),
+            ]
+        )
     setup = d.get("setup", {})
-    parts = [f"One memoturnd over HTTP on loopback, {setup.get('store', '?')} store "
-             f"(fsync {'on' if setup.get('file_store_fsync') else 'off' if setup.get('file_store_fsync') is False else '-'}), "
-             f"hot budget {setup.get('max_hot', '?')}, warm (disk) budget "
-             f"{num((setup.get('max_disk_bytes') or 0) / MiB)} MiB, {setup.get('client_threads', '?')} client threads; "
-             f"baseline RSS {num(d['baseline']['rss_bytes'] / MiB)} MiB.",
-             md_table(["stage", "databases", "RSS MiB", "peak RSS MiB", "open fds", "create p50 ms", "create p99 ms",
-                       "bulk creates/s", "touch p50 ms", "hot read p50 ms", "hot read p99 ms", "cold wake p50 ms",
-                       "cold wake p99 ms", "store MiB"], rows)]
+    parts = [
+        f"One memoturnd over HTTP on loopback, {setup.get('store', '?')} store "
+        f"(fsync {'on' if setup.get('file_store_fsync') else 'off' if setup.get('file_store_fsync') is False else '-'}), "
+        f"hot budget {setup.get('max_hot', '?')}, warm (disk) budget "
+        f"{num((setup.get('max_disk_bytes') or 0) / MiB)} MiB, {setup.get('client_threads', '?')} client threads; "
+        f"baseline RSS {num(d['baseline']['rss_bytes'] / MiB)} MiB.",
+        md_table(
+            [
+                "stage",
+                "databases",
+                "RSS MiB",
+                "peak RSS MiB",
+                "open fds",
+                "create p50 ms",
+                "create p99 ms",
+                "bulk creates/s",
+                "touch p50 ms",
+                "hot read p50 ms",
+                "hot read p99 ms",
+                "cold wake p50 ms",
+                "cold wake p99 ms",
+                "store MiB",
+            ],
+            rows,
+        ),
+    ]
     growth = d.get("growth") or {}
     if growth:
-        keys = ["rss_mib", "rss_peak_mib", "open_fds", "create_p50_ms", "touch_p50_ms", "hot_read_p50_ms",
-                "cold_wake_p50_ms", "rss_bytes_per_extra_database_created"]
+        keys = [
+            "rss_mib",
+            "rss_peak_mib",
+            "open_fds",
+            "create_p50_ms",
+            "touch_p50_ms",
+            "hot_read_p50_ms",
+            "cold_wake_p50_ms",
+            "rss_bytes_per_extra_database_created",
+        ]
         parts.append(md_table(["growth"] + keys, [[k] + [g.get(x) for x in keys] for k, g in growth.items()]))
     t = d.get("target")
     if t:
-        r.targets.append(Target(f"peak RSS with {t['population']:,} databases, MiB", round(t["rss_peak_bytes"] / MiB),
-                                f"≤ {t['target_rss_bytes'] / MiB:,.0f}", bool(t["met"]), rel))
+        r.targets.append(
+            Target(
+                f"peak RSS with {t['population']:,} databases, MiB",
+                round(t["rss_peak_bytes"] / MiB),
+                f"≤ {t['target_rss_bytes'] / MiB:,.0f}",
+                bool(t["met"]),
+                rel,
+            )
+        )
     if stages:
         pops = [s["population"] for s in stages]
         fig, ax = figure(10, 6.4, ncols=2, nrows=2)
         a = ax[0][0]
-        lines(a, pops, {"RSS (hot set held)": [s["resources"]["rss_bytes"] / MiB for s in stages],
-                        "peak RSS": [s["resources"]["rss_peak_bytes"] / MiB for s in stages]})
+        lines(
+            a,
+            pops,
+            {
+                "RSS (hot set held)": [s["resources"]["rss_bytes"] / MiB for s in stages],
+                "peak RSS": [s["resources"]["rss_peak_bytes"] / MiB for s in stages],
+            },
+        )
         if t:
             a.axhline(t["target_rss_bytes"] / MiB, color="red", lw=1.5, label="target")
         finish(a, ylabel="MiB", title="Node memory", legend={"fontsize": 8})
-        lines(ax[0][1], pops, {"create p50": [s["create"]["p50_ms"] for s in stages],
-                               "create p99": [s["create"]["p99_ms"] for s in stages],
-                               "touch p50 (concurrent)": [s["touch"]["p50_ms"] for s in stages]})
+        lines(
+            ax[0][1],
+            pops,
+            {
+                "create p50": [s["create"]["p50_ms"] for s in stages],
+                "create p99": [s["create"]["p99_ms"] for s in stages],
+                "touch p50 (concurrent)": [s["touch"]["p50_ms"] for s in stages],
+            },
+        )
         finish(ax[0][1], ylabel="ms", title="Create and first write", legend={"fontsize": 8})
-        lines(ax[1][0], pops, {"hot read p50": [s["hot_read"]["p50_ms"] for s in stages],
-                               "hot read p99": [s["hot_read"]["p99_ms"] for s in stages],
-                               "cold wake p50": [(s.get("cold_wake") or {}).get("p50_ms") for s in stages],
-                               "cold wake p99": [(s.get("cold_wake") or {}).get("p99_ms") for s in stages]})
+        lines(
+            ax[1][0],
+            pops,
+            {
+                "hot read p50": [s["hot_read"]["p50_ms"] for s in stages],
+                "hot read p99": [s["hot_read"]["p99_ms"] for s in stages],
+                "cold wake p50": [(s.get("cold_wake") or {}).get("p50_ms") for s in stages],
+                "cold wake p99": [(s.get("cold_wake") or {}).get("p99_ms") for s in stages],
+            },
+        )
         finish(ax[1][0], ylabel="ms", title="Reads", legend={"fontsize": 8})
-        lines(ax[1][1], pops, {"open fds": [s["resources"]["open_fds"] for s in stages],
-                               "store MiB": [s["resources"]["store_dir"]["bytes"] / MiB for s in stages],
-                               "local cache MiB": [s["resources"]["cache_dir"]["bytes"] / MiB for s in stages]})
+        lines(
+            ax[1][1],
+            pops,
+            {
+                "open fds": [s["resources"]["open_fds"] for s in stages],
+                "store MiB": [s["resources"]["store_dir"]["bytes"] / MiB for s in stages],
+                "local cache MiB": [s["resources"]["cache_dir"]["bytes"] / MiB for s in stages],
+            },
+        )
         finish(ax[1][1], title="Descriptors and disk", legend={"fontsize": 8})
         for a in ax.flat:
             a.set_xscale("log")
@@ -684,11 +1018,19 @@ def sec_index(r: Report) -> str:
     for rel, cmd in SOURCES.items():
         d = r.loaded.get(rel)
         status = "present" if d is not None else "**missing**" if rel in r.missing else "**unreadable**"
-        rows.append([f"`{r.shown(rel)}`", status, (d or {}).get("started", "-"),
-                     f"`{(d or {}).get('command') or cmd}`"])
-    extra = sorted(os.path.relpath(os.path.join(dp, f), r.results) for dp, _, fs in os.walk(r.results) for f in fs
-                   if f.endswith(".json") and os.path.relpath(os.path.join(dp, f), r.results) not in SOURCES) \
-        if os.path.isdir(r.results) else []
+        rows.append(
+            [f"`{r.shown(rel)}`", status, (d or {}).get("started", "-"), f"`{(d or {}).get('command') or cmd}`"]
+        )
+    extra = (
+        sorted(
+            os.path.relpath(os.path.join(dp, f), r.results)
+            for dp, _, fs in os.walk(r.results)
+            for f in fs
+            if f.endswith(".json") and os.path.relpath(os.path.join(dp, f), r.results) not in SOURCES
+        )
+        if os.path.isdir(r.results)
+        else []
+    )
     text = md_table(["result file", "status", "run", "command"], rows)
     if extra:
         text += "\n\nNot charted: " + ", ".join(f"`{e}`" for e in extra) + "."
@@ -698,8 +1040,10 @@ def sec_index(r: Report) -> str:
 def sec_targets(r: Report) -> str:
     if not r.targets:
         return "_No result file with targets is present._"
-    return md_table(["target", "measured", "limit", "", "source"],
-                    [[t.what, t.value, t.limit, met(t.ok), f"`{t.source}`"] for t in r.targets])
+    return md_table(
+        ["target", "measured", "limit", "", "source"],
+        [[t.what, t.value, t.limit, met(t.ok), f"`{t.source}`"] for t in r.targets],
+    )
 
 
 # Rendered in this order (targets last: the other sections collect them); the doc orders the blocks.
@@ -746,8 +1090,9 @@ def rewrite(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
 
 
 def skeleton() -> str:
-    return "# Benchmarks\n\n" + "\n".join(f"## {name}\n\n<!-- figures:{name} -->\n<!-- /figures:{name} -->\n"
-                                          for name in SECTIONS)
+    return "# Benchmarks\n\n" + "\n".join(
+        f"## {name}\n\n<!-- figures:{name} -->\n<!-- /figures:{name} -->\n" for name in SECTIONS
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -209,7 +209,9 @@ class Sampler:
         self._thread.join(timeout=5)
 
 
-def parallel(items: Sequence[int], threads: int, fn: Callable[[int], float], progress: str = "") -> tuple[list[float], float]:
+def parallel(
+    items: Sequence[int], threads: int, fn: Callable[[int], float], progress: str = ""
+) -> tuple[list[float], float]:
     """Run ``fn(i)`` for every item on ``threads`` threads; per-call seconds and wall time."""
     samples: list[list[float]] = [[] for _ in range(threads)]
     errors: list[BaseException] = []
@@ -297,8 +299,13 @@ class ScaleBench:
         _, bulk_seconds = parallel(bulk, a.threads, self.create, progress="create")
         timed = [self.create(i) for i in range(n - sample, n)]
         self.population = n
-        out["create"] = summarize(timed, bulk_rate_per_s=round(len(bulk) / bulk_seconds, 1) if len(bulk) else None,
-                                  bulk_count=len(bulk), bulk_seconds=round(bulk_seconds, 1), bulk_threads=a.threads)
+        out["create"] = summarize(
+            timed,
+            bulk_rate_per_s=round(len(bulk) / bulk_seconds, 1) if len(bulk) else None,
+            bulk_count=len(bulk),
+            bulk_seconds=round(bulk_seconds, 1),
+            bulk_threads=a.threads,
+        )
         out["create_peaks"] = self.sampler.reset()
 
         # 2. touch a random tenth (at most 100k) of the whole population: one KV write each.
@@ -307,8 +314,9 @@ class ScaleBench:
         log(f"{label(n)}: touching {k:,} random databases with {a.threads} threads")
         touch_samples, touch_seconds = parallel(touched, a.threads, self.touch, progress="touch")
         self.touched_total += k
-        out["touch"] = summarize(touch_samples, touch_seconds, threads=a.threads,
-                                 note="latency under the concurrency of all threads")
+        out["touch"] = summarize(
+            touch_samples, touch_seconds, threads=a.threads, note="latency under the concurrency of all threads"
+        )
         out["touch_peaks"] = self.sampler.reset()
 
         # 3. keep 1,000 hot: write the hot set once, read it in a loop.
@@ -368,10 +376,12 @@ class ScaleBench:
                 break
         out["cold_wake"] = summarize(cold, candidates_by_tier=seen) if cold else {"n": 0, "candidates_by_tier": seen}
         out["stage_seconds"] = round(time.perf_counter() - t_stage, 1)
-        log(f"{label(n)}: done in {out['stage_seconds']} s: RSS {status['VmRSS'] / MiB:.0f} MiB, "
+        log(
+            f"{label(n)}: done in {out['stage_seconds']} s: RSS {status['VmRSS'] / MiB:.0f} MiB, "
             f"{out['resources']['open_fds']} fds, hot {out['resources']['hot']:.0f}, "
             f"cache {out['resources']['cache_dir']['bytes'] / MiB:.0f} MiB, "
-            f"store {out['resources']['store_dir']['bytes'] / MiB:.0f} MiB")
+            f"store {out['resources']['store_dir']['bytes'] / MiB:.0f} MiB"
+        )
         return out
 
 
@@ -381,8 +391,11 @@ FIGURES: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
     ("rss_anon_mib", lambda s: (s["resources"]["rss_anon_bytes"] or 0) / MiB, "  of which anonymous (MiB)"),
     ("rss_file_mib", lambda s: (s["resources"]["rss_file_bytes"] or 0) / MiB, "  of which file-backed (MiB)"),
     ("open_fds", lambda s: s["resources"]["open_fds"], "open file descriptors"),
-    ("hot_peak", lambda s: max(s["create_peaks"]["hot"], s["touch_peaks"]["hot"], s["hot_peaks"]["hot"]),
-     "most hot handles seen (1 s samples)"),
+    (
+        "hot_peak",
+        lambda s: max(s["create_peaks"]["hot"], s["touch_peaks"]["hot"], s["hot_peaks"]["hot"]),
+        "most hot handles seen (1 s samples)",
+    ),
     ("warm", lambda s: s["resources"]["warm"], "warm files"),
     ("cache_dir_mib", lambda s: s["resources"]["cache_dir"]["bytes"] / MiB, "cache dir allocated (MiB)"),
     ("cache_dir_inodes", lambda s: s["resources"]["cache_dir"]["inodes"], "cache dir inodes"),
@@ -403,16 +416,20 @@ FIGURES: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
 def growth(stages: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """For each pair of consecutive stages, every figure's ratio later/earlier."""
     out: dict[str, dict[str, float | None]] = {}
-    for a, b in zip(stages, stages[1:]):
+    for a, b in zip(stages, stages[1:], strict=False):
         ratios: dict[str, float | None] = {}
         for key, fn, _ in FIGURES:
             x, y = fn(a), fn(b)
             ratios[key] = round(y / x, 3) if x and y is not None else None
         ra, rb = a["resources"], b["resources"]
         ratios["rss_bytes_per_extra_database_touched"] = round(
-            (rb["rss_bytes"] - ra["rss_bytes"]) / max(1, rb["databases_touched_so_far"] - ra["databases_touched_so_far"]), 1)
+            (rb["rss_bytes"] - ra["rss_bytes"])
+            / max(1, rb["databases_touched_so_far"] - ra["databases_touched_so_far"]),
+            1,
+        )
         ratios["rss_bytes_per_extra_database_created"] = round(
-            (rb["rss_bytes"] - ra["rss_bytes"]) / max(1, b["population"] - a["population"]), 2)
+            (rb["rss_bytes"] - ra["rss_bytes"]) / max(1, b["population"] - a["population"]), 2
+        )
         out[f"{b['label']}/{a['label']}"] = ratios
     return out
 
@@ -430,8 +447,13 @@ def table(stages: list[dict[str, Any]], ratios: dict[str, dict[str, float | None
             cells.append("-" if v is None else f"x{v:.2f}")
         rows.append(cells)
     widths = [max(len(str(r[c])) for r in [heads, *rows]) for c in range(len(heads))]
-    fmt = lambda r: "| " + " | ".join(str(x).ljust(w) if c == 0 else str(x).rjust(w)  # noqa: E731
-                                      for c, (x, w) in enumerate(zip(r, widths))) + " |"
+
+    def fmt(r: list) -> str:
+        cells = (
+            str(x).ljust(w) if c == 0 else str(x).rjust(w) for c, (x, w) in enumerate(zip(r, widths, strict=False))
+        )
+        return "| " + " | ".join(cells) + " |"
+
     return "\n".join([fmt(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
 
 
@@ -445,8 +467,14 @@ def raise_fd_limit(need: int) -> int:
     return soft
 
 
-def finish(args: argparse.Namespace, command: str, started: float, baseline: dict[str, Any],
-           stages: list[dict[str, Any]], fd_limit: int) -> None:
+def finish(
+    args: argparse.Namespace,
+    command: str,
+    started: float,
+    baseline: dict[str, Any],
+    stages: list[dict[str, Any]],
+    fd_limit: int,
+) -> None:
     """Write bench/results/NAME.json and print the table (before the temp dir is removed)."""
     ratios = growth(stages)
     last = stages[-1]["resources"]
@@ -457,33 +485,51 @@ def finish(args: argparse.Namespace, command: str, started: float, baseline: dic
         "total_seconds": round(time.perf_counter() - started, 1),  # excludes removing the temp dir
         "setup": {
             "node": "memoturnd child process over HTTP on 127.0.0.1 (RSS and fds read from /proc/<pid>)",
-            "store": args.store, "file_store_fsync": None if args.store == "s3" else not args.no_fsync,
-            "max_hot": args.hot, "max_disk_bytes": args.max_disk_mib * MiB, "tier_interval_seconds": args.tier_interval,
-            "client_threads": args.threads, "rlimit_nofile": fd_limit, "seed": args.seed,
-            "sizes": args.sizes, "touches_per_stage": "min(N/10, %d)" % args.max_touch,
+            "store": args.store,
+            "file_store_fsync": None if args.store == "s3" else not args.no_fsync,
+            "max_hot": args.hot,
+            "max_disk_bytes": args.max_disk_mib * MiB,
+            "tier_interval_seconds": args.tier_interval,
+            "client_threads": args.threads,
+            "rlimit_nofile": fd_limit,
+            "seed": args.seed,
+            "sizes": args.sizes,
+            "touches_per_stage": f"min(N/10, {args.max_touch})",
             "create": "bulk on client_threads concurrent connections (throughput), then create_sample one at a time (latency)",
         },
         "baseline": baseline,
         "stages": stages,
         "growth": ratios,
-        "target": {"rss_bytes": last["rss_bytes"], "rss_peak_bytes": last["rss_peak_bytes"],
-                   "target_rss_bytes": TARGET_RSS_BYTES, "population": stages[-1]["population"],
-                   "met": last["rss_peak_bytes"] <= TARGET_RSS_BYTES},
+        "target": {
+            "rss_bytes": last["rss_bytes"],
+            "rss_peak_bytes": last["rss_peak_bytes"],
+            "target_rss_bytes": TARGET_RSS_BYTES,
+            "population": stages[-1]["population"],
+            "met": last["rss_peak_bytes"] <= TARGET_RSS_BYTES,
+        },
     }
     write_results(args.name, results)
     print()
-    print(f"{command}  ({results['total_seconds']:.0f} s; {args.store} store, fsync "
-          f"{'off' if args.no_fsync else 'on'}, max_hot {args.hot}, max_disk {args.max_disk_mib} MiB, "
-          f"{args.threads} client threads)")
+    print(
+        f"{command}  ({results['total_seconds']:.0f} s; {args.store} store, fsync "
+        f"{'off' if args.no_fsync else 'on'}, max_hot {args.hot}, max_disk {args.max_disk_mib} MiB, "
+        f"{args.threads} client threads)"
+    )
     print(table(stages, ratios))
-    print(f"target: peak RSS {last['rss_peak_bytes'] / MiB:.0f} MiB <= {TARGET_RSS_BYTES / MiB:.0f} MiB "
-          f"with {stages[-1]['population']:,} databases: {'met' if results['target']['met'] else 'NOT met'}")
+    print(
+        f"target: peak RSS {last['rss_peak_bytes'] / MiB:.0f} MiB <= {TARGET_RSS_BYTES / MiB:.0f} MiB "
+        f"with {stages[-1]['population']:,} databases: {'met' if results['target']['met'] else 'NOT met'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=lambda t: [parse_size(x) for x in t.split(",")], default=[10_000, 100_000, 1_000_000],
-                   help="cumulative population sizes (default 10000,100000,1000000; k/M suffixes accepted)")
+    p.add_argument(
+        "--sizes",
+        type=lambda t: [parse_size(x) for x in t.split(",")],
+        default=[10_000, 100_000, 1_000_000],
+        help="cumulative population sizes (default 10000,100000,1000000; k/M suffixes accepted)",
+    )
     p.add_argument("--quick", action="store_true", help="10k then 30k (about two minutes)")
     p.add_argument("--threads", type=int, default=8, help="concurrent HTTP clients for bulk create and touch")
     p.add_argument("--hot", type=int, default=1000, help="size of the hot set (and MEMOTURN_MAX_HOT)")

@@ -24,8 +24,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench.storage import write_results  # noqa: E402
 from support.history import run_history  # noqa: E402
+
+from bench.storage import write_results  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--databases", type=int, default=4)
-    p.add_argument("--cuts-per-db", type=int, default=4, help="acknowledged writes per database whose txid is "
-                   "pinned in the store by forks at txid-1 and txid")
+    p.add_argument(
+        "--cuts-per-db",
+        type=int,
+        default=4,
+        help="acknowledged writes per database whose txid is pinned in the store by forks at txid-1 and txid",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--history", default=None, help="also write every operation and event here (JSON)")
     p.add_argument("--name", default="soak", help="results file: bench/results/NAME.json")
@@ -47,9 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     keep = args.keep
     try:
         results: dict[str, Any] = run_history(
-            tmp, duration=args.duration, clients=args.clients, nodes=args.nodes, ttl=args.ttl, dbs=args.databases,
-            seed=args.seed, gap=(3.0, 10.0), rounds=None, cuts_per_db=args.cuts_per_db, tail=5.0,
-            log=lambda line: print(line, flush=True))
+            tmp,
+            duration=args.duration,
+            clients=args.clients,
+            nodes=args.nodes,
+            ttl=args.ttl,
+            dbs=args.databases,
+            seed=args.seed,
+            gap=(3.0, 10.0),
+            rounds=None,
+            cuts_per_db=args.cuts_per_db,
+            tail=5.0,
+            log=lambda line: print(line, flush=True),
+        )
         keep = keep or bool(results["anomalies"])
     except BaseException:
         keep = True
@@ -68,8 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     for ev in results["events"]:
         if not ev.get("skipped"):
             kinds[ev["kind"]] = kinds.get(ev["kind"], 0) + 1
-    out = {"started": started, "command": "make soak", "duration_seconds": args.duration, **results,
-           "events_by_kind": kinds, "anomaly_count": len(results["anomalies"])}
+    out = {
+        "started": started,
+        "command": "make soak",
+        "duration_seconds": args.duration,
+        **results,
+        "events_by_kind": kinds,
+        "anomaly_count": len(results["anomalies"]),
+    }
     write_results(args.name, out)
     if results["anomalies"]:
         print(f"{len(results['anomalies'])} ANOMALIES (seed {results['seed']})", file=sys.stderr)

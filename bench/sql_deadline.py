@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-
 from memoturn import kv
 from memoturn.api.app import create_app
 from memoturn.config import Settings
@@ -37,8 +36,11 @@ RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT 
 
 def _stats(samples: list[float]) -> dict[str, float]:
     s = sorted(samples)
-    return {"n": len(s), "p50_ms": round(statistics.median(s) * 1000, 3),
-            "p99_ms": round(s[min(len(s) - 1, int(len(s) * 0.99))] * 1000, 3)}
+    return {
+        "n": len(s),
+        "p50_ms": round(statistics.median(s) * 1000, 3),
+        "p99_ms": round(s[min(len(s) - 1, int(len(s) * 0.99))] * 1000, 3),
+    }
 
 
 def _time(fn, n: int) -> list[float]:
@@ -53,8 +55,10 @@ def _time(fn, n: int) -> list[float]:
 def main() -> None:
     tmp = tempfile.mkdtemp(prefix="mt-deadline-")
     timeout = 3.0
-    node = Node(Settings(data_dir=f"{tmp}/n", node_id="bench", statement_timeout_seconds=timeout),
-                store=FileStore(f"{tmp}/store", fsync=False))
+    node = Node(
+        Settings(data_dir=f"{tmp}/n", node_id="bench", statement_timeout_seconds=timeout),
+        store=FileStore(f"{tmp}/store", fsync=False),
+    )
     node.start()
     node.create_database("b")
     results: dict[str, Any] = {"statement_timeout_seconds": timeout}
@@ -71,14 +75,27 @@ def main() -> None:
     batch = [("SELECT 1", [])]
     node.sql("b", batch)
     db = node.open("b")
-    in_process = _time(lambda: db.read(lambda c: run_batch(c, db.path, batch, transaction=False, max_txn_bytes=1 << 30,
-                                                            max_result_bytes=1 << 20, cache_bytes=1 << 20)), 300)
+    in_process = _time(
+        lambda: db.read(
+            lambda c: run_batch(
+                c,
+                db.path,
+                batch,
+                transaction=False,
+                max_txn_bytes=1 << 30,
+                max_result_bytes=1 << 20,
+                cache_bytes=1 << 20,
+            )
+        ),
+        300,
+    )
     worker = _time(lambda: node.sql("b", batch), 300)
     results["sql_select1_in_node_interpreter"] = _stats(in_process)
     results["sql_select1_in_worker"] = _stats(worker)
 
-    server = uvicorn.Server(uvicorn.Config(create_app(node, manage_lifecycle=False), host="127.0.0.1", port=0,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(node, manage_lifecycle=False), host="127.0.0.1", port=0, log_level="warning")
+    )
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     while not server.started:
@@ -90,7 +107,9 @@ def main() -> None:
     answer: dict[str, Any] = {}
 
     def runaway() -> None:
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/databases/b/sql", json={"statements": [{"sql": RUNAWAY}]}, timeout=60)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/databases/b/sql", json={"statements": [{"sql": RUNAWAY}]}, timeout=60
+        )
         answer["status"], answer["type"] = r.status_code, r.json().get("type")
         done.set()
 

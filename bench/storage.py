@@ -51,9 +51,14 @@ def summarize(samples: list[float], total_seconds: float | None = None, **extra:
     s = sorted(samples)
     pick = lambda q: s[min(len(s) - 1, int(q * len(s)))] * 1000  # noqa: E731
     total = total_seconds if total_seconds is not None else sum(s)
-    return {"n": len(s), "p50_ms": round(pick(0.50), 4), "p99_ms": round(pick(0.99), 4),
-            "mean_ms": round(statistics.fmean(s) * 1000, 4), "ops_per_s": round(len(s) / total, 1) if total else None,
-            **extra}
+    return {
+        "n": len(s),
+        "p50_ms": round(pick(0.50), 4),
+        "p99_ms": round(pick(0.99), 4),
+        "mean_ms": round(statistics.fmean(s) * 1000, 4),
+        "ops_per_s": round(len(s) / total, 1) if total else None,
+        **extra,
+    }
 
 
 def timed(n: int, fn: Callable[[int], Any]) -> dict[str, Any]:
@@ -110,8 +115,11 @@ def fill(node: Node, db: str, megabytes: int) -> None:
     node.create_database(db)
     node.write(db, lambda c: c.execute("CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB)"), durable=False)
     for _ in range(megabytes):
-        node.write(db, lambda c: [c.execute("INSERT INTO blobs(b) VALUES (randomblob(65536))") for _ in range(16)],
-                   durable=False)
+        node.write(
+            db,
+            lambda c: [c.execute("INSERT INTO blobs(b) VALUES (randomblob(65536))") for _ in range(16)],
+            durable=False,
+        )
 
 
 def restore_throughput(tmp: str, store: Any, txids: int) -> dict[str, Any]:
@@ -120,7 +128,9 @@ def restore_throughput(tmp: str, store: Any, txids: int) -> dict[str, Any]:
     try:
         node.create_database("replay")
         for i in range(txids):
-            node.write("replay", lambda c: kv.put(c, f"k{i}", json.dumps({"i": i, "pad": "x" * 200}), None), durable=False)
+            node.write(
+                "replay", lambda c: kv.put(c, f"k{i}", json.dumps({"i": i, "pad": "x" * 200}), None), durable=False
+            )
         node.shipper.ship_all(120)
     finally:
         node.stop()
@@ -133,9 +143,14 @@ def restore_throughput(tmp: str, store: Any, txids: int) -> dict[str, Any]:
         samples.append(time.perf_counter() - t0)
         mb, applied = result.bytes_read / 1e6, result.txns_applied
     best = min(samples)
-    return {"txids": applied, "segments": len(manifest.segments), "megabytes": round(mb, 2),
-            "seconds_p50": round(statistics.median(samples), 4),
-            "mb_per_s": round(mb / best, 1), "txids_per_s": round(applied / best, 1)}
+    return {
+        "txids": applied,
+        "segments": len(manifest.segments),
+        "megabytes": round(mb, 2),
+        "seconds_p50": round(statistics.median(samples), 4),
+        "mb_per_s": round(mb / best, 1),
+        "txids_per_s": round(applied / best, 1),
+    }
 
 
 def cold_wake(tmp: str, store: Any, megabytes: int, rounds: int) -> dict[str, Any]:
@@ -199,8 +214,12 @@ def main() -> int:
             results["create_database_s3"] = timed(n // 4, lambda i: node.create_database(f"c{i}"))
         finally:
             node.stop()
-        results["kv_put"] = {"standard_file": r_std, "standard_s3": r_std_s3,
-                             "durable_file": r_dur_file, "durable_s3": r_dur_s3}
+        results["kv_put"] = {
+            "standard_file": r_std,
+            "standard_s3": r_std_s3,
+            "durable_file": r_dur_file,
+            "durable_s3": r_dur_s3,
+        }
         results["segment_seal_ship_s3"] = seal_and_ship(tmp, s3, n // 4)
         results["segment_seal_ship_file"] = seal_and_ship(tmp, fstore, n // 4)
         results["restore_s3"] = restore_throughput(tmp, s3, 500 if args.quick else 3000)
@@ -212,9 +231,12 @@ def main() -> int:
     results["targets"] = {
         "standard_put_p50_over_sqlite_full_p50": round(r_std["p50_ms"] / full, 3),
         "standard_put_target_ratio": 2.0,
-        "durable_put_s3_p50_ms": r_dur_s3["p50_ms"], "durable_put_target_ms": 15.0,
-        "cold_wake_1mb_file_p50_ms": results["cold_wake_1mb_file"]["p50_ms"], "cold_wake_target_ms": 10.0,
-        "create_database_file_p50_ms": results["create_database_file"]["p50_ms"], "create_target_ms": 1.0,
+        "durable_put_s3_p50_ms": r_dur_s3["p50_ms"],
+        "durable_put_target_ms": 15.0,
+        "cold_wake_1mb_file_p50_ms": results["cold_wake_1mb_file"]["p50_ms"],
+        "cold_wake_target_ms": 10.0,
+        "create_database_file_p50_ms": results["create_database_file"]["p50_ms"],
+        "create_target_ms": 1.0,
     }
     write_results("storage", results)
     shutil.rmtree(tmp, ignore_errors=True)

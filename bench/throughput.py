@@ -30,10 +30,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench.storage import summarize, write_results  # noqa: E402
 from support.cluster import Cluster  # noqa: E402
 from support.etcd import EtcdServer  # noqa: E402
 from support.minio import MinioServer  # noqa: E402
+
+from bench.storage import summarize, write_results  # noqa: E402
 
 PROFILES = int(os.environ.get("MEMOTURN_BENCH_PROFILES", "200"))  # the env reaches the spawned load process
 
@@ -62,8 +63,15 @@ async def _drive(url: str, phase: str, seconds: float, concurrency: int, seed: i
             return "GET", f"/v1/databases/tp--p{p}/kv/k{rng.randrange(20)}", None
         if kind == "kv_put":
             return "PUT", f"/v1/databases/tp--p{p}/kv/k{rng.randrange(20)}", {"value": {"n": rng.randrange(10**6)}}
-        return "POST", f"/v1/namespaces/tp/profiles/p{p}/memories", {
-            "content": f"p{p} mentioned item {rng.randrange(10**6)}", "type": "fact", "embedding": rng.choice(vectors)}
+        return (
+            "POST",
+            f"/v1/namespaces/tp/profiles/p{p}/memories",
+            {
+                "content": f"p{p} mentioned item {rng.randrange(10**6)}",
+                "type": "fact",
+                "embedding": rng.choice(vectors),
+            },
+        )
 
     async def worker(session: Any) -> None:
         while time.monotonic() < deadline:
@@ -87,8 +95,14 @@ async def _drive(url: str, phase: str, seconds: float, concurrency: int, seed: i
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.monotonic() - t0
     p95 = sorted(latencies)[int(0.95 * len(latencies))] * 1000 if latencies else None
-    return summarize(latencies, elapsed, p95_ms=round(p95, 3) if p95 else None, errors=errors,
-                     seconds=round(elapsed, 2), concurrency=concurrency)
+    return summarize(
+        latencies,
+        elapsed,
+        p95_ms=round(p95, 3) if p95 else None,
+        errors=errors,
+        seconds=round(elapsed, 2),
+        concurrency=concurrency,
+    )
 
 
 def _load_process(url: str, phase: str, seconds: float, concurrency: int, queue: Any) -> None:
@@ -112,26 +126,37 @@ def run_phase(url: str, phase: str, seconds: float, concurrency: int) -> dict[st
 
 
 def _report(target: str, phase: str, r: dict[str, Any], suffix: str = "") -> None:
-    print(f"{target:8s} {phase:13s} {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
-          f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{suffix}", flush=True)
+    print(
+        f"{target:8s} {phase:13s} {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
+        f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{suffix}",
+        flush=True,
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--sweep", default="4,8,16",
-                    help="lower concurrencies to run through the gateway as well ('' for none): the "
-                         "report takes the best rate whose p99 is within 50 ms")
+    ap.add_argument(
+        "--sweep",
+        default="4,8,16",
+        help="lower concurrencies to run through the gateway as well ('' for none): the "
+        "report takes the best rate whose p99 is within 50 ms",
+    )
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     seconds = 4 if args.quick else args.seconds
     sweep = [int(x) for x in args.sweep.split(",") if x.strip()] if not args.quick else []
     phases = ["kv_get", "kv_put", "kv_mix", "memory_write"]
-    results: dict[str, Any] = {"seconds_per_phase": seconds, "concurrency": args.concurrency,
-                               "cpus": os.cpu_count(), "mode": "standard", "profiles": PROFILES,
-                               "command": "python -m bench.throughput " + " ".join(sys.argv[1:]),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict[str, Any] = {
+        "seconds_per_phase": seconds,
+        "concurrency": args.concurrency,
+        "cpus": os.cpu_count(),
+        "mode": "standard",
+        "profiles": PROFILES,
+        "command": "python -m bench.throughput " + " ".join(sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     with tempfile.TemporaryDirectory() as tmp, EtcdServer() as etcd, MinioServer() as minio:
         for name, value in minio.credentials.items():
             os.environ[name] = value
@@ -151,7 +176,8 @@ def main() -> int:
                 for c in sweep:
                     r = run_phase(cluster.gateway.url, phase, seconds, c)
                     results.setdefault("gateway_sweep", {}).setdefault(phase, []).append(
-                        {"concurrency": c, **{k: r[k] for k in ("ops_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}})
+                        {"concurrency": c, **{k: r[k] for k in ("ops_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}}
+                    )
                     _report("gateway", phase, r, f"  ({c} in flight)")
         finally:
             cluster.close()

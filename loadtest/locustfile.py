@@ -32,15 +32,44 @@ ZIPF = float(os.environ.get("MEMOTURN_LOAD_ZIPF", "1.1"))
 DURABILITY = os.environ.get("MEMOTURN_LOAD_DURABILITY", "standard")
 CLIENT_VECTORS = os.environ.get("MEMOTURN_LOAD_CLIENT_VECTORS", "0") == "1"
 TOKEN = os.environ.get("MEMOTURN_TOKEN")
-MIX = {k: float(v) for k, v in (p.split("=") for p in os.environ.get(
-    "MEMOTURN_LOAD_MIX", "memory_write=3,recall=2,kv_put=4,kv_get=6,doc_insert=1,doc_query=1,fork=0.05").split(","))}
+MIX = {
+    k: float(v)
+    for k, v in (
+        p.split("=")
+        for p in os.environ.get(
+            "MEMOTURN_LOAD_MIX", "memory_write=3,recall=2,kv_put=4,kv_get=6,doc_insert=1,doc_query=1,fork=0.05"
+        ).split(",")
+    )
+}
 _CUM = list(itertools.accumulate(1.0 / (i + 1) ** ZIPF for i in range(PROFILES)))
 
 SUBJECTS = ["coffee", "city", "job", "pet", "team", "editor", "language", "sport", "music", "project"]
-FACTS = ["prefers {x} in the morning", "moved to a new {x}", "asked about the {x} again", "likes the {x} a lot",
-         "is learning about {x}", "mentioned their {x} twice", "wants reminders about the {x}"]
-WORDS = ["green tea", "Lisbon", "release plan", "golden retriever", "kanban board", "vim", "Portuguese",
-         "half marathon", "jazz", "migration", "budget", "garden", "podcast", "chess", "deadline"]
+FACTS = [
+    "prefers {x} in the morning",
+    "moved to a new {x}",
+    "asked about the {x} again",
+    "likes the {x} a lot",
+    "is learning about {x}",
+    "mentioned their {x} twice",
+    "wants reminders about the {x}",
+]
+WORDS = [
+    "green tea",
+    "Lisbon",
+    "release plan",
+    "golden retriever",
+    "kanban board",
+    "vim",
+    "Portuguese",
+    "half marathon",
+    "jazz",
+    "migration",
+    "budget",
+    "garden",
+    "podcast",
+    "chess",
+    "deadline",
+]
 
 
 def pick_profile() -> str:
@@ -76,13 +105,17 @@ def create_profiles(environment, **_kwargs):
 def memory_write(self: FastHttpUser) -> None:
     p = pick_profile()
     subject = random.choice(SUBJECTS)
-    body = {"type": random.choice(["fact", "preference", "event"]),
-            "content": f"{p} " + random.choice(FACTS).format(x=random.choice(WORDS)),
-            "subject": subject if random.random() < 0.3 else None, "tags": [subject]}
+    body = {
+        "type": random.choice(["fact", "preference", "event"]),
+        "content": f"{p} " + random.choice(FACTS).format(x=random.choice(WORDS)),
+        "subject": subject if random.random() < 0.3 else None,
+        "tags": [subject],
+    }
     if CLIENT_VECTORS:
         body["embedding"] = vector()
-    self.client.post(f"/v1/namespaces/{NS}/profiles/{p}/memories", json=body, headers=headers(True),
-                     name="memory_write")
+    self.client.post(
+        f"/v1/namespaces/{NS}/profiles/{p}/memories", json=body, headers=headers(True), name="memory_write"
+    )
 
 
 def recall(self: FastHttpUser) -> None:
@@ -96,15 +129,22 @@ def recall(self: FastHttpUser) -> None:
 def kv_put(self: FastHttpUser) -> None:
     p = pick_profile()
     key = f"session/{random.randrange(50)}"
-    self.client.put(f"/v1/databases/{NS}--{p}/kv/{key}", json={"value": {"turn": random.randrange(1000)},
-                                                               "ttl_seconds": 300},
-                    headers=headers(True), name="kv_put")
+    self.client.put(
+        f"/v1/databases/{NS}--{p}/kv/{key}",
+        json={"value": {"turn": random.randrange(1000)}, "ttl_seconds": 300},
+        headers=headers(True),
+        name="kv_put",
+    )
 
 
 def kv_get(self: FastHttpUser) -> None:
     p = pick_profile()
-    with self.client.get(f"/v1/databases/{NS}--{p}/kv/session/{random.randrange(50)}", headers=headers(),
-                         name="kv_get", catch_response=True) as r:
+    with self.client.get(
+        f"/v1/databases/{NS}--{p}/kv/session/{random.randrange(50)}",
+        headers=headers(),
+        name="kv_get",
+        catch_response=True,
+    ) as r:
         if r.status_code in (200, 404):  # a key not written yet is an answer, not an error
             r.success()
 
@@ -112,23 +152,29 @@ def kv_get(self: FastHttpUser) -> None:
 def doc_insert(self: FastHttpUser) -> None:
     p = pick_profile()
     doc = {"body": {"topic": random.choice(WORDS), "priority": random.randrange(5), "done": random.random() < 0.5}}
-    self.client.post(f"/v1/databases/{NS}--{p}/collections/tasks/documents", json=doc, headers=headers(True),
-                     name="doc_insert")
+    self.client.post(
+        f"/v1/databases/{NS}--{p}/collections/tasks/documents", json=doc, headers=headers(True), name="doc_insert"
+    )
 
 
 def doc_query(self: FastHttpUser) -> None:
     p = pick_profile()
-    q = {"filter": {"priority": {"$gte": random.randrange(5)}, "done": False},
-         "sort": [{"path": "priority", "order": "desc"}], "limit": 10}
-    self.client.post(f"/v1/databases/{NS}--{p}/collections/tasks/query", json=q, headers=headers(),
-                     name="doc_query")
+    q = {
+        "filter": {"priority": {"$gte": random.randrange(5)}, "done": False},
+        "sort": [{"path": "priority", "order": "desc"}],
+        "limit": 10,
+    }
+    self.client.post(f"/v1/databases/{NS}--{p}/collections/tasks/query", json=q, headers=headers(), name="doc_query")
 
 
 def fork(self: FastHttpUser) -> None:
     p = pick_profile()
-    self.client.post(f"/v1/databases/{NS}--{p}/branches",
-                     json={"name": f"scratch-{uuid.uuid4().hex[:8]}", "ttl_seconds": 30},
-                     headers=headers(), name="fork_burner")
+    self.client.post(
+        f"/v1/databases/{NS}--{p}/branches",
+        json={"name": f"scratch-{uuid.uuid4().hex[:8]}", "ttl_seconds": 30},
+        headers=headers(),
+        name="fork_burner",
+    )
 
 
 OPERATIONS = {f.__name__: f for f in (memory_write, recall, kv_put, kv_get, doc_insert, doc_query, fork)}

@@ -30,18 +30,29 @@ def summarize(prefix: Path) -> dict:
     total = {}
     with open(f"{prefix}_stats.csv") as f:
         for row in csv.DictReader(f):
-            entry = {"requests": int(row["Request Count"]), "failures": int(row["Failure Count"]),
-                     "rps": round(float(row["Requests/s"]), 2), "p50_ms": float(row["50%"] or 0),
-                     "p95_ms": float(row["95%"] or 0), "p99_ms": float(row["99%"] or 0)}
+            entry = {
+                "requests": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "rps": round(float(row["Requests/s"]), 2),
+                "p50_ms": float(row["50%"] or 0),
+                "p95_ms": float(row["95%"] or 0),
+                "p99_ms": float(row["99%"] or 0),
+            }
             if row["Name"] == "Aggregated":
                 total = entry
             else:
                 ops[row["Name"]] = entry
     requests = total.get("requests", 0)
-    return {"throughput_rps": total.get("rps", 0.0), "requests": requests, "failures": total.get("failures", 0),
-            "error_rate": round(total.get("failures", 0) / requests, 5) if requests else 0.0,
-            "p50_ms": total.get("p50_ms"), "p95_ms": total.get("p95_ms"), "p99_ms": total.get("p99_ms"),
-            "operations": ops}
+    return {
+        "throughput_rps": total.get("rps", 0.0),
+        "requests": requests,
+        "failures": total.get("failures", 0),
+        "error_rate": round(total.get("failures", 0) / requests, 5) if requests else 0.0,
+        "p50_ms": total.get("p50_ms"),
+        "p95_ms": total.get("p95_ms"),
+        "p99_ms": total.get("p99_ms"),
+        "operations": ops,
+    }
 
 
 def main() -> int:
@@ -53,8 +64,11 @@ def main() -> int:
     p.add_argument("--profiles", type=int, default=200)
     p.add_argument("--durability", default="standard", choices=["standard", "durable"])
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "loadtest"))
-    p.add_argument("--smoke", action="store_true",
-                   help="short CI run: fewer profiles, each user runs every operation once first, fail on any error")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="short CI run: fewer profiles, each user runs every operation once first, fail on any error",
+    )
     p.add_argument("--fail-on-error", action="store_true")
     args = p.parse_args()
     if args.smoke:
@@ -71,25 +85,61 @@ def main() -> int:
     with EtcdServer() as etcd, MinioServer() as minio:
         for k, v in minio.credentials.items():
             os.environ[k] = v
-        cluster = Cluster(tmp, etcd, minio, nodes=args.nodes, ttl=15,
-                          env={"MEMOTURN_DURABILITY": args.durability, "MEMOTURN_REPLICAS": "0"})
+        cluster = Cluster(
+            tmp,
+            etcd,
+            minio,
+            nodes=args.nodes,
+            ttl=15,
+            env={"MEMOTURN_DURABILITY": args.durability, "MEMOTURN_REPLICAS": "0"},
+        )
         try:
-            env = {**os.environ, "MEMOTURN_LOAD_PROFILES": str(args.profiles),
-                   "MEMOTURN_LOAD_DURABILITY": args.durability}
+            env = {
+                **os.environ,
+                "MEMOTURN_LOAD_PROFILES": str(args.profiles),
+                "MEMOTURN_LOAD_DURABILITY": args.durability,
+            }
             if args.smoke:  # a 20-second run must reach the rare operations (fork) too
                 env["MEMOTURN_LOAD_EACH_FIRST"] = "1"
-            cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless",
-                   "--host", cluster.gateway.url, "-u", str(args.users), "-r", str(args.spawn_rate),
-                   "-t", args.duration, "--csv", str(prefix), "--html", str(prefix) + ".html",
-                   "--only-summary", "--stop-timeout", "10", "--exit-code-on-error", "0"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(ROOT / "loadtest" / "locustfile.py"),
+                "--headless",
+                "--host",
+                cluster.gateway.url,
+                "-u",
+                str(args.users),
+                "-r",
+                str(args.spawn_rate),
+                "-t",
+                args.duration,
+                "--csv",
+                str(prefix),
+                "--html",
+                str(prefix) + ".html",
+                "--only-summary",
+                "--stop-timeout",
+                "10",
+                "--exit-code-on-error",
+                "0",
+            ]
             started = time.time()
             result = subprocess.run(cmd, env=env, timeout=3600)
             if result.returncode != 0:
                 print(f"loadtest: locust exited with {result.returncode}", file=sys.stderr)
                 return 1
-            summary = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                       "users": args.users, "duration": args.duration, "nodes": args.nodes,
-                       "profiles": args.profiles, "durability": args.durability, **summarize(prefix)}
+            summary = {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "users": args.users,
+                "duration": args.duration,
+                "nodes": args.nodes,
+                "profiles": args.profiles,
+                "durability": args.durability,
+                **summarize(prefix),
+            }
         finally:
             cluster.close()
     with open(out / "summary.json", "w") as f:

@@ -6,17 +6,18 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-
 from memoturn.api.app import create_app
 from memoturn.config import Settings
-from memoturn.node import Node
 from memoturn.metrics import sample
+from memoturn.node import Node
 
 
 @pytest.fixture
 def client(tmp_path, file_store):
-    node = Node(Settings(data_dir=str(tmp_path / "n"), node_id="api", max_value_bytes=1000, max_body_bytes=100_000),
-                store=file_store)
+    node = Node(
+        Settings(data_dir=str(tmp_path / "n"), node_id="api", max_value_bytes=1000, max_body_bytes=100_000),
+        store=file_store,
+    )
     with TestClient(create_app(node), raise_server_exceptions=False) as c:
         c.node = node
         yield c
@@ -53,11 +54,16 @@ def test_kv_carries_txids_and_honours_ttl_and_min_txid(client):
     assert t2 == t1 + 1 == r2.json()["txid"]
     g = client.get("/v1/databases/kv/kv/a/b", headers={"Memoturn-Min-Txid": str(t2)})
     assert g.status_code == 200 and g.json()["value"] == {"n": 1} and int(g.headers["Memoturn-Txid"]) == t2
-    assert [i["key"] for i in client.get("/v1/databases/kv/kv", params={"prefix": "a/"}).json()["items"]] == ["a/b", "a/c"]
+    assert [i["key"] for i in client.get("/v1/databases/kv/kv", params={"prefix": "a/"}).json()["items"]] == [
+        "a/b",
+        "a/c",
+    ]
     time.sleep(0.35)
     _problem(client.get("/v1/databases/kv/kv/a/c"), 404, "key-not-found")
     assert [i["key"] for i in client.get("/v1/databases/kv/kv", params={"prefix": "a/"}).json()["items"]] == ["a/b"]
-    body = _problem(client.get("/v1/databases/kv/kv/a/b", headers={"Memoturn-Min-Txid": "999"}), 412, "min-txid-not-reached")
+    body = _problem(
+        client.get("/v1/databases/kv/kv/a/b", headers={"Memoturn-Min-Txid": "999"}), 412, "min-txid-not-reached"
+    )
     assert body["txid"] == t2
     d = client.delete("/v1/databases/kv/kv/a/b")
     assert d.json()["deleted"] is True and int(d.headers["Memoturn-Txid"]) == t2 + 1
@@ -87,47 +93,65 @@ def test_durable_header_waits_for_the_manifest(client):
 
     manifest, _ = load_manifest(client.node.store, "dur", "main")
     assert manifest.head_txid >= txid
-    _problem(client.put("/v1/databases/dur/kv/x", json={"value": 1}, headers={"Memoturn-Durability": "always"}),
-             400, "invalid-header")
+    _problem(
+        client.put("/v1/databases/dur/kv/x", json={"value": 1}, headers={"Memoturn-Durability": "always"}),
+        400,
+        "invalid-header",
+    )
 
 
 def test_sql_batches_are_atomic_and_blobs_roundtrip(client):
     client.post("/v1/databases", json={"name": "sql"})
-    client.post("/v1/databases/sql/sql", json={"statements": [
-        {"sql": "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, b BLOB, s TEXT)"},
-        {"sql": "INSERT INTO t(b, s) VALUES (?, ?)", "params": [{"base64": "AAEC"}, "x"]},
-    ]})
+    client.post(
+        "/v1/databases/sql/sql",
+        json={
+            "statements": [
+                {"sql": "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, b BLOB, s TEXT)"},
+                {"sql": "INSERT INTO t(b, s) VALUES (?, ?)", "params": [{"base64": "AAEC"}, "x"]},
+            ]
+        },
+    )
     before = client.post("/v1/databases/sql/sql", json={"statements": [{"sql": "SELECT count(*) FROM t"}]}).json()
-    bad = client.post("/v1/databases/sql/sql", json={"statements": [
-        {"sql": "INSERT INTO t(s) VALUES ('y')"},
-        {"sql": "INSERT INTO nope VALUES (1)"},
-    ]})
+    bad = client.post(
+        "/v1/databases/sql/sql",
+        json={
+            "statements": [
+                {"sql": "INSERT INTO t(s) VALUES ('y')"},
+                {"sql": "INSERT INTO nope VALUES (1)"},
+            ]
+        },
+    )
     body = _problem(bad, 400, "sql-error")
     assert "statement 1" in body["detail"] and "no such table" in body["detail"]
     after = client.post("/v1/databases/sql/sql", json={"statements": [{"sql": "SELECT count(*) FROM t"}]}).json()
     assert after["results"][0]["rows"] == before["results"][0]["rows"], "a failed batch must leave nothing behind"
-    rows = client.post("/v1/databases/sql/sql", json={"statements": [{"sql": "SELECT b FROM t WHERE b IS NOT NULL LIMIT 1"}]}).json()
+    rows = client.post(
+        "/v1/databases/sql/sql", json={"statements": [{"sql": "SELECT b FROM t WHERE b IS NOT NULL LIMIT 1"}]}
+    ).json()
     assert rows["results"][0]["rows"] == [[{"base64": "AAEC"}]]
 
 
-@pytest.mark.parametrize("sql, status, type_", [
-    ("SELECT * FROM __memoturn_kv", 403, "reserved-table"),
-    ('SELECT * FROM "__MEMOTURN_KV"', 403, "reserved-table"),
-    ("CREATE VIEW v AS SELECT * FROM [__memoturn_kv]", 403, "reserved-table"),
-    ("CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM __memoturn_kv; END", 403, "reserved-table"),
-    ("WITH x AS (SELECT * FROM __memoturn_meta) SELECT * FROM x", 403, "reserved-table"),
-    ("SELECT sql FROM sqlite_master", 403, "reserved-table"),
-    ("UPDATE sqlite_schema SET sql = ''", 403, "reserved-table"),
-    ("PRAGMA writable_schema = ON", 403, "forbidden-statement"),
-    ("ATTACH DATABASE '/tmp/x.db' AS x", 403, "forbidden-statement"),
-    ("VACUUM INTO '/tmp/copy.db'", 403, "forbidden-statement"),
-    ("SELECT load_extension('x')", 403, "forbidden-statement"),
-    ("BEGIN", 403, "forbidden-statement"),
-    ("SELECT 1; DROP TABLE t", 400, "multiple-statements"),
-    ("SELECT 1 /* ; */ -- ;\n", 200, None),
-    ("SELEC 1", 400, "sql-error"),
-    ("", 400, "invalid-sql"),
-])
+@pytest.mark.parametrize(
+    "sql, status, type_",
+    [
+        ("SELECT * FROM __memoturn_kv", 403, "reserved-table"),
+        ('SELECT * FROM "__MEMOTURN_KV"', 403, "reserved-table"),
+        ("CREATE VIEW v AS SELECT * FROM [__memoturn_kv]", 403, "reserved-table"),
+        ("CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM __memoturn_kv; END", 403, "reserved-table"),
+        ("WITH x AS (SELECT * FROM __memoturn_meta) SELECT * FROM x", 403, "reserved-table"),
+        ("SELECT sql FROM sqlite_master", 403, "reserved-table"),
+        ("UPDATE sqlite_schema SET sql = ''", 403, "reserved-table"),
+        ("PRAGMA writable_schema = ON", 403, "forbidden-statement"),
+        ("ATTACH DATABASE '/tmp/x.db' AS x", 403, "forbidden-statement"),
+        ("VACUUM INTO '/tmp/copy.db'", 403, "forbidden-statement"),
+        ("SELECT load_extension('x')", 403, "forbidden-statement"),
+        ("BEGIN", 403, "forbidden-statement"),
+        ("SELECT 1; DROP TABLE t", 400, "multiple-statements"),
+        ("SELECT 1 /* ; */ -- ;\n", 200, None),
+        ("SELEC 1", 400, "sql-error"),
+        ("", 400, "invalid-sql"),
+    ],
+)
 def test_sql_guard(client, sql, status, type_):
     client.post("/v1/databases", json={"name": "guard"})
     client.post("/v1/databases/guard/sql", json={"statements": [{"sql": "CREATE TABLE IF NOT EXISTS t(a)"}]})
@@ -140,14 +164,21 @@ def test_sql_guard(client, sql, status, type_):
 
 def test_bad_input_gets_problem_bodies(client):
     client.post("/v1/databases", json={"name": "bad"})
-    _problem(client.post("/v1/databases", content=b"{nope", headers={"content-type": "application/json"}), 400, "malformed-json")
+    _problem(
+        client.post("/v1/databases", content=b"{nope", headers={"content-type": "application/json"}),
+        400,
+        "malformed-json",
+    )
     _problem(client.post("/v1/databases", json={"name": "Bad Name!"}), 400, "invalid-name")
     _problem(client.post("/v1/databases", json={"nam": "x"}), 422, "invalid-request")
     _problem(client.get("/v1/databases/unknown/kv/x"), 404, "not-found")
     _problem(client.put("/v1/databases/unknown/kv/x", json={"value": 1}), 404, "not-found")
     _problem(client.put("/v1/databases/bad/kv/x", json={"value": "v" * 2000}), 413, "value-too-large")
-    _problem(client.put("/v1/databases/bad/kv/x", content=b"x" * 200_000, headers={"content-type": "application/json"}),
-             413, "payload-too-large")
+    _problem(
+        client.put("/v1/databases/bad/kv/x", content=b"x" * 200_000, headers={"content-type": "application/json"}),
+        413,
+        "payload-too-large",
+    )
     _problem(client.put("/v1/databases/bad/kv/x", json={"value": 1, "ttl_seconds": -1}), 422, "invalid-request")
     _problem(client.get("/v1/databases/bad/kv/x", headers={"Memoturn-Min-Txid": "abc"}), 422, "invalid-request")
     _problem(client.get("/v1/nothing"), 404, "not-found")
@@ -161,7 +192,8 @@ def test_openapi_and_ops_endpoints(client):
     assert "/v1/namespaces/{namespace}/profiles/{profile}/recall" in spec["paths"]
     params = spec["paths"]["/v1/namespaces/{namespace}/profiles/{profile}/memories"]["post"]["parameters"]
     assert {"name": "Memoturn-Durability", "in": "header"}.items() <= next(
-        p for p in params if p["name"] == "Memoturn-Durability").items()
+        p for p in params if p["name"] == "Memoturn-Durability"
+    ).items()
     assert "Problem" in spec["components"]["schemas"]
     assert client.get("/v1/health").json()["status"] == "ok"
     assert client.get("/v1/ready").status_code == 200

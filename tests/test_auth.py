@@ -6,7 +6,6 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-
 from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.node import Node
@@ -17,8 +16,10 @@ A = {"Authorization": "Bearer token-a"}
 
 @pytest.fixture
 def client(tmp_path, file_store):
-    node = Node(Settings(data_dir=str(tmp_path / "n"), node_id="auth", admin_token="admin-secret", tokens="nsa:token-a"),
-                store=file_store)
+    node = Node(
+        Settings(data_dir=str(tmp_path / "n"), node_id="auth", admin_token="admin-secret", tokens="nsa:token-a"),
+        store=file_store,
+    )
     with TestClient(create_app(node), raise_server_exceptions=False) as c:
         yield c
 
@@ -43,7 +44,9 @@ def test_open_endpoints_and_missing_or_bad_tokens(client):
 def test_a_namespace_token_reaches_its_namespace_only(client):
     ok = client.post("/v1/namespaces/nsa/profiles/p/memories", json={"content": "mine"}, headers=A)
     _status(ok, 201)
-    _status(client.post("/v1/namespaces/nsb/profiles/p/memories", json={"content": "x"}, headers=A), 403, "wrong-namespace")
+    _status(
+        client.post("/v1/namespaces/nsb/profiles/p/memories", json={"content": "x"}, headers=A), 403, "wrong-namespace"
+    )
     _status(client.post("/v1/namespaces/nsb/profiles/p/memories", json={"content": "theirs"}, headers=ADMIN), 201)
     # Every way into B is closed to A's token: memory routes, the database routes, listings, admin, internal.
     for method, path, body in [
@@ -79,7 +82,9 @@ def test_minted_tokens_work_everywhere_and_revocation(client):
 def test_revoked_token_is_refused_by_another_node(tmp_path, file_store, client):
     minted = client.post("/v1/admin/tokens", json={"namespace": "nsd"}, headers=ADMIN).json()
     client.delete(f"/v1/admin/tokens/{minted['token_sha256']}", headers=ADMIN)
-    other = Node(Settings(data_dir=str(tmp_path / "other"), node_id="other", admin_token="admin-secret"), store=file_store)
+    other = Node(
+        Settings(data_dir=str(tmp_path / "other"), node_id="other", admin_token="admin-secret"), store=file_store
+    )
     with TestClient(create_app(other), raise_server_exceptions=False) as c2:
         _status(c2.get("/v1/namespaces/nsd/profiles", headers={"Authorization": f"Bearer {minted['token']}"}), 401)
 
@@ -91,8 +96,12 @@ def _bearer(token: str) -> dict[str, str]:
 def test_a_namespace_that_is_a_prefix_of_another_reaches_only_its_own(client):
     """Issue 12: 'acme' used to reach 'acme---x' (and list '-x') by string prefix."""
     _status(client.post("/v1/admin/tokens", json={"namespace": "acme-"}, headers=ADMIN), 400, "invalid-name")
-    acme = _bearer(_status(client.post("/v1/admin/tokens", json={"namespace": "acme"}, headers=ADMIN), 201).json()["token"])
-    acme_b = _bearer(_status(client.post("/v1/admin/tokens", json={"namespace": "acme-b"}, headers=ADMIN), 201).json()["token"])
+    acme = _bearer(
+        _status(client.post("/v1/admin/tokens", json={"namespace": "acme"}, headers=ADMIN), 201).json()["token"]
+    )
+    acme_b = _bearer(
+        _status(client.post("/v1/admin/tokens", json={"namespace": "acme-b"}, headers=ADMIN), 201).json()["token"]
+    )
     _status(client.post("/v1/namespaces/acme/profiles/mine/memories", json={"content": "acme's"}, headers=acme), 201)
     _status(client.post("/v1/namespaces/acme-b/profiles/x/memories", json={"content": "acme-b's"}, headers=acme_b), 201)
     # Names no namespace owns: only the admin can make (and reach) them.
@@ -129,8 +138,14 @@ def test_profile_listing_pages_past_names_of_no_profile(client):
         _status(client.post("/v1/databases", json={"name": f"acme--{p}"}, headers=ADMIN), 201)
     seen, cursor = [], None
     for _ in range(10):
-        page = _status(client.get("/v1/namespaces/acme/profiles", params={"limit": 1, **({"cursor": cursor} if cursor else {})},
-                                  headers=ADMIN), 200).json()
+        page = _status(
+            client.get(
+                "/v1/namespaces/acme/profiles",
+                params={"limit": 1, **({"cursor": cursor} if cursor else {})},
+                headers=ADMIN,
+            ),
+            200,
+        ).json()
         seen += page["profiles"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -140,8 +155,10 @@ def test_profile_listing_pages_past_names_of_no_profile(client):
 
 def test_static_tokens_must_name_valid_namespaces(tmp_path, file_store):
     with pytest.raises(ValueError, match="acme-"):
-        Node(Settings(data_dir=str(tmp_path / "n"), node_id="s", admin_token="admin-secret", tokens="acme-:tok"),
-             store=file_store)
+        Node(
+            Settings(data_dir=str(tmp_path / "n"), node_id="s", admin_token="admin-secret", tokens="acme-:tok"),
+            store=file_store,
+        )
 
 
 @pytest.fixture
@@ -159,7 +176,9 @@ def clocked(tmp_path, file_store):
 
 def test_a_minted_token_expires_on_every_node_even_when_cached(clocked, file_store):
     now, one, two = clocked
-    minted = _status(one.post("/v1/admin/tokens", json={"namespace": "nse", "ttl_seconds": 60}, headers=ADMIN), 201).json()
+    minted = _status(
+        one.post("/v1/admin/tokens", json={"namespace": "nse", "ttl_seconds": 60}, headers=ADMIN), 201
+    ).json()
     assert minted["expires_at"] == now["t"] + 60
     stored = json.loads(file_store.get(f"auth/tokens/{minted['token_sha256']}.json")[0])
     assert stored["expires_at"] == now["t"] + 60 and stored["namespace"] == "nse"
@@ -183,7 +202,9 @@ def test_a_minted_token_expires_on_every_node_even_when_cached(clocked, file_sto
 def test_a_token_expires_at_a_given_time_on_a_node_that_never_saw_it(clocked):
     now, one, two = clocked
     at = now["t"] + 3600
-    minted = _status(one.post("/v1/admin/tokens", json={"namespace": "nsf", "expires_at": at}, headers=ADMIN), 201).json()
+    minted = _status(
+        one.post("/v1/admin/tokens", json={"namespace": "nsf", "expires_at": at}, headers=ADMIN), 201
+    ).json()
     assert minted["expires_at"] == at
     now["t"] = at
     _status(two.get("/v1/namespaces/nsf/profiles", headers=_bearer(minted["token"])), 401, "token-expired")
@@ -193,17 +214,20 @@ def test_a_token_expires_at_a_given_time_on_a_node_that_never_saw_it(clocked):
     _status(two.get("/v1/namespaces/nsf/profiles", headers=_bearer(forever["token"])), 200)
 
 
-@pytest.mark.parametrize("body, status, type_", [
-    ({"ttl_seconds": 0}, 422, "invalid-request"),
-    ({"ttl_seconds": -5}, 422, "invalid-request"),
-    ({"ttl_seconds": "60"}, 422, "invalid-request"),
-    ({"ttl_seconds": 1.5}, 422, "invalid-request"),
-    ({"ttl_seconds": True}, 422, "invalid-request"),
-    ({"ttl_seconds": 10**12}, 400, "invalid-expiry"),
-    ({"expires_at": 1.0}, 400, "invalid-expiry"),
-    ('{"namespace": "nsg", "expires_at": Infinity}', 400, "malformed-json"),
-    ({"ttl_seconds": 60, "expires_at": 4_000_000_000.0}, 400, "invalid-expiry"),
-])
+@pytest.mark.parametrize(
+    "body, status, type_",
+    [
+        ({"ttl_seconds": 0}, 422, "invalid-request"),
+        ({"ttl_seconds": -5}, 422, "invalid-request"),
+        ({"ttl_seconds": "60"}, 422, "invalid-request"),
+        ({"ttl_seconds": 1.5}, 422, "invalid-request"),
+        ({"ttl_seconds": True}, 422, "invalid-request"),
+        ({"ttl_seconds": 10**12}, 400, "invalid-expiry"),
+        ({"expires_at": 1.0}, 400, "invalid-expiry"),
+        ('{"namespace": "nsg", "expires_at": Infinity}', 400, "malformed-json"),
+        ({"ttl_seconds": 60, "expires_at": 4_000_000_000.0}, 400, "invalid-expiry"),
+    ],
+)
 def test_token_expiry_is_validated_at_mint(client, body, status, type_):
     if isinstance(body, str):
         r = client.post("/v1/admin/tokens", content=body, headers={**ADMIN, "Content-Type": "application/json"})

@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 
-
 import matplotlib  # noqa: F401  (the bench extra, installed by make: missing fails the import, never skips)
 
 from bench import report  # noqa: E402
@@ -22,60 +21,130 @@ def lat(p50: float, n: int = 10) -> dict:
 
 def storage() -> dict:
     return {
-        "machine": {"cpus": 2, "python": "3.11.7", "platform": "test"}, "started": "2026-01-01T00:00:00Z",
+        "machine": {"cpus": 2, "python": "3.11.7", "platform": "test"},
+        "started": "2026-01-01T00:00:00Z",
         "command": "make bench",
         "plain_sqlite_commit": {"wal_full": lat(0.3), "wal_normal": lat(0.01)},
-        "kv_put": {"standard_file": lat(0.25), "standard_s3": lat(0.4), "durable_file": lat(2.5), "durable_s3": lat(11.0)},
-        "create_database_file": lat(0.9), "cold_wake_1mb_file": lat(5.5) | {"megabytes": 1},
-        "targets": {"standard_put_p50_over_sqlite_full_p50": 0.833, "standard_put_target_ratio": 2.0,
-                    "durable_put_s3_p50_ms": 11.0, "durable_put_target_ms": 15.0,
-                    "cold_wake_1mb_file_p50_ms": 5.5, "cold_wake_target_ms": 10.0,
-                    "create_database_file_p50_ms": 1.7, "create_target_ms": 1.0},
+        "kv_put": {
+            "standard_file": lat(0.25),
+            "standard_s3": lat(0.4),
+            "durable_file": lat(2.5),
+            "durable_s3": lat(11.0),
+        },
+        "create_database_file": lat(0.9),
+        "cold_wake_1mb_file": lat(5.5) | {"megabytes": 1},
+        "targets": {
+            "standard_put_p50_over_sqlite_full_p50": 0.833,
+            "standard_put_target_ratio": 2.0,
+            "durable_put_s3_p50_ms": 11.0,
+            "durable_put_target_ms": 15.0,
+            "cold_wake_1mb_file_p50_ms": 5.5,
+            "cold_wake_target_ms": 10.0,
+            "create_database_file_p50_ms": 1.7,
+            "create_target_ms": 1.0,
+        },
     }
 
 
 def system(r5: float, search_p50: float) -> dict:
     cat = {"r5": r5, "r10": r5 + 0.1, "hit5": r5 + 0.05, "mrr": r5 - 0.1, "questions": 2}
-    return {"turns": 5, "ingest_seconds": 0.5, "ingest_ms_per_turn": 100.0, "per_category": {"1": cat, "4": cat},
-            "r_at_5": r5, "r_at_10": r5 + 0.1, "hit_at_5": r5 + 0.05, "mrr": r5 - 0.1, "questions": 4,
-            "recall_p50_ms": 20.0, "recall_p95_ms": 30.0,
-            "ingest_ms_per_memory": {"total": 100.0, "embedding": 99.0, "store": 1.0},
-            "ingest_store_per_batch": lat(5.0) | {"batch": 64},
-            "recall_latency": {"with_embedding": lat(20.0), "search_only": lat(search_p50), "embedding_only": lat(18.0)},
-            "loadavg_1m_at_start": 1.5}
+    return {
+        "turns": 5,
+        "ingest_seconds": 0.5,
+        "ingest_ms_per_turn": 100.0,
+        "per_category": {"1": cat, "4": cat},
+        "r_at_5": r5,
+        "r_at_10": r5 + 0.1,
+        "hit_at_5": r5 + 0.05,
+        "mrr": r5 - 0.1,
+        "questions": 4,
+        "recall_p50_ms": 20.0,
+        "recall_p95_ms": 30.0,
+        "ingest_ms_per_memory": {"total": 100.0, "embedding": 99.0, "store": 1.0},
+        "ingest_store_per_batch": lat(5.0) | {"batch": 64},
+        "recall_latency": {"with_embedding": lat(20.0), "search_only": lat(search_p50), "embedding_only": lat(18.0)},
+        "loadavg_1m_at_start": 1.5,
+    }
 
 
 def sqlite_vec() -> dict:
-    return {"machine": {"cpus": 2, "python": "3.11.7"}, "started": "2026-01-01T00:00:00Z",
-            "command": "python -m bench.peers.sqlite_vec", "embedder": "all-MiniLM-L6-v2", "conversations": 1,
-            "turns": 5, "questions": 4, "order": ["sqlite-vec", "memoturn"],
-            "sqlite_vec": {"version": "v0.1.9", "sqlite": "3.51.1", "driver": "pysqlite3.dbapi2"},
-            "systems": {"sqlite-vec": system(0.4, 0.7) | {"knn_top10_equals_numpy_exact": "4/4"},
-                        "memoturn": system(0.61, 3.3)}}
+    return {
+        "machine": {"cpus": 2, "python": "3.11.7"},
+        "started": "2026-01-01T00:00:00Z",
+        "command": "python -m bench.peers.sqlite_vec",
+        "embedder": "all-MiniLM-L6-v2",
+        "conversations": 1,
+        "turns": 5,
+        "questions": 4,
+        "order": ["sqlite-vec", "memoturn"],
+        "sqlite_vec": {"version": "v0.1.9", "sqlite": "3.51.1", "driver": "pysqlite3.dbapi2"},
+        "systems": {
+            "sqlite-vec": system(0.4, 0.7) | {"knn_top10_equals_numpy_exact": "4/4"},
+            "memoturn": system(0.61, 3.3),
+        },
+    }
 
 
 def scale() -> dict:
     def stage(n: int, rss_mib: int) -> dict:
-        res = {"rss_bytes": rss_mib * 2**20, "rss_peak_bytes": (rss_mib + 5) * 2**20, "open_fds": 600,
-               "cache_dir": {"bytes": 2**24}, "store_dir": {"bytes": n * 2**14}}
-        return {"population": n, "label": f"{n // 1000}k", "create": lat(4.0) | {"bulk_rate_per_s": 500.0},
-                "touch": lat(100.0), "hot_read": lat(0.8), "cold_wake": lat(8.0), "resources": res}
+        res = {
+            "rss_bytes": rss_mib * 2**20,
+            "rss_peak_bytes": (rss_mib + 5) * 2**20,
+            "open_fds": 600,
+            "cache_dir": {"bytes": 2**24},
+            "store_dir": {"bytes": n * 2**14},
+        }
+        return {
+            "population": n,
+            "label": f"{n // 1000}k",
+            "create": lat(4.0) | {"bulk_rate_per_s": 500.0},
+            "touch": lat(100.0),
+            "hot_read": lat(0.8),
+            "cold_wake": lat(8.0),
+            "resources": res,
+        }
 
-    return {"started": "2026-01-01T00:00:00Z", "command": "python -m bench.scale --sizes 2000,4000",
-            "setup": {"store": "file", "file_store_fsync": True, "max_hot": 200, "max_disk_bytes": 2**21,
-                      "client_threads": 8},
-            "baseline": {"rss_bytes": 80 * 2**20, "open_fds": 15},
-            "stages": [stage(2000, 150), stage(4000, 207)],
-            "growth": {"4k/2k": {"rss_mib": 1.38, "create_p50_ms": 1.0}},
-            "target": {"rss_bytes": 207 * 2**20, "rss_peak_bytes": 212 * 2**20, "target_rss_bytes": 2**30,
-                       "population": 4000, "met": True}}
+    return {
+        "started": "2026-01-01T00:00:00Z",
+        "command": "python -m bench.scale --sizes 2000,4000",
+        "setup": {
+            "store": "file",
+            "file_store_fsync": True,
+            "max_hot": 200,
+            "max_disk_bytes": 2**21,
+            "client_threads": 8,
+        },
+        "baseline": {"rss_bytes": 80 * 2**20, "open_fds": 15},
+        "stages": [stage(2000, 150), stage(4000, 207)],
+        "growth": {"4k/2k": {"rss_mib": 1.38, "create_p50_ms": 1.0}},
+        "target": {
+            "rss_bytes": 207 * 2**20,
+            "rss_peak_bytes": 212 * 2**20,
+            "target_rss_bytes": 2**30,
+            "population": 4000,
+            "met": True,
+        },
+    }
 
 
 def loadtest() -> dict:
     op = {"requests": 100, "failures": 0, "rps": 5.0, "p50_ms": 12.0, "p95_ms": 40.0, "p99_ms": 90.0}
-    return {"started": "2026-01-01T00:00:00Z", "users": 4, "duration": "20s", "nodes": 1, "profiles": 30,
-            "durability": "standard", "throughput_rps": 10.0, "requests": 200, "failures": 0, "error_rate": 0.0,
-            "p50_ms": 12.0, "p95_ms": 40.0, "p99_ms": 90.0, "operations": {"kv_get": op, "recall": op}}
+    return {
+        "started": "2026-01-01T00:00:00Z",
+        "users": 4,
+        "duration": "20s",
+        "nodes": 1,
+        "profiles": 30,
+        "durability": "standard",
+        "throughput_rps": 10.0,
+        "requests": 200,
+        "failures": 0,
+        "error_rate": 0.0,
+        "p50_ms": 12.0,
+        "p95_ms": 40.0,
+        "p99_ms": 90.0,
+        "operations": {"kv_get": op, "recall": op},
+    }
 
 
 def write(results: Path, rel: str, data: object) -> None:
@@ -97,16 +166,24 @@ def test_report_draws_plots_and_tables_from_the_json_and_says_what_is_missing(tm
     write(results, "scale.json", scale())
     write(results, "loadtest/summary.json", loadtest())
     write(results, "something-else.json", {"x": 1})
-    doc.write_text("# Benchmarks\n\nHand-written prose stays.\n\n<!-- figures:sqlite-vec -->\nstale\n"
-                   "<!-- /figures:sqlite-vec -->\n\nMore prose.\n\n<!-- figures:cluster -->\n<!-- /figures:cluster -->\n"
-                   "<!-- figures:storage -->\n<!-- /figures:storage -->\n<!-- figures:targets -->\n"
-                   "<!-- /figures:targets -->\n<!-- figures:index -->\n<!-- /figures:index -->\n")
+    doc.write_text(
+        "# Benchmarks\n\nHand-written prose stays.\n\n<!-- figures:sqlite-vec -->\nstale\n"
+        "<!-- /figures:sqlite-vec -->\n\nMore prose.\n\n<!-- figures:cluster -->\n<!-- /figures:cluster -->\n"
+        "<!-- figures:storage -->\n<!-- /figures:storage -->\n<!-- figures:targets -->\n"
+        "<!-- /figures:targets -->\n<!-- figures:index -->\n<!-- /figures:index -->\n"
+    )
     args = ["--results", str(results), "--out", str(img), "--doc", str(doc)]
     assert report.main(args) == 0
     out = capsys.readouterr().out
 
-    for name in ("storage-write-path", "storage-wake-create", "recall-vs-sqlite-vec", "recall-latency-vs-sqlite-vec",
-                 "scale-growth", "loadtest"):
+    for name in (
+        "storage-write-path",
+        "storage-wake-create",
+        "recall-vs-sqlite-vec",
+        "recall-latency-vs-sqlite-vec",
+        "scale-growth",
+        "loadtest",
+    ):
         png = img / f"{name}.png"
         assert png.read_bytes()[:8] == PNG, name
     assert not (img / "cluster-failover.png").exists()

@@ -9,15 +9,14 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-
 from memoturn import branches, kv
 from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.errors import BadRequest, Conflict, NotFound
 from memoturn.manifest import load_manifest
+from memoturn.metrics import sample
 from memoturn.node import Node
 from memoturn.restore import restore
-from memoturn.metrics import sample
 from support.nodes import dump, make_node
 
 
@@ -26,8 +25,9 @@ def put(node, db, key, value, branch="main"):
 
 
 def state(node, db, branch="main"):
-    rows, _ = node.read(db, lambda c: c.execute("SELECT key, value FROM __memoturn_kv ORDER BY key").fetchall(),
-                        branch=branch)
+    rows, _ = node.read(
+        db, lambda c: c.execute("SELECT key, value FROM __memoturn_kv ORDER BY key").fetchall(), branch=branch
+    )
     return {k: json.loads(v) for k, v in rows}
 
 
@@ -101,7 +101,9 @@ def test_pitr_fork_at_a_time_equals_parent_restored_at_that_txid(tmp_path, file_
             child = branches.fork(node, "t", f"pit{n}", timestamp=when)
             want = max(t for s, t in stamps if s <= when)
             assert child.parent.txid == want
-            assert dump(restored(file_store, tmp_path, "t", f"pit{n}")) == dump(restored(file_store, tmp_path, "t", "main", want))
+            assert dump(restored(file_store, tmp_path, "t", f"pit{n}")) == dump(
+                restored(file_store, tmp_path, "t", "main", want)
+            )
     finally:
         node.stop()
 
@@ -143,6 +145,7 @@ def test_rewind_and_undo_within_grace_and_rewind_under_concurrent_writes(tmp_pat
                     assert "k0" in s  # the base is always intact
                 except Exception as exc:  # noqa: BLE001
                     errors.append(exc)
+
         threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
         for t in threads:
             t.start()
@@ -217,7 +220,7 @@ def test_gc_property_random_operations_keep_every_live_branch_exact(tmp_path, fi
                     try:
                         branches.rewind(node, "g", b, checkpoint=n)
                         expected[b] = dict(s)
-                        for (br, other) in list(checkpoints):
+                        for br, other in list(checkpoints):
                             if br == b and load_manifest(file_store, "g", b)[0].checkpoints.get(other) is None:
                                 del checkpoints[(br, other)]
                     except BadRequest:
@@ -356,7 +359,7 @@ def test_merging_never_rewrites_a_merged_segment(tmp_path, file_store, monkeypat
     assert merged_outputs and max(merged_outputs) <= 48 * 1024, merged_outputs  # no merge grew past the cap
     # The segments still chain without a gap and restore to the same state.
     refs = sorted(manifest.segments, key=lambda r: r.first_txid)
-    assert all(b.first_txid == a.last_txid + 1 for a, b in zip(refs, refs[1:]))
+    assert all(b.first_txid == a.last_txid + 1 for a, b in zip(refs, refs[1:], strict=False))
     assert_a_fresh_node_restores(tmp_path, file_store, "g", expected)
 
 
@@ -382,7 +385,9 @@ def test_merges_read_what_this_node_just_shipped_and_get_only_what_fell_out(tmp_
             node.shipper.ship_all(10)
         assert sample(node.metrics.segments_merged) > 0
         assert segment_gets == [] and sample(node.metrics.merge_segment_reads) == 0
-        node.shipper.recent = RecentSegments(budget=0, max_item_bytes=1 << 20)  # nothing kept: merges must read the store
+        node.shipper.recent = RecentSegments(
+            budget=0, max_item_bytes=1 << 20
+        )  # nothing kept: merges must read the store
         merged_before = sample(node.metrics.segments_merged)
         for i in range(20):
             put(node, "r", f"b{i}", i)

@@ -8,7 +8,6 @@ import time
 
 import httpx
 import pytest
-
 from memoturn.manifest import load_manifest
 from memoturn.store import open_store
 from support.cluster import Cluster
@@ -87,7 +86,9 @@ def test_kill_9_the_owner_under_durable_load_loses_no_acknowledged_write(cluster
     stop = threading.Event()
     acked = {db: [] for db in dbs}
     errors = {db: [] for db in dbs}
-    threads = [threading.Thread(target=_writer, args=(cluster.gateway.url, db, acked[db], stop, errors[db])) for db in dbs]
+    threads = [
+        threading.Thread(target=_writer, args=(cluster.gateway.url, db, acked[db], stop, errors[db])) for db in dbs
+    ]
     for t in threads:
         t.start()
     time.sleep(1.5)
@@ -132,8 +133,11 @@ def test_a_zombie_owner_can_never_land_a_write(tmp_path, etcd, minio):
         try:
             # A request that reaches the zombie while it is frozen: it runs after SIGCONT.
             late: list = []
-            t = threading.Thread(target=lambda: late.append(
-                httpx.put(f"{zombie.url}/v1/databases/z/kv/zombie-late", json={"value": 1}, timeout=60)))
+            t = threading.Thread(
+                target=lambda: late.append(
+                    httpx.put(f"{zombie.url}/v1/databases/z/kv/zombie-late", json={"value": 1}, timeout=60)
+                )
+            )
             t.start()
             deadline = time.monotonic() + TTL + 15
             while time.monotonic() < deadline:
@@ -210,7 +214,12 @@ def test_s3_outage_standard_keeps_acking_durable_gets_503_then_everything_ships(
     try:
         gw = c.gateway.client
         gw.post("/v1/databases", json={"name": "s3out"})
-        assert gw.put("/v1/databases/s3out/kv/before", json={"value": 0}, headers={"Memoturn-Durability": "durable"}).status_code == 200
+        assert (
+            gw.put(
+                "/v1/databases/s3out/kv/before", json={"value": 0}, headers={"Memoturn-Durability": "durable"}
+            ).status_code
+            == 200
+        )
         time.sleep(0.3)
         owner = c.nodes[c.gateway.owner("s3out")]
         minio.stop()
@@ -234,7 +243,11 @@ def test_s3_outage_standard_keeps_acking_durable_gets_503_then_everything_ships(
         assert _metric(owner.url, "memoturn_unshipped_txids") == 0
         manifest = _chain_unbroken(open_store(c.store_url), "s3out")
         assert manifest.head_txid >= max(acked)
-        assert gw.put("/v1/databases/s3out/kv/after", json={"value": 2},
-                      headers={"Memoturn-Durability": "durable"}).status_code == 200
+        assert (
+            gw.put(
+                "/v1/databases/s3out/kv/after", json={"value": 2}, headers={"Memoturn-Durability": "durable"}
+            ).status_code
+            == 200
+        )
     finally:
         c.close()

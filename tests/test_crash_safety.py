@@ -3,14 +3,12 @@ durable write, the database is intact and the txid chain is unbroken. Twenty tim
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
 
 import httpx
 import pytest
-
 from memoturn.manifest import load_manifest
 from support.nodes import Memoturnd, integrity, make_node
 
@@ -25,10 +23,15 @@ def _writer(client: httpx.Client, db: str, acked: list, stop: threading.Event) -
             if i % 3:
                 r = client.put(f"/v1/databases/{db}/kv/k{i}", json={"value": {"i": i, "pad": "p" * (i % 700)}})
             else:
-                r = client.post(f"/v1/databases/{db}/sql", json={"statements": [
-                    {"sql": "CREATE TABLE IF NOT EXISTS log(i INTEGER PRIMARY KEY, body BLOB)"},
-                    {"sql": "INSERT INTO log VALUES (?, randomblob(?))", "params": [i, 3000 + i % 9000]},
-                ]})
+                r = client.post(
+                    f"/v1/databases/{db}/sql",
+                    json={
+                        "statements": [
+                            {"sql": "CREATE TABLE IF NOT EXISTS log(i INTEGER PRIMARY KEY, body BLOB)"},
+                            {"sql": "INSERT INTO log VALUES (?, randomblob(?))", "params": [i, 3000 + i % 9000]},
+                        ]
+                    },
+                )
         except httpx.TransportError:
             return  # the process is gone: nothing more can be acknowledged
         if r.status_code == 200:
@@ -42,8 +45,11 @@ def test_sigkill_during_durable_writes_loses_no_acknowledged_write(tmp_path, s3_
     store_url = minio.store_url(prefix)
     for round_ in range(ROUNDS):
         db = f"crash-{round_}"
-        proc = Memoturnd(str(tmp_path / f"writer-{round_}"), store_url,
-                         env={"MEMOTURN_DURABILITY": "durable", "MEMOTURN_SNAPSHOT_EVERY_TXIDS": "40"})
+        proc = Memoturnd(
+            str(tmp_path / f"writer-{round_}"),
+            store_url,
+            env={"MEMOTURN_DURABILITY": "durable", "MEMOTURN_SNAPSHOT_EVERY_TXIDS": "40"},
+        )
         try:
             proc.wait_ready()
             assert proc.client.post("/v1/databases", json={"name": db}).status_code == 201

@@ -23,8 +23,13 @@ def test_every_setting_is_documented():
 
 def test_every_env_variable_is_read():
     env = {f"MEMOTURN_{name.upper()}": "x" for name in Settings.model_fields}
-    env.update(MEMOTURN_DURABILITY="durable", MEMOTURN_LISTEN="127.0.0.1:1", MEMOTURN_DATA_DIR="/tmp/d",
-               MEMOTURN_STORE_URL="file:///tmp/s", MEMOTURN_NODE_ID="n")
+    env.update(
+        MEMOTURN_DURABILITY="durable",
+        MEMOTURN_LISTEN="127.0.0.1:1",
+        MEMOTURN_DATA_DIR="/tmp/d",
+        MEMOTURN_STORE_URL="file:///tmp/s",
+        MEMOTURN_NODE_ID="n",
+    )
     for name, field in Settings.model_fields.items():
         if field.annotation in (int, float):
             env[f"MEMOTURN_{name.upper()}"] = "7"
@@ -49,8 +54,10 @@ def test_the_client_side_installs_and_imports_without_the_server():
     project = tomllib.loads(_read("pyproject.toml"))["project"]
     assert [d.split(">")[0].split("=")[0] for d in project["dependencies"]] == ["httpx"]
     assert {"server", "operator", "mcp"} <= set(project["optional-dependencies"])
-    code = ("import sys, memoturn.cli, memoturn.client; "
-            "print(sorted(m for m in ('fastapi', 'libsql', 'boto3', 'aiohttp', 'numpy', 'kopf', 'pydantic', 'mcp') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, memoturn.cli, memoturn.client; "
+        "print(sorted(m for m in ('fastapi', 'libsql', 'boto3', 'aiohttp', 'numpy', 'kopf', 'pydantic', 'mcp') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

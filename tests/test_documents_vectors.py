@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
 from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.node import Node
@@ -41,7 +40,12 @@ def test_document_crud_and_merge_patch(client):
     assert client.post(D + "/documents", json=PEOPLE[0]).json()["type"] == "already-exists"
     assert client.get(D + "/documents/ana").json()["body"]["address"] == {"zip": "1000"}
     r = client.patch(D + "/documents/ana", json={"body": {"age": 35, "tags": None, "address": {"city": "Lisbon"}}})
-    assert r.json()["body"] == {"name": "Ana", "age": 35, "city": "Lisbon", "address": {"zip": "1000", "city": "Lisbon"}}
+    assert r.json()["body"] == {
+        "name": "Ana",
+        "age": 35,
+        "city": "Lisbon",
+        "address": {"zip": "1000", "city": "Lisbon"},
+    }
     r = client.put(D + "/documents/ana", json={"body": {"name": "Ana B."}})
     assert r.json()["body"] == {"name": "Ana B."}
     assert client.delete(D + "/documents/ana").status_code == 204
@@ -78,15 +82,18 @@ def test_filters_sort_and_pagination(client):
     assert q(client, filter={"city": "Lisbon"})[0] == ["ana", "cho"]  # same answer with the index
 
 
-@pytest.mark.parametrize("filter_, type_", [
-    ({"a'b": 1}, "invalid-filter"),
-    ({"a": {"$regex": "x"}}, "invalid-filter"),
-    ({"$where": "1"}, "invalid-filter"),
-    ({"a": {"$in": []}}, "invalid-filter"),
-    ({"a": {"$gt": {"x": 1}}}, "invalid-filter"),
-    ({"$or": "x"}, "invalid-filter"),
-    ({"a": {"$exists": "yes"}}, "invalid-filter"),
-])
+@pytest.mark.parametrize(
+    "filter_, type_",
+    [
+        ({"a'b": 1}, "invalid-filter"),
+        ({"a": {"$regex": "x"}}, "invalid-filter"),
+        ({"$where": "1"}, "invalid-filter"),
+        ({"a": {"$in": []}}, "invalid-filter"),
+        ({"a": {"$gt": {"x": 1}}}, "invalid-filter"),
+        ({"$or": "x"}, "invalid-filter"),
+        ({"a": {"$exists": "yes"}}, "invalid-filter"),
+    ],
+)
 def test_bad_filters_are_clear_400s(client, filter_, type_):
     client.post(D + "/documents", json=PEOPLE[0])
     r = client.post(D + "/query", json={"filter": filter_})
@@ -110,15 +117,22 @@ def test_bad_documents(client):
 def test_vector_collections(client):
     assert client.put(V, json={"dimensions": 3}).status_code == 201
     assert client.put(V, json={"dimensions": 3}).json()["type"] == "already-exists"
-    r = client.post(V + "/upsert", json={"items": [
-        {"id": "n", "vector": [1, 0, 0], "metadata": {"kind": "axis"}},
-        {"id": "e", "vector": [0, 1, 0], "metadata": {"kind": "axis"}},
-        {"id": "ne", "vector": [0.7, 0.7, 0], "metadata": {"kind": "diagonal"}},
-    ]})
+    r = client.post(
+        V + "/upsert",
+        json={
+            "items": [
+                {"id": "n", "vector": [1, 0, 0], "metadata": {"kind": "axis"}},
+                {"id": "e", "vector": [0, 1, 0], "metadata": {"kind": "axis"}},
+                {"id": "ne", "vector": [0.7, 0.7, 0], "metadata": {"kind": "diagonal"}},
+            ]
+        },
+    )
     assert r.json()["upserted"] == 3
     hits = client.post(V + "/query", json={"vector": [0.9, 0.1, 0], "k": 2}).json()["results"]
     assert [h["id"] for h in hits] == ["n", "ne"] and hits[0]["score"] > hits[1]["score"]
-    hits = client.post(V + "/query", json={"vector": [0.9, 0.1, 0], "k": 2, "filter": {"kind": "axis"}}).json()["results"]
+    hits = client.post(V + "/query", json={"vector": [0.9, 0.1, 0], "k": 2, "filter": {"kind": "axis"}}).json()[
+        "results"
+    ]
     assert [h["id"] for h in hits] == ["n", "e"]
     client.post(V + "/upsert", json={"items": [{"id": "n", "vector": [0, 0, 1]}]})
     hits = client.post(V + "/query", json={"vector": [0, 0, 1], "k": 1}).json()["results"]
@@ -133,10 +147,15 @@ def test_vector_collections(client):
     r = client.post("/v1/databases/app/sql", json={"statements": [{"sql": "SELECT * FROM __memoturn_vec_emb"}]})
     assert r.status_code == 403
     # ...but user tables may hold vectors with DiskANN indexes through plain SQL.
-    r = client.post("/v1/databases/app/sql", json={"statements": [
-        {"sql": "CREATE TABLE items(id INTEGER PRIMARY KEY, e F32_BLOB(2))"},
-        {"sql": "CREATE INDEX items_e ON items(libsql_vector_idx(e))"},
-        {"sql": "INSERT INTO items(e) VALUES (vector32('[1,0]')), (vector32('[0,1]'))"},
-        {"sql": "SELECT id FROM vector_top_k('items_e', vector32('[0.1,0.9]'), 1)"},
-    ]})
+    r = client.post(
+        "/v1/databases/app/sql",
+        json={
+            "statements": [
+                {"sql": "CREATE TABLE items(id INTEGER PRIMARY KEY, e F32_BLOB(2))"},
+                {"sql": "CREATE INDEX items_e ON items(libsql_vector_idx(e))"},
+                {"sql": "INSERT INTO items(e) VALUES (vector32('[1,0]')), (vector32('[0,1]'))"},
+                {"sql": "SELECT id FROM vector_top_k('items_e', vector32('[0.1,0.9]'), 1)"},
+            ]
+        },
+    )
     assert r.status_code == 200 and r.json()["results"][3]["rows"] == [[2]]

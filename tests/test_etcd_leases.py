@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from memoturn.errors import NotOwner, Unavailable
 from memoturn.etcd_leases import EtcdLeaseTable
 

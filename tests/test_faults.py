@@ -7,14 +7,13 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-
 from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.errors import DataCorrupt, Unavailable
 from memoturn.manifest import load_manifest
+from memoturn.metrics import sample
 from memoturn.names import manifest_key
 from memoturn.node import Node
-from memoturn.metrics import sample
 from support.nodes import make_node
 
 
@@ -98,7 +97,9 @@ def test_a_flipped_byte_gives_a_clear_error_and_loses_nothing_else(tmp_path, fil
     with TestClient(create_app(node), raise_server_exceptions=False) as client:
         r = client.get("/v1/databases/victim/kv/k0")
         assert r.status_code == 502 and r.headers["content-type"].startswith("application/problem+json")
-        assert r.json()["type"] == "data-corrupt" and ("checksum" in r.json()["detail"] or "corrupt" in r.json()["detail"])
+        assert r.json()["type"] == "data-corrupt" and (
+            "checksum" in r.json()["detail"] or "corrupt" in r.json()["detail"]
+        )
         r = client.put("/v1/databases/victim/kv/k9", json={"value": 9})
         assert r.status_code == 502  # nothing is written on top of a branch that cannot be restored
         assert client.get("/v1/databases/bystander/kv/k4").json()["value"] == 4

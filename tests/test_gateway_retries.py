@@ -19,7 +19,6 @@ import aiohttp
 import httpx
 import pytest
 import uvicorn
-
 from memoturn.gateway import KEEPALIVE_SECONDS, Gateway, create_gateway_app
 from memoturn.placement import Placement
 
@@ -80,9 +79,19 @@ class Node:
                 if action == "not-owner":
                     writer.write(_answer(409, {"type": "not-owner", "status": 409, "detail": "moved"}, problem=True))
                 elif action == "lease-lost-after-commit":
-                    writer.write(_answer(503, {"type": "lease-lost", "status": 503, "txid": 7,
-                                               "detail": "lease lost while committing txid 7; outcome unknown"},
-                                         problem=True, txid=7))
+                    writer.write(
+                        _answer(
+                            503,
+                            {
+                                "type": "lease-lost",
+                                "status": 503,
+                                "txid": 7,
+                                "detail": "lease lost while committing txid 7; outcome unknown",
+                            },
+                            problem=True,
+                            txid=7,
+                        )
+                    )
                 else:
                     writer.write(_answer(200, {"n": len(self.seen)}, txid=len(self.seen)))
                 await writer.drain()
@@ -188,6 +197,7 @@ def test_a_write_applied_by_a_node_that_then_died_is_not_503_no_route(method):
     """The failover case of issue 12: applied, connection lost, the node gone, the next node still
     answering not-owner. Before, aiohttp resent the PUT/DELETE, met a refused connection, and the
     gateway took that for "never reached the node": retries, then ``503 no-route``."""
+
     async def go() -> None:
         victim = await Node(lambda method, n: "drop-and-die").start()
         successor = await Node(lambda method, n: "not-owner").start()
@@ -262,6 +272,7 @@ def test_a_typed_refusal_is_retried_but_a_commit_with_unknown_outcome_is_not():
 
 def test_an_idle_connection_the_node_closed_is_not_used_for_the_next_request():
     """Keep-alive closed by the node between requests: the next PUT opens a new connection and succeeds."""
+
     async def go() -> None:
         node = await Node(lambda method, n: "ok-then-close").start()
         gateway = _gateway(StaticPlacement({"a": node.url}))
@@ -280,6 +291,7 @@ def test_an_idle_connection_the_node_closed_is_not_used_for_the_next_request():
 def test_a_connection_lost_after_sending_is_retried_for_reads_only():
     """The node closes a kept-alive connection as the next request arrives (unread, but the gateway
     cannot know): a GET goes again on a new connection, a DELETE is answered outcome-unknown."""
+
     async def go() -> None:
         node = await Node(lambda method, n: "ok" if n == 1 else "close-unread").start()
         gateway = _gateway(StaticPlacement({"a": node.url}))
@@ -297,6 +309,7 @@ def test_a_connection_lost_after_sending_is_retried_for_reads_only():
 
 def test_a_chunked_body_over_the_limit_is_refused_without_reaching_a_node():
     """The body limit counts bytes as they arrive: a chunked body has no Content-Length to check."""
+
     async def go() -> None:
         node = await Node(lambda method, n: "ok").start()
         gateway = _gateway(StaticPlacement({"b": node.url}, owner="b"), max_body_bytes=1000)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from support.history import KINDS, History, check, run_history
 
 TTL = 3
@@ -34,8 +33,10 @@ def test_the_checker_finds_each_kind_of_anomaly():
     _op(h, "c0", "sql-insert", "d", "s1", "w1", txid=3)
     _op(h, "c0", "put", "d", "k9", "v9", outcome="fail", status=503, problem="no-route")
     final = {"d": {"kv": {"k1": "v1"}, "sql": {"s1": "w1"}, "sql_duplicates": {}}}
-    cuts = [{"db": "d", "txid": 2, "kv": {"k1": "v1"}, "sql": {}}, {"db": "d", "txid": 3, "kv": {"k1": "v1"},
-                                                                   "sql": {"s1": "w1"}}]
+    cuts = [
+        {"db": "d", "txid": 2, "kv": {"k1": "v1"}, "sql": {}},
+        {"db": "d", "txid": 3, "kv": {"k1": "v1"}, "sql": {"s1": "w1"}},
+    ]
     assert check(h, {"final": final, "cuts": cuts}) == []
 
     _op(h, "c1", "put", "d", "lost", "x", txid=4)  # (a) acknowledged, then gone
@@ -63,20 +64,32 @@ def test_the_checker_finds_each_kind_of_anomaly():
 
 @pytest.mark.slow
 def test_history_under_faults_has_no_anomalies(tmp_path):
-    results = run_history(tmp_path, duration=70, clients=4, nodes=3, ttl=TTL, dbs=4, rounds=1, gap=(2.0, 3.0),
-                          cuts_per_db=2)
+    results = run_history(
+        tmp_path, duration=70, clients=4, nodes=3, ttl=TTL, dbs=4, rounds=1, gap=(2.0, 3.0), cuts_per_db=2
+    )
     history = results.pop("history")
     path = tmp_path / "history.json"
     path.write_text(json.dumps({**results, **history.to_json()}, indent=1))
-    summary = {k: results[k] for k in ("seed", "wall_seconds", "ops_seconds", "recovery_seconds", "observe_seconds",
-                                      "operations", "acknowledged_writes")}
+    summary = {
+        k: results[k]
+        for k in (
+            "seed",
+            "wall_seconds",
+            "ops_seconds",
+            "recovery_seconds",
+            "observe_seconds",
+            "operations",
+            "acknowledged_writes",
+        )
+    }
     print(f"\n{json.dumps(summary)}\nhistory: {path}")
     for ev in results["events"]:
         print(f"  event {ev['kind']}: " + json.dumps({k: v for k, v in ev.items() if k not in ("kind",)}))
 
     anomalies = results["anomalies"]
-    assert not anomalies, (f"{len(anomalies)} anomalies (seed {results['seed']}, full history in {path}):\n"
-                           + "\n".join(json.dumps(a) for a in anomalies[:20]))
+    assert not anomalies, f"{len(anomalies)} anomalies (seed {results['seed']}, full history in {path}):\n" + "\n".join(
+        json.dumps(a) for a in anomalies[:20]
+    )
     # Not vacuous: every fault happened (disk-full only where a filesystem can be mounted),
     # writes were acknowledged around them, and the store was checked at points in time.
     kinds = {ev["kind"] for ev in results["events"] if not ev.get("skipped")}

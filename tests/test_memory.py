@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
 from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.node import Node
@@ -47,7 +46,7 @@ def test_supersession_by_subject_history_and_as_of(client):
     first = add(client, type="preference", content="Alice prefers green tea", subject="drink")
     second = add(client, type="preference", content="Alice switched to black coffee", subject="drink")
     assert second["memory"]["supersedes"] == first["memory"]["id"]
-    assert recall(client, query="what does Alice drink") .count("Alice prefers green tea") == 0
+    assert recall(client, query="what does Alice drink").count("Alice prefers green tea") == 0
     assert "Alice prefers green tea" in recall(client, query="what does Alice drink", include_superseded=True)
     old = client.get(BASE + f"/memories/{first['memory']['id']}").json()
     assert old["current"] is False and old["superseded_by"] == second["memory"]["id"]
@@ -71,23 +70,46 @@ def test_explicit_supersedes_and_duplicates(client):
 
 
 def test_hybrid_recall_finds_by_meaning_and_by_words_with_filters(client):
-    client.post(BASE + "/memories/batch", json={"memories": [
-        {"type": "fact", "content": "Alice adopted a golden retriever named Biscuit", "tags": ["pets"], "event_time": 1_600_000_000},
-        {"type": "event", "content": "Alice ran the Lisbon half marathon", "tags": ["sport"], "event_time": 1_700_000_000,
-         "metadata": {"source": "chat", "session": 3}},
-        {"type": "instruction", "content": "Always answer Alice in Portuguese", "metadata": {"source": "settings"}},
-        {"type": "fact", "content": "Alice's favourite colour is teal"},
-    ]})
+    client.post(
+        BASE + "/memories/batch",
+        json={
+            "memories": [
+                {
+                    "type": "fact",
+                    "content": "Alice adopted a golden retriever named Biscuit",
+                    "tags": ["pets"],
+                    "event_time": 1_600_000_000,
+                },
+                {
+                    "type": "event",
+                    "content": "Alice ran the Lisbon half marathon",
+                    "tags": ["sport"],
+                    "event_time": 1_700_000_000,
+                    "metadata": {"source": "chat", "session": 3},
+                },
+                {
+                    "type": "instruction",
+                    "content": "Always answer Alice in Portuguese",
+                    "metadata": {"source": "settings"},
+                },
+                {"type": "fact", "content": "Alice's favourite colour is teal"},
+            ]
+        },
+    )
     assert recall(client, query="Does Alice have a dog?", limit=1) == ["Alice adopted a golden retriever named Biscuit"]
     assert recall(client, query="Biscuit", limit=1) == ["Alice adopted a golden retriever named Biscuit"]
     assert recall(client, query="running race", types=["event"]) == ["Alice ran the Lisbon half marathon"]
     assert recall(client, query="anything", tags=["pets"]) == ["Alice adopted a golden retriever named Biscuit"]
-    assert recall(client, query="Alice", since=1_650_000_000, until=1_750_000_000) == ["Alice ran the Lisbon half marathon"]
+    assert recall(client, query="Alice", since=1_650_000_000, until=1_750_000_000) == [
+        "Alice ran the Lisbon half marathon"
+    ]
     assert recall(client, query="Alice", metadata={"source": "settings"}) == ["Always answer Alice in Portuguese"]
     assert recall(client, query="Alice", metadata={"session": 3}) == ["Alice ran the Lisbon half marathon"]
     listed = client.get(BASE + "/memories", params={"type": "fact"}).json()["memories"]
-    assert sorted(m["content"] for m in listed) == ["Alice adopted a golden retriever named Biscuit",
-                                                    "Alice's favourite colour is teal"]
+    assert sorted(m["content"] for m in listed) == [
+        "Alice adopted a golden retriever named Biscuit",
+        "Alice's favourite colour is teal",
+    ]
 
 
 def test_durable_memory_writes_are_in_the_store_when_acknowledged(client, file_store):
@@ -114,15 +136,18 @@ def test_forget_and_own_vectors(client):
     assert r.status_code == 400 and r.json()["type"] == "dimension-mismatch"
 
 
-@pytest.mark.parametrize("body, status, type_", [
-    ({"content": ""}, 422, "invalid-request"),
-    ({"content": "x", "type": "Not A Type"}, 400, "invalid-type"),
-    ({"content": "x", "unknown": 1}, 422, "invalid-request"),
-    ({"content": "x", "embedding": [1, 2, 3]}, 400, "dimension-mismatch"),
-    ({"content": "x", "embedding": ["a"]}, 422, "invalid-request"),
-    ({"content": "x", "tags": "not-a-list"}, 422, "invalid-request"),
-    ({"content": "x" * 100_001}, 422, "invalid-request"),
-])
+@pytest.mark.parametrize(
+    "body, status, type_",
+    [
+        ({"content": ""}, 422, "invalid-request"),
+        ({"content": "x", "type": "Not A Type"}, 400, "invalid-type"),
+        ({"content": "x", "unknown": 1}, 422, "invalid-request"),
+        ({"content": "x", "embedding": [1, 2, 3]}, 400, "dimension-mismatch"),
+        ({"content": "x", "embedding": ["a"]}, 422, "invalid-request"),
+        ({"content": "x", "tags": "not-a-list"}, 422, "invalid-request"),
+        ({"content": "x" * 100_001}, 422, "invalid-request"),
+    ],
+)
 def test_bad_memories_are_refused_and_nothing_is_stored(client, body, status, type_):
     add(client, content="anchor")
     r = client.post(BASE + "/memories", json=body)
@@ -132,14 +157,18 @@ def test_bad_memories_are_refused_and_nothing_is_stored(client, body, status, ty
 
 def test_bad_recall_and_names(client):
     add(client, content="anchor")
-    for body, type_ in [({"query": "x", "types": ["Bad Type"]}, "invalid-type"),
-                        ({"query": "x", "metadata": {"a b": 1}}, "invalid-filter"),
-                        ({"query": "x", "metadata": {"a": {"nested": 1}}}, "invalid-filter")]:
+    for body, type_ in [
+        ({"query": "x", "types": ["Bad Type"]}, "invalid-type"),
+        ({"query": "x", "metadata": {"a b": 1}}, "invalid-filter"),
+        ({"query": "x", "metadata": {"a": {"nested": 1}}}, "invalid-filter"),
+    ]:
         r = client.post(BASE + "/recall", json=body)
         assert r.status_code == 400 and r.json()["type"] == type_
     r = client.post("/v1/namespaces/a--b/profiles/x/memories", json={"content": "x"})
     assert r.status_code == 400 and r.json()["type"] == "invalid-name"
-    r = client.post("/v1/namespaces/acme/profiles/alice/memories/batch", json={"memories": [{"content": "ok"}, {"content": ""}]})
+    r = client.post(
+        "/v1/namespaces/acme/profiles/alice/memories/batch", json={"memories": [{"content": "ok"}, {"content": ""}]}
+    )
     assert r.status_code == 422 and client.get(BASE).json()["memories"] == 1
 
 

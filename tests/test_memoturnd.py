@@ -8,14 +8,14 @@ import subprocess
 import sys
 
 import pytest
-
 from memoturn.store.file import FileStore
 from support.nodes import Memoturnd, make_node
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "memoturn.cli", "--url", url, *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "memoturn.cli", "--url", url, *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -33,7 +33,9 @@ def test_cli_round_trip_and_one_line_errors(daemon):
     assert r.returncode == 0 and json.loads(r.stdout)["txid"] >= 1
     r = cli(daemon.url, "--json", "kv", "get", "acme--alice", "greeting")
     assert json.loads(r.stdout) == {"hi": 1}
-    r = cli(daemon.url, "--json", "sql", "acme--alice", "CREATE TABLE n(x)", "INSERT INTO n VALUES (42)", "SELECT x FROM n")
+    r = cli(
+        daemon.url, "--json", "sql", "acme--alice", "CREATE TABLE n(x)", "INSERT INTO n VALUES (42)", "SELECT x FROM n"
+    )
     assert json.loads(r.stdout)["results"][2]["rows"] == [[42]]
     assert json.loads(cli(daemon.url, "--json", "db", "list").stdout) == ["acme--alice"]
     assert cli(daemon.url, "db", "list").stdout.strip() == "acme--alice"
@@ -52,10 +54,14 @@ def test_cli_round_trip_and_one_line_errors(daemon):
 
 
 def test_memory_commands_export_and_import(daemon, tmp_path):
-    r = cli(daemon.url, "memory", "add", "acme", "bob", "Bob plays chess on Sundays", "--type", "fact", "--tag", "hobby")
+    r = cli(
+        daemon.url, "memory", "add", "acme", "bob", "Bob plays chess on Sundays", "--type", "fact", "--tag", "hobby"
+    )
     assert r.returncode == 0 and r.stdout.startswith("stored "), r.stderr
     cli(daemon.url, "memory", "add", "acme", "bob", "Bob likes tea", "--type", "preference", "--subject", "drink")
-    cli(daemon.url, "memory", "add", "acme", "bob", "Bob likes coffee now", "--type", "preference", "--subject", "drink")
+    cli(
+        daemon.url, "memory", "add", "acme", "bob", "Bob likes coffee now", "--type", "preference", "--subject", "drink"
+    )
     r = cli(daemon.url, "memory", "recall", "acme", "bob", "what game does Bob play")
     assert r.returncode == 0 and "Bob plays chess on Sundays" in r.stdout.splitlines()[0]
     r = cli(daemon.url, "--json", "memory", "list", "acme", "bob", "--include-superseded")
@@ -66,7 +72,10 @@ def test_memory_commands_export_and_import(daemon, tmp_path):
     r = cli(daemon.url, "--json", "import", "acme", "bob-copy", str(dump))
     assert r.returncode == 0 and json.loads(r.stdout)["imported"] == 2  # current memories only
     r = cli(daemon.url, "--json", "memory", "list", "acme", "bob-copy")
-    assert sorted(m["content"] for m in json.loads(r.stdout)["memories"]) == ["Bob likes coffee now", "Bob plays chess on Sundays"]
+    assert sorted(m["content"] for m in json.loads(r.stdout)["memories"]) == [
+        "Bob likes coffee now",
+        "Bob plays chess on Sundays",
+    ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"content": "ok"}\nnot json\n')
     r = cli(daemon.url, "import", "acme", "bob-copy", str(bad))
@@ -78,11 +87,21 @@ def test_memory_commands_export_and_import(daemon, tmp_path):
 
 
 def test_bad_settings_exit_with_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "memoturn.server"], capture_output=True, text=True, timeout=60,
-                       env={"PATH": "/usr/bin:/bin", "MEMOTURN_DURABILITY": "sometimes", "MEMOTURN_DATA_DIR": str(tmp_path)})
+    r = subprocess.run(
+        [sys.executable, "-m", "memoturn.server"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "MEMOTURN_DURABILITY": "sometimes", "MEMOTURN_DATA_DIR": str(tmp_path)},
+    )
     assert r.returncode == 2 and "MEMOTURN_DURABILITY" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "memoturn.server", "--store", "ftp://x"], capture_output=True, text=True,
-                       timeout=60, env={"PATH": "/usr/bin:/bin", "MEMOTURN_DATA_DIR": str(tmp_path)})
+    r = subprocess.run(
+        [sys.executable, "-m", "memoturn.server", "--store", "ftp://x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "MEMOTURN_DATA_DIR": str(tmp_path)},
+    )
     assert r.returncode == 2 and "unsupported store URL" in r.stderr and "Traceback" not in r.stderr
 
 

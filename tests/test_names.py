@@ -12,10 +12,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
 from memoturn.errors import BadRequest
 from memoturn.names import (
-    check_database_name, check_namespace, is_part, profile_database, split_profile_database,
+    check_database_name,
+    check_namespace,
+    is_part,
+    profile_database,
+    split_profile_database,
 )
 
 _TRICKY = "ab1-_."

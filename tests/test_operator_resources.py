@@ -2,32 +2,39 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import ValidationError
-
 from memoturn_operator.crd import all_crds, render
 from memoturn_operator.models import MemoryBranchSpec, MemoryTenantSpec
 from memoturn_operator.resources import desired, scale_decision, store_url, token_secret
+from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = MemoryTenantSpec.model_validate({
-    "image": "memoturn:0.1.0",
-    "objectStore": {"bucket": "mem", "prefix": "tenants/acme", "endpoint": "http://minio:9000",
-                    "credentialsSecret": "s3-creds"},
-    "etcd": {"endpoints": ["etcd-0:2379", "etcd-1:2379"]},
-    "nodes": {"minReplicas": 2, "maxReplicas": 5, "cacheSizeLimit": "20Gi"},
-})
+SPEC = MemoryTenantSpec.model_validate(
+    {
+        "image": "memoturn:0.1.0",
+        "objectStore": {
+            "bucket": "mem",
+            "prefix": "tenants/acme",
+            "endpoint": "http://minio:9000",
+            "credentialsSecret": "s3-creds",
+        },
+        "etcd": {"endpoints": ["etcd-0:2379", "etcd-1:2379"]},
+        "nodes": {"minReplicas": 2, "maxReplicas": 5, "cacheSizeLimit": "20Gi"},
+    }
+)
 
 
 def test_crd_files_are_generated_from_the_models():
     """Both copies: crds/ for kubectl users, charts/memoturn/crds/ because Helm installs CRDs only from the chart."""
     for where in ("crds", "charts/memoturn/crds"):
         for name, doc in all_crds().items():
-            assert (ROOT / where / name).read_text() == render(doc), \
+            assert (ROOT / where / name).read_text() == render(doc), (
                 f"{where}/{name} is stale: run python -m memoturn_operator.crd"
+            )
 
 
 def test_crd_schemas_are_structural_with_defaults_cel_and_status():
@@ -50,6 +57,7 @@ def test_crd_schemas_are_structural_with_defaults_cel_and_status():
             walk(value)
         if isinstance(node.get("items"), dict):
             walk(node["items"])
+
     for doc in all_crds().values():
         walk(doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
     yaml.safe_load(render(tenant))  # valid YAML
@@ -70,10 +78,15 @@ def by_kind(objs):
 
 def test_a_tenant_maps_to_owned_objects_without_persistent_volumes():
     objs = by_kind(desired("acme", "team", "uid-1", SPEC))
-    assert set(objs) == {("ServiceAccount", "acme-memoturn"), ("ConfigMap", "acme-memoturn"),
-                         ("Deployment", "acme-memoturn-node"), ("Deployment", "acme-memoturn-gateway"),
-                         ("Service", "acme-memoturn-gateway"), ("Service", "acme-memoturn-node"),
-                         ("PodDisruptionBudget", "acme-memoturn-node")}
+    assert set(objs) == {
+        ("ServiceAccount", "acme-memoturn"),
+        ("ConfigMap", "acme-memoturn"),
+        ("Deployment", "acme-memoturn-node"),
+        ("Deployment", "acme-memoturn-gateway"),
+        ("Service", "acme-memoturn-gateway"),
+        ("Service", "acme-memoturn-node"),
+        ("PodDisruptionBudget", "acme-memoturn-node"),
+    }
     for o in objs.values():
         ref = o["metadata"]["ownerReferences"][0]
         assert ref["kind"] == "MemoryTenant" and ref["uid"] == "uid-1" and ref["controller"] is True
@@ -88,8 +101,11 @@ def test_a_tenant_maps_to_owned_objects_without_persistent_volumes():
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3-creds"
     assert env["MEMOTURN_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "acme-memoturn-token"
     config = objs[("ConfigMap", "acme-memoturn")]["data"]
-    assert config["MEMOTURN_STORE_URL"] == store_url(SPEC) == \
-        "s3://mem/tenants/acme?region=us-east-1&endpoint=http%3A%2F%2Fminio%3A9000"
+    assert (
+        config["MEMOTURN_STORE_URL"]
+        == store_url(SPEC)
+        == "s3://mem/tenants/acme?region=us-east-1&endpoint=http%3A%2F%2Fminio%3A9000"
+    )
     assert config["MEMOTURN_ETCD_PREFIX"] == "/memoturn/team/acme"
     assert objs[("Service", "acme-memoturn-node")]["spec"]["clusterIP"] == "None"
     secret = token_secret("acme", "team", "uid-1", "tok")
@@ -102,7 +118,9 @@ def test_reconciling_twice_gives_the_same_objects_and_a_spec_change_rolls_pods()
     a = by_kind(desired("acme", "team", "u", SPEC))[("Deployment", "acme-memoturn-node")]
     b = by_kind(desired("acme", "team", "u", changed))[("Deployment", "acme-memoturn-node")]
     key = "memoturn.io/config-hash"
-    assert a["spec"]["template"]["metadata"]["annotations"][key] != b["spec"]["template"]["metadata"]["annotations"][key]
+    assert (
+        a["spec"]["template"]["metadata"]["annotations"][key] != b["spec"]["template"]["metadata"]["annotations"][key]
+    )
     # Replica bounds are not configuration the pods read: changing them rolls nothing.
     wider = SPEC.model_copy(update={"nodes": SPEC.nodes.model_copy(update={"maxReplicas": 9})})
     c = by_kind(desired("acme", "team", "u", wider))[("Deployment", "acme-memoturn-node")]
@@ -111,33 +129,42 @@ def test_reconciling_twice_gives_the_same_objects_and_a_spec_change_rolls_pods()
 
 def test_scaling_follows_the_hot_set_with_hysteresis_inside_the_bounds():
     spec = SPEC.model_copy(update={"nodes": SPEC.nodes.model_copy(update={"hotPerNodeTarget": 100})})
-    assert scale_decision(2, [150, 150], spec) == 3          # above target: grow
-    assert scale_decision(3, [90, 90, 90], spec) == 3        # just under target: hold
-    assert scale_decision(3, [20, 20, 10], spec) == 2        # far under: shrink one
-    assert scale_decision(2, [0, 0], spec) == 2              # never below minReplicas
-    assert scale_decision(5, [900] * 5, spec) == 5           # never above maxReplicas
+    assert scale_decision(2, [150, 150], spec) == 3  # above target: grow
+    assert scale_decision(3, [90, 90, 90], spec) == 3  # just under target: hold
+    assert scale_decision(3, [20, 20, 10], spec) == 2  # far under: shrink one
+    assert scale_decision(2, [0, 0], spec) == 2  # never below minReplicas
+    assert scale_decision(5, [900] * 5, spec) == 5  # never above maxReplicas
 
 
 def _deploy(replicas, available, generation=2, observed=2, updated=None):
-    return {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
-            "status": {"observedGeneration": observed, "availableReplicas": available,
-                       "updatedReplicas": replicas if updated is None else updated}}
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "availableReplicas": available,
+            "updatedReplicas": replicas if updated is None else updated,
+        },
+    }
 
 
 def test_status_conditions_are_truthful_and_keep_transition_times():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from memoturn_operator.status import tenant_status
 
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    t1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    t1 = datetime(2026, 1, 2, tzinfo=UTC)
     pending = tenant_status(1, None, None, now=t0)
     assert pending.phase == "Pending" and pending.conditions[0].reason == "Creating"
     rolling = tenant_status(2, _deploy(3, 1, observed=1), _deploy(2, 2), now=t0)
     assert rolling.phase == "Progressing" and rolling.readyNodes == 1
     ready = tenant_status(2, _deploy(3, 3), _deploy(2, 2), now=t0)
-    assert ready.phase == "Ready" and {c.type: c.status for c in ready.conditions} == \
-        {"Ready": "True", "Progressing": "False", "Degraded": "False"}
+    assert ready.phase == "Ready" and {c.type: c.status for c in ready.conditions} == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+    }
     again = tenant_status(2, _deploy(3, 3), _deploy(2, 2), [c.model_dump() for c in ready.conditions], now=t1)
     assert again.conditions[0].lastTransitionTime == "2026-01-01T00:00:00Z"  # unchanged status keeps its time
     degraded = tenant_status(2, _deploy(3, 2), _deploy(2, 2), [c.model_dump() for c in ready.conditions], now=t1)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from memoturn import kv
 from memoturn.config import Settings
 from memoturn.errors import NotOwner
 from memoturn.leases import LocalLeaseTable
 from memoturn.manifest import load_manifest
-from memoturn.node import Node
 from memoturn.metrics import sample
+from memoturn.node import Node
 
 
 class SharedTable(LocalLeaseTable):
@@ -20,8 +19,11 @@ class SharedTable(LocalLeaseTable):
 
 
 def _node(tmp_path, store, table, name, **kw):
-    return Node(Settings(data_dir=str(tmp_path / name), node_id=name, tier_interval_seconds=3600, **kw),
-                store=store, leases=table).start()
+    return Node(
+        Settings(data_dir=str(tmp_path / name), node_id=name, tier_interval_seconds=3600, **kw),
+        store=store,
+        leases=table,
+    ).start()
 
 
 def test_a_node_that_was_refused_serves_once_the_owner_is_gone(tmp_path, file_store):

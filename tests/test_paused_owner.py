@@ -13,14 +13,15 @@ import threading
 import time
 
 import httpx
-
 from memoturn.manifest import load_manifest
 from memoturn.store import open_store
 from support.cluster import Cluster
 
 TTL = 3
-SLOW = ("INSERT INTO t SELECT count(*) FROM (WITH RECURSIVE c(x) AS "
-        "(SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 4000000) SELECT x FROM c)")
+SLOW = (
+    "INSERT INTO t SELECT count(*) FROM (WITH RECURSIVE c(x) AS "
+    "(SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 4000000) SELECT x FROM c)"
+)
 
 
 def test_a_paused_owner_does_not_acknowledge_after_its_ownership_moved(tmp_path, etcd, minio):
@@ -34,8 +35,11 @@ def test_a_paused_owner_does_not_acknowledge_after_its_ownership_moved(tmp_path,
         owner = c.nodes[owner_id]
         heir = next(n for i, n in c.nodes.items() if i != owner_id)
         answer: list = []
-        t = threading.Thread(target=lambda: answer.append(httpx.post(
-            f"{owner.url}/v1/databases/p/sql", json={"statements": [{"sql": SLOW}]}, timeout=120)))
+        t = threading.Thread(
+            target=lambda: answer.append(
+                httpx.post(f"{owner.url}/v1/databases/p/sql", json={"statements": [{"sql": SLOW}]}, timeout=120)
+            )
+        )
         t.start()
         time.sleep(0.3)  # the batch is running in the owner's SQL worker
         owner.proc.send_signal(signal.SIGSTOP)

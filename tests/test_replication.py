@@ -7,7 +7,6 @@ import time
 
 import httpx
 import pytest
-
 from memoturn import kv
 from memoturn.manifest import load_manifest
 from memoturn.metrics import sample
@@ -38,7 +37,7 @@ def test_replica_applies_the_chain_and_restores_instead_of_crossing_a_gap(tmp_pa
         for i in range(12, 18):
             owner.write("rep", lambda c: kv.put(c, f"k{i}", json.dumps(i), None))
             owner.shipper.ship_all(10)
-        new = _segments(file_store, "rep")[len(segs):]
+        new = _segments(file_store, "rep")[len(segs) :]
         assert len(new) >= 3
         applied = replica.replicas.apply("rep", "main", new[0])
         assert applied["reason"] == "applied"
@@ -89,7 +88,9 @@ def test_replica_reads_through_the_gateway_keep_read_your_writes(tmp_path, etcd,
             w = gw.put(f"/v1/databases/ryw/kv/k{i}", json={"value": i})
             assert w.status_code == 200, w.text
             txid = int(w.headers["Memoturn-Txid"])
-            r = gw.get(f"/v1/databases/ryw/kv/k{i}", headers={"Memoturn-Read": "replica", "Memoturn-Min-Txid": str(txid)})
+            r = gw.get(
+                f"/v1/databases/ryw/kv/k{i}", headers={"Memoturn-Read": "replica", "Memoturn-Min-Txid": str(txid)}
+            )
             assert r.status_code == 200 and r.json()["value"] == i, r.text
             assert int(r.headers["Memoturn-Txid"]) >= txid
             served.append(r.headers["Memoturn-Served-By"])
@@ -109,8 +110,12 @@ def test_replica_reads_through_the_gateway_keep_read_your_writes(tmp_path, etcd,
         import sys
 
         def cli(*args):
-            r = subprocess.run([sys.executable, "-m", "memoturn.cli", "--url", c.gateway.url, *args],
-                               capture_output=True, text=True, timeout=60)
+            r = subprocess.run(
+                [sys.executable, "-m", "memoturn.cli", "--url", c.gateway.url, *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert r.returncode == 0, r.stderr
             return json.loads(r.stdout)
 

@@ -6,7 +6,6 @@ import os
 import random
 
 import pytest
-
 from memoturn.manifest import load_manifest
 from memoturn.restore import resolve_txid_at, restore
 from support.nodes import dump, integrity, make_node
@@ -22,24 +21,46 @@ def _workload(rng: random.Random, n_ops: int):
         if not tables or choice < 0.08:
             name = f"t{counter}"
             tables[name] = ["a", "b"]
-            yield f"create {name}", (lambda n=name: lambda c: c.execute(f"CREATE TABLE {n}(id INTEGER PRIMARY KEY, a TEXT, b BLOB)"))(), False
+            yield (
+                f"create {name}",
+                (lambda n=name: lambda c: c.execute(f"CREATE TABLE {n}(id INTEGER PRIMARY KEY, a TEXT, b BLOB)"))(),
+                False,
+            )
             continue
         name = rng.choice(sorted(tables))
         if choice < 0.50:
-            rows = [(rng.choice(["x", "y", None, "z" * rng.randint(1, 300)]), os.urandom(rng.choice([0, 10, 5000, 70000])))
-                    for _ in range(rng.randint(1, 8))]
-            yield f"insert {name}", (lambda n=name, r=rows: lambda c: [c.execute(f"INSERT INTO {n}(a, b) VALUES (?, ?)", x) for x in r])(), False
+            rows = [
+                (rng.choice(["x", "y", None, "z" * rng.randint(1, 300)]), os.urandom(rng.choice([0, 10, 5000, 70000])))
+                for _ in range(rng.randint(1, 8))
+            ]
+            yield (
+                f"insert {name}",
+                (lambda n=name, r=rows: lambda c: [c.execute(f"INSERT INTO {n}(a, b) VALUES (?, ?)", x) for x in r])(),
+                False,
+            )
         elif choice < 0.65:
             v = rng.choice(["u", "v" * 2000])
-            yield f"update {name}", (lambda n=name, v=v: lambda c: c.execute(f"UPDATE {n} SET a = ? WHERE id % 3 = 0", (v,)))(), False
+            yield (
+                f"update {name}",
+                (lambda n=name, v=v: lambda c: c.execute(f"UPDATE {n} SET a = ? WHERE id % 3 = 0", (v,)))(),
+                False,
+            )
         elif choice < 0.78:
             yield f"delete {name}", (lambda n=name: lambda c: c.execute(f"DELETE FROM {n} WHERE id % 2 = 1"))(), False
         elif choice < 0.85:
             col = f"c{counter}"
             tables[name].append(col)
-            yield f"alter {name}", (lambda n=name, col=col: lambda c: c.execute(f"ALTER TABLE {n} ADD COLUMN {col} INTEGER DEFAULT 7"))(), False
+            yield (
+                f"alter {name}",
+                (lambda n=name, col=col: lambda c: c.execute(f"ALTER TABLE {n} ADD COLUMN {col} INTEGER DEFAULT 7"))(),
+                False,
+            )
         elif choice < 0.90:
-            yield f"index {name}", (lambda n=name, i=counter: lambda c: c.execute(f"CREATE INDEX IF NOT EXISTS i{i} ON {n}(a)"))(), False
+            yield (
+                f"index {name}",
+                (lambda n=name, i=counter: lambda c: c.execute(f"CREATE INDEX IF NOT EXISTS i{i} ON {n}(a)"))(),
+                False,
+            )
         elif choice < 0.94 and len(tables) > 1:
             del tables[name]
             yield f"drop {name}", (lambda n=name: lambda c: c.execute(f"DROP TABLE {n}"))(), False
@@ -59,7 +80,7 @@ def test_restore_equals_origin_at_every_checked_txid(tmp_path, backend, seed, re
         times: dict[int, float] = {}
         db = node.open("prop")
         expected[db.head_txid] = dump(db.path)
-        for desc, fn, autocommit in _workload(rng, 120):
+        for _desc, fn, autocommit in _workload(rng, 120):
             _, txid = node.write("prop", fn, durable=False, transaction=not autocommit)
             with db.lock:
                 expected[txid] = dump(db.path)
@@ -112,7 +133,9 @@ def test_a_snapshot_landing_with_a_segment_never_drops_that_segment(tmp_path, fi
         node.stop()
     fresh = make_node(tmp_path, file_store, name="fresh")
     try:
-        keys, _ = fresh.read("snap", lambda c: [r[0] for r in c.execute("SELECT key FROM __memoturn_kv ORDER BY key").fetchall()])
+        keys, _ = fresh.read(
+            "snap", lambda c: [r[0] for r in c.execute("SELECT key FROM __memoturn_kv ORDER BY key").fetchall()]
+        )
         assert keys == ["a", "b", "c"]
     finally:
         fresh.stop()

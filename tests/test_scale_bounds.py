@@ -9,12 +9,11 @@ from __future__ import annotations
 import gc
 import os
 import re
-import time
 import sqlite3
+import time
 
 import numpy as np
 from fastapi.testclient import TestClient
-
 from memoturn import kv
 from memoturn.api.app import create_app
 from memoturn.database import Database, drop_local_files, restore_into
@@ -53,7 +52,7 @@ def _per_database_state(node) -> dict[str, int]:
 
 def _local_files(cache_dir: str) -> dict[str, int]:
     dirs = files = 0
-    for path, dirnames, filenames in os.walk(cache_dir):
+    for _path, dirnames, filenames in os.walk(cache_dir):
         dirs += len(dirnames)
         files += len(filenames)
     return {"dirs": dirs, "files": files}
@@ -142,6 +141,7 @@ def test_request_metrics_are_labelled_by_route_not_by_database(tmp_path, file_st
         return {line.split(" ")[0] for line in text.splitlines() if line.startswith("memoturn_")}
 
     with TestClient(create_app(node, manage_lifecycle=False)) as client:
+
         def touch(i: int) -> None:
             assert client.post("/v1/databases", json={"name": f"m{i}"}).status_code == 201
             assert client.put(f"/v1/databases/m{i}/kv/k{i}", json={"value": i}).status_code == 200

@@ -22,12 +22,11 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
-
 from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.node import Node
 from memoturn.store.file import FileStore
+from schemathesis import GenerationMode
 
 EXAMPLES = int(os.environ.get("MEMOTURN_FUZZ_EXAMPLES", "25"))
 DB, NS, PROFILE, SCRATCH = "app", "acme", "alice", "scratch"
@@ -35,8 +34,10 @@ KEYS = {"k1": {"n": 1}, "a/b": [1, "two", None]}
 DOCS = {"ana": {"name": "Ana", "age": 34, "tags": ["x"]}, "ben": {"name": "Ben", "age": 27}}
 VECTORS = {"v1": [1.0, 0.0, 0.0], "v2": [0.0, 1.0, 0.5]}
 MEMORIES = f"/v1/namespaces/{NS}/profiles/{PROFILE}/memories"
-MEMORY_SEED = ({"content": "Alice lives in Lisbon", "subject": "home", "tags": ["place"]},
-               {"content": "Alice likes green tea", "type": "preference"})
+MEMORY_SEED = (
+    {"content": "Alice lives in Lisbon", "subject": "home", "tags": ["place"]},
+    {"content": "Alice likes green tea", "type": "preference"},
+)
 
 
 class Seed:
@@ -57,7 +58,9 @@ class Seed:
         self._ok(c.post(f"/v1/databases/{DB}/collections/users/indexes", json={"path": "name"}))
         self._ok(c.put(f"/v1/databases/{DB}/vectors/emb", json={"dimensions": 3}), 409)
         self.restore()
-        self._ok(c.post(f"/v1/namespaces/{NS}/profiles/{SCRATCH}/memories", json={"content": "scratch", "embedding": [1, 0]}))
+        self._ok(
+            c.post(f"/v1/namespaces/{NS}/profiles/{SCRATCH}/memories", json={"content": "scratch", "embedding": [1, 0]})
+        )
 
     def restore(self) -> None:
         c = self.client
@@ -66,16 +69,26 @@ class Seed:
             self._ok(c.put(f"/v1/databases/{DB}/kv/{key}", json={"value": value}))
         for doc_id, body in DOCS.items():
             self._ok(c.post(f"/v1/databases/{DB}/collections/users/documents", json={"id": doc_id, "body": body}), 409)
-        self._ok(c.post(f"/v1/databases/{DB}/vectors/emb/upsert", json={
-            "items": [{"id": i, "vector": v, "metadata": {"i": i}} for i, v in VECTORS.items()]}))
+        self._ok(
+            c.post(
+                f"/v1/databases/{DB}/vectors/emb/upsert",
+                json={"items": [{"id": i, "vector": v, "metadata": {"i": i}} for i, v in VECTORS.items()]},
+            )
+        )
         if not self.memory_ids or any(c.get(f"{MEMORIES}/{i}").status_code == 404 for i in self.memory_ids):
             # The server embedder's dimension (384), so recall without an embedding works too.
-            self.memory_ids = [self._ok(c.post(MEMORIES, json={**m, "embedding": [1.0 if j == n else 0.0 for j in range(384)]}))
-                               .json()["memory"]["id"] for n, m in enumerate(MEMORY_SEED)]
+            self.memory_ids = [
+                self._ok(
+                    c.post(MEMORIES, json={**m, "embedding": [1.0 if j == n else 0.0 for j in range(384)]})
+                ).json()["memory"]["id"]
+                for n, m in enumerate(MEMORY_SEED)
+            ]
         self._ok(c.post(f"/v1/databases/{DB}/branches/main/checkpoints", json={"name": "cp1"}), 409)
         self._ok(c.post(f"/v1/databases/{DB}/branches", json={"name": "feature"}), 409)
         self._ok(c.post(f"/v1/databases/{DB}/branches/feature/checkpoints", json={"name": "cp1"}), 409)
-        self._ok(c.post(f"/v1/namespaces/{NS}/profiles/{SCRATCH}/memories", json={"content": "scratch", "embedding": [1, 0]}))
+        self._ok(
+            c.post(f"/v1/namespaces/{NS}/profiles/{SCRATCH}/memories", json={"content": "scratch", "embedding": [1, 0]})
+        )
 
 
 def _pick(generated: Any, *seeded: str) -> Any:
@@ -107,7 +120,9 @@ def aim(case: Any, seed: Seed) -> None:
         p["memory_id"] = _pick(p["memory_id"], *seed.memory_ids)
     if "branch" in p:
         # Rewinding or deleting main would take the seed with it: those aim at the fork.
-        p["branch"] = "feature" if (method == "DELETE" or path.endswith("rewind")) else _pick(p["branch"], "main", "feature")
+        p["branch"] = (
+            "feature" if (method == "DELETE" or path.endswith("rewind")) else _pick(p["branch"], "main", "feature")
+        )
     if "name" in p:
         p["name"] = _pick(p["name"], "cp1")
     if case.query and "branch" in case.query:
@@ -118,8 +133,10 @@ def aim(case: Any, seed: Seed) -> None:
 def seeded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     store = FileStore(str(tmp / "store"), fsync=False)
-    node = Node(Settings(data_dir=str(tmp / "n"), node_id="fuzz", min_txid_wait_seconds=0.01,
-                         gc_interval_seconds=0), store=store)
+    node = Node(
+        Settings(data_dir=str(tmp / "n"), node_id="fuzz", min_txid_wait_seconds=0.01, gc_interval_seconds=0),
+        store=store,
+    )
     node.start()
     app = create_app(node, manage_lifecycle=False)
     seed = Seed(TestClient(app, raise_server_exceptions=False))
@@ -134,20 +151,28 @@ def _examples(operation: Any, seed: Seed, failures: list[str], counts: dict[str,
     modes = [operation.as_strategy(generation_mode=m) for m in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
 
     @given(case=st.one_of(*modes))
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("MEMOTURN_FUZZ_RANDOM") != "1",
-              database=None, phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=os.environ.get("MEMOTURN_FUZZ_RANDOM") != "1",
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: Any) -> None:
         aim(case, seed)
         counts["cases"] += 1
         try:
             response = case.call()
         except Exception as exc:  # the in-process client re-raises what the app did not handle
-            raise AssertionError(f"crash on {case.method.upper()} {case.formatted_path}: {exc!r}\n"
-                                 f"  reproduce: {case.as_curl_command()}") from exc
+            raise AssertionError(
+                f"crash on {case.method.upper()} {case.formatted_path}: {exc!r}\n  reproduce: {case.as_curl_command()}"
+            ) from exc
         try:
             assert response.status_code < 500, (
                 f"{response.status_code} from {case.method.upper()} {case.formatted_path}: {response.text[:300]}\n"
-                f"  reproduce: {case.as_curl_command()}")
+                f"  reproduce: {case.as_curl_command()}"
+            )
         finally:
             if case.method.upper() == "DELETE" or case.path.endswith("rewind"):
                 seed.restore()

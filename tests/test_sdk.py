@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from memoturn.client import AsyncMemoturn, Memoturn, MemoturnError
 from support.nodes import Memoturnd
 
@@ -90,8 +89,12 @@ def test_branches_from_the_sdk_and_the_cli(daemon):
         assert {b["branch"] for b in main.branches()["branches"]} == {"main", "exp"}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "memoturn.cli", "--url", daemon.url, *args],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "memoturn.cli", "--url", daemon.url, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     r = cli("branch", "fork", "br", "scratch", "--ttl", "600")
     assert r.returncode == 0 and "forked br/scratch from main@" in r.stdout, r.stderr

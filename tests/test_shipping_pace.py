@@ -37,8 +37,9 @@ def test_a_busy_branchs_commits_ship_together(tmp_path, file_store):
         later = [s for s in manifest.segments if s.last_txid > first]
         assert 1 <= len(later) <= 2, [(s.first_txid, s.last_txid) for s in manifest.segments]
         assert later[-1].last_txid == last
-        assert sorted(t for s in manifest.segments for t in range(s.first_txid, s.last_txid + 1)) == \
-            list(range(manifest.segments[0].first_txid, last + 1))
+        assert sorted(t for s in manifest.segments for t in range(s.first_txid, s.last_txid + 1)) == list(
+            range(manifest.segments[0].first_txid, last + 1)
+        )
     finally:
         node.stop()
 

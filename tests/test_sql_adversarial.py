@@ -15,24 +15,42 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-
 from memoturn.api.app import create_app
 from memoturn.config import Settings
+from memoturn.metrics import sample
 from memoturn.node import Node
 from memoturn.sqlguard import check_statement, tokenize
-from memoturn.metrics import sample
 
 DB = "acme--x"
 TOKEN = {"Authorization": "Bearer acme-token"}
 
 
 def _quotings(name: str) -> list[str]:
-    return [name, f'"{name}"', f"`{name}`", f"[{name}]", name.upper(), f"main.{name}", f'main."{name}"',
-            f"/* c */ {name}", f'"{name.upper()}"']
+    return [
+        name,
+        f'"{name}"',
+        f"`{name}`",
+        f"[{name}]",
+        name.upper(),
+        f"main.{name}",
+        f'main."{name}"',
+        f"/* c */ {name}",
+        f'"{name.upper()}"',
+    ]
 
 
-RESERVED = ["__memoturn_kv", "__memoturn_memories", "sqlite_dbpage", "sqlite_schema", "sqlite_master",
-            "sqlite_temp_master", "dbstat", "libsql_vector_meta_shadow", "vi_shadow", "sqlite_stat1"]
+RESERVED = [
+    "__memoturn_kv",
+    "__memoturn_memories",
+    "sqlite_dbpage",
+    "sqlite_schema",
+    "sqlite_master",
+    "sqlite_temp_master",
+    "dbstat",
+    "libsql_vector_meta_shadow",
+    "vi_shadow",
+    "sqlite_stat1",
+]
 TEMPLATES = [
     "SELECT * FROM {t}",
     "UPDATE {t} SET data = zeroblob(4096) WHERE pgno = 3",
@@ -46,61 +64,147 @@ TEMPLATES = [
     "DROP TABLE {t}",
 ]
 PRAGMAS = [
-    'PRAGMA journal_mode=DELETE', 'PRAGMA "journal_mode"=DELETE', "PRAGMA 'journal_mode'='delete'",
-    "PRAGMA [journal_mode]=OFF", "PRAGMA `journal_mode` = MEMORY", "PRAGMA main.journal_mode=TRUNCATE",
-    'PRAGMA main."journal_mode"=PERSIST', "pragma/**/journal_mode=delete", "PRAGMA\njournal_mode\n=\nDELETE",
-    'PRAGMA "wal_checkpoint"(TRUNCATE)', "PRAGMA wal_checkpoint", "PRAGMA wal_checkpoint(FULL)",
-    "PRAGMA writable_schema=1", 'PRAGMA "writable_schema"=1', "PRAGMA 'writable_schema'=ON", "PRAGMA [writable_schema]=1",
-    'PRAGMA "foreign_keys"=OFF', "PRAGMA foreign_keys=0", "PRAGMA wal_autocheckpoint=1", "PRAGMA locking_mode=EXCLUSIVE",
-    "PRAGMA synchronous=OFF", "PRAGMA cache_spill=0", "PRAGMA mmap_size=1000000", "PRAGMA temp_store_directory='/tmp'",
-    "PRAGMA table_list", "PRAGMA table_info(__memoturn_kv)", "PRAGMA table_info('__memoturn_kv')",
-    'PRAGMA table_info("__memoturn_kv")', "PRAGMA index_list([__memoturn_kv])", "PRAGMA schema_version=1",
-    "PRAGMA page_size=512", "PRAGMA application_id=5", "PRAGMA ignore_check_constraints=1",
-    "PRAGMA recursive_triggers=1", "PRAGMA defer_foreign_keys=1", "PRAGMA query_only=1", "PRAGMA shrink_memory",
-    "PRAGMA optimize", "PRAGMA incremental_vacuum", "PRAGMA auto_vacuum=FULL", "PRAGMA secure_delete=1",
-    "EXPLAIN PRAGMA writable_schema=1", "EXPLAIN QUERY PLAN PRAGMA journal_mode=DELETE",
-    "PRAGMA trusted_schema=1", "PRAGMA cell_size_check=0", "PRAGMA temp.journal_mode=delete",
+    "PRAGMA journal_mode=DELETE",
+    'PRAGMA "journal_mode"=DELETE',
+    "PRAGMA 'journal_mode'='delete'",
+    "PRAGMA [journal_mode]=OFF",
+    "PRAGMA `journal_mode` = MEMORY",
+    "PRAGMA main.journal_mode=TRUNCATE",
+    'PRAGMA main."journal_mode"=PERSIST',
+    "pragma/**/journal_mode=delete",
+    "PRAGMA\njournal_mode\n=\nDELETE",
+    'PRAGMA "wal_checkpoint"(TRUNCATE)',
+    "PRAGMA wal_checkpoint",
+    "PRAGMA wal_checkpoint(FULL)",
+    "PRAGMA writable_schema=1",
+    'PRAGMA "writable_schema"=1',
+    "PRAGMA 'writable_schema'=ON",
+    "PRAGMA [writable_schema]=1",
+    'PRAGMA "foreign_keys"=OFF',
+    "PRAGMA foreign_keys=0",
+    "PRAGMA wal_autocheckpoint=1",
+    "PRAGMA locking_mode=EXCLUSIVE",
+    "PRAGMA synchronous=OFF",
+    "PRAGMA cache_spill=0",
+    "PRAGMA mmap_size=1000000",
+    "PRAGMA temp_store_directory='/tmp'",
+    "PRAGMA table_list",
+    "PRAGMA table_info(__memoturn_kv)",
+    "PRAGMA table_info('__memoturn_kv')",
+    'PRAGMA table_info("__memoturn_kv")',
+    "PRAGMA index_list([__memoturn_kv])",
+    "PRAGMA schema_version=1",
+    "PRAGMA page_size=512",
+    "PRAGMA application_id=5",
+    "PRAGMA ignore_check_constraints=1",
+    "PRAGMA recursive_triggers=1",
+    "PRAGMA defer_foreign_keys=1",
+    "PRAGMA query_only=1",
+    "PRAGMA shrink_memory",
+    "PRAGMA optimize",
+    "PRAGMA incremental_vacuum",
+    "PRAGMA auto_vacuum=FULL",
+    "PRAGMA secure_delete=1",
+    "EXPLAIN PRAGMA writable_schema=1",
+    "EXPLAIN QUERY PLAN PRAGMA journal_mode=DELETE",
+    "PRAGMA trusted_schema=1",
+    "PRAGMA cell_size_check=0",
+    "PRAGMA temp.journal_mode=delete",
 ]
 OTHERS = [
-    "SELECT * FROM pragma_table_list", "SELECT * FROM pragma_table_info('__memoturn_kv')",
-    "SELECT name FROM pragma_table_list()", "SELECT * FROM pragma_index_list(?)", "SELECT * FROM pragma_table_info(?)",
-    "SELECT * FROM dbstat('main')", "SELECT sum(pgsize) FROM dbstat", "SELECT data FROM sqlite_dbpage('main')",
-    "ATTACH DATABASE '/tmp/x.db' AS x", "ATTACH ':memory:' AS m", "DETACH main", "VACUUM INTO '/tmp/steal.db'",
-    "VACUUM main INTO '/tmp/steal.db'", "SELECT load_extension('/tmp/x.so')", 'SELECT "load_extension"(\'x\')',
-    "SELECT readfile('/etc/passwd')", "SELECT writefile('/tmp/x', 'y')", "SELECT fts3_tokenizer('simple')",
-    "BEGIN", "BEGIN IMMEDIATE", "COMMIT", "END", "ROLLBACK", "SAVEPOINT a", "RELEASE a", "ROLLBACK TO a",
-    "SELECT 1; PRAGMA journal_mode=DELETE", "SELECT 1; DROP TABLE __memoturn_kv", "SELECT 1;;SELECT 2",
-    "CREATE TABLE __memoturn_mine(a)", "CREATE TEMP TABLE __memoturn_kv(key, value)", "CREATE TEMP VIEW \"__memoturn_kv\" AS SELECT 1",
+    "SELECT * FROM pragma_table_list",
+    "SELECT * FROM pragma_table_info('__memoturn_kv')",
+    "SELECT name FROM pragma_table_list()",
+    "SELECT * FROM pragma_index_list(?)",
+    "SELECT * FROM pragma_table_info(?)",
+    "SELECT * FROM dbstat('main')",
+    "SELECT sum(pgsize) FROM dbstat",
+    "SELECT data FROM sqlite_dbpage('main')",
+    "ATTACH DATABASE '/tmp/x.db' AS x",
+    "ATTACH ':memory:' AS m",
+    "DETACH main",
+    "VACUUM INTO '/tmp/steal.db'",
+    "VACUUM main INTO '/tmp/steal.db'",
+    "SELECT load_extension('/tmp/x.so')",
+    "SELECT \"load_extension\"('x')",
+    "SELECT readfile('/etc/passwd')",
+    "SELECT writefile('/tmp/x', 'y')",
+    "SELECT fts3_tokenizer('simple')",
+    "BEGIN",
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "SAVEPOINT a",
+    "RELEASE a",
+    "ROLLBACK TO a",
+    "SELECT 1; PRAGMA journal_mode=DELETE",
+    "SELECT 1; DROP TABLE __memoturn_kv",
+    "SELECT 1;;SELECT 2",
+    "CREATE TABLE __memoturn_mine(a)",
+    "CREATE TEMP TABLE __memoturn_kv(key, value)",
+    'CREATE TEMP VIEW "__memoturn_kv" AS SELECT 1',
     "CREATE VIRTUAL TABLE voc USING fts5vocab('__memoturn_memories_fts', 'row')",
     "CREATE VIRTUAL TABLE voc2 USING fts5vocab(__memoturn_memories_fts, row)",
-    "CREATE VIRTUAL TABLE d USING dbstat", "CREATE VIRTUAL TABLE p USING sqlite_dbpage",
+    "CREATE VIRTUAL TABLE d USING dbstat",
+    "CREATE VIRTUAL TABLE p USING sqlite_dbpage",
     "SELECT * FROM vector_top_k('__memoturn_memories_vec_idx', vector32('[1,2,3]'), 3)",
-    "INSERT INTO vi_shadow VALUES (1, x'00')", "DELETE FROM libsql_vector_meta_shadow", "DELETE FROM \"vi_shadow\"",
-    "UPDATE f_data SET block = x'00'", "DELETE FROM f_idx", "INSERT INTO f_content VALUES (99, 'x')",
-    "UPDATE [f_config] SET v = 9", "DELETE FROM `f_docsize`",
+    "INSERT INTO vi_shadow VALUES (1, x'00')",
+    "DELETE FROM libsql_vector_meta_shadow",
+    'DELETE FROM "vi_shadow"',
+    "UPDATE f_data SET block = x'00'",
+    "DELETE FROM f_idx",
+    "INSERT INTO f_content VALUES (99, 'x')",
+    "UPDATE [f_config] SET v = 9",
+    "DELETE FROM `f_docsize`",
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c",
     "SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c)",
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 200000) SELECT x, randomblob(1000) FROM c",
     "INSERT INTO t SELECT zeroblob(100*1024*1024)",
     "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 60) SELECT zeroblob(1000000) FROM c",
-    "SELECT 'x\x00y'", "SELECT * FROM t WHERE a = '__memoturn_kv'",
-    "CREATE TABLE \"sqlite_x\"(a)", "CREATE INDEX sqlite_autoindex_t_9 ON t(a)",
-    "REINDEX __memoturn_kv", "ANALYZE __memoturn_kv", "ANALYZE sqlite_schema",
-    "SELECT * FROM sqlite_sequence", "DELETE FROM sqlite_sequence", "SELECT * FROM sqlite_temp_schema",
+    "SELECT 'x\x00y'",
+    "SELECT * FROM t WHERE a = '__memoturn_kv'",
+    'CREATE TABLE "sqlite_x"(a)',
+    "CREATE INDEX sqlite_autoindex_t_9 ON t(a)",
+    "REINDEX __memoturn_kv",
+    "ANALYZE __memoturn_kv",
+    "ANALYZE sqlite_schema",
+    "SELECT * FROM sqlite_sequence",
+    "DELETE FROM sqlite_sequence",
+    "SELECT * FROM sqlite_temp_schema",
     "INSERT INTO t VALUES ((SELECT group_concat(key) FROM __memoturn_kv))",
-    "SELECT * FROM \"__MEMOTURN_KV\"", "SELECT * FROM __Memoturn_Kv", "SELECT * FROM [__memoturn_kv] AS k",
-    "SELECT * FROM __memoturn_kv --", "SELECT * FROM /* */__memoturn_kv", "SELECT * FROM main . __memoturn_kv",
-    "SELECT * FROM temp.sqlite_master", "SELECT * FROM sqlite_master WHERE 0",
+    'SELECT * FROM "__MEMOTURN_KV"',
+    "SELECT * FROM __Memoturn_Kv",
+    "SELECT * FROM [__memoturn_kv] AS k",
+    "SELECT * FROM __memoturn_kv --",
+    "SELECT * FROM /* */__memoturn_kv",
+    "SELECT * FROM main . __memoturn_kv",
+    "SELECT * FROM temp.sqlite_master",
+    "SELECT * FROM sqlite_master WHERE 0",
 ]
 HARMLESS = [  # must run (200): the guard must not refuse ordinary SQL
-    "SELECT 1", "SELECT '__memo' || 'turn'", "SELECT * FROM t", "INSERT INTO t VALUES (1)",
-    "CREATE TABLE IF NOT EXISTS u(a INTEGER PRIMARY KEY, b TEXT)", "PRAGMA table_info(t)", "PRAGMA user_version=3", "PRAGMA user_version(1)",
-    "EXPLAIN QUERY PLAN SELECT * FROM t", "SELECT * FROM json_each('[1,2]')", "SELECT sqlite_version()",
+    "SELECT 1",
+    "SELECT '__memo' || 'turn'",
+    "SELECT * FROM t",
+    "INSERT INTO t VALUES (1)",
+    "CREATE TABLE IF NOT EXISTS u(a INTEGER PRIMARY KEY, b TEXT)",
+    "PRAGMA table_info(t)",
+    "PRAGMA user_version=3",
+    "PRAGMA user_version(1)",
+    "EXPLAIN QUERY PLAN SELECT * FROM t",
+    "SELECT * FROM json_each('[1,2]')",
+    "SELECT sqlite_version()",
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 10) SELECT sum(x) FROM c",
-    "SELECT * FROM f WHERE f MATCH 'hello'", "SELECT id FROM vector_top_k('vi', vector32('[1,2,3]'), 2)",
-    "SELECT count(*) FROM f_data", "PRAGMA integrity_check",
-    "CREATE TABLE uk(k TEXT PRIMARY KEY, v UNIQUE)", "INSERT INTO uk VALUES ('a', 1)",  # automatic indexes
-    "SELECT v FROM uk WHERE k = 'a'", "UPDATE uk SET v = 2 WHERE k = 'a'", "DELETE FROM uk", "VACUUM",
+    "SELECT * FROM f WHERE f MATCH 'hello'",
+    "SELECT id FROM vector_top_k('vi', vector32('[1,2,3]'), 2)",
+    "SELECT count(*) FROM f_data",
+    "PRAGMA integrity_check",
+    "CREATE TABLE uk(k TEXT PRIMARY KEY, v UNIQUE)",
+    "INSERT INTO uk VALUES ('a', 1)",  # automatic indexes
+    "SELECT v FROM uk WHERE k = 'a'",
+    "UPDATE uk SET v = 2 WHERE k = 'a'",
+    "DELETE FROM uk",
+    "VACUUM",
 ]
 
 
@@ -108,7 +212,7 @@ def corpus() -> list[str]:
     out = list(PRAGMAS) + list(OTHERS)
     for i, (template, table) in enumerate(itertools.product(TEMPLATES, RESERVED)):
         out.append(template.format(t=table, i=i))
-    for i, table in enumerate(RESERVED):
+    for table in RESERVED:
         for q in _quotings(table):
             out.append(f"SELECT * FROM {q}")
     return out
@@ -116,9 +220,17 @@ def corpus() -> list[str]:
 
 @pytest.fixture
 def client(tmp_path, file_store):
-    node = Node(Settings(data_dir=str(tmp_path / "n"), node_id="adv", admin_token="admin", tokens="acme:acme-token",
-                         statement_timeout_seconds=2.0, max_txn_bytes=8 * 1024**2),
-                store=file_store)
+    node = Node(
+        Settings(
+            data_dir=str(tmp_path / "n"),
+            node_id="adv",
+            admin_token="admin",
+            tokens="acme:acme-token",
+            statement_timeout_seconds=2.0,
+            max_txn_bytes=8 * 1024**2,
+        ),
+        store=file_store,
+    )
     with TestClient(create_app(node), raise_server_exceptions=False) as c:
         c.node = node
         c.store = file_store
@@ -126,16 +238,23 @@ def client(tmp_path, file_store):
 
 
 def _sql(client, sql, params=None, transaction=True):
-    return client.post(f"/v1/databases/{DB}/sql", headers=TOKEN,
-                       json={"statements": [{"sql": sql, "params": params or []}], "transaction": transaction})
+    return client.post(
+        f"/v1/databases/{DB}/sql",
+        headers=TOKEN,
+        json={"statements": [{"sql": sql, "params": params or []}], "transaction": transaction},
+    )
 
 
 def _reserved_digest(node) -> str:
     def dump(conn):
         h = hashlib.sha256()
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_schema WHERE type='table' AND name LIKE '\\_\\_memoturn%' ESCAPE '\\' "
-            "ORDER BY name").fetchall()]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_schema WHERE type='table' AND name LIKE '\\_\\_memoturn%' ESCAPE '\\' "
+                "ORDER BY name"
+            ).fetchall()
+        ]
         assert len(names) >= 2
         for name in names:
             h.update(name.encode())
@@ -143,6 +262,7 @@ def _reserved_digest(node) -> str:
                 h.update(row.encode())
         h.update(repr(conn.execute("PRAGMA journal_mode").fetchall()).encode())
         return h.hexdigest()
+
     return node.read(DB, dump)[0]
 
 
@@ -151,17 +271,28 @@ def _seed(client) -> None:
     for k in range(5):
         assert client.put(f"/v1/databases/{DB}/kv/k{k}", headers=TOKEN, json={"value": k}).status_code == 200
     setup = [
-        "CREATE TABLE t(a)", "CREATE TABLE v(id INTEGER PRIMARY KEY, e F32_BLOB(3))",
-        "CREATE INDEX vi ON v(libsql_vector_idx(e))", "INSERT INTO v VALUES (1, vector32('[1,2,3]'))",
-        "CREATE VIRTUAL TABLE f USING fts5(x)", "INSERT INTO f VALUES ('hello world')",
+        "CREATE TABLE t(a)",
+        "CREATE TABLE v(id INTEGER PRIMARY KEY, e F32_BLOB(3))",
+        "CREATE INDEX vi ON v(libsql_vector_idx(e))",
+        "INSERT INTO v VALUES (1, vector32('[1,2,3]'))",
+        "CREATE VIRTUAL TABLE f USING fts5(x)",
+        "INSERT INTO f VALUES ('hello world')",
     ]
     r = client.post(f"/v1/databases/{DB}/sql", headers=TOKEN, json={"statements": [{"sql": s} for s in setup]})
     assert r.status_code == 200, r.text
 
 
 def test_the_token_screen_sees_through_quoting():
-    assert [t.value for t in tokenize('SELECT "a""b", [c d], `e`, \'f\'\'g\' -- x\n/* y */')] == \
-        ["select", 'a"b', ",", "c d", ",", "e", ",", "f'g"]
+    assert [t.value for t in tokenize("SELECT \"a\"\"b\", [c d], `e`, 'f''g' -- x\n/* y */")] == [
+        "select",
+        'a"b',
+        ",",
+        "c d",
+        ",",
+        "e",
+        ",",
+        "f'g",
+    ]
     assert check_statement("CREATE TRIGGER x AFTER INSERT ON t BEGIN INSERT INTO t VALUES (1); SELECT 2; END") == "sql"
 
 
@@ -184,8 +315,9 @@ def test_adversarial_corpus_is_refused_and_reserved_data_unchanged(client):
         assert r.status_code == 200, (sql, r.text)
     assert _reserved_digest(client.node) == before
     # Capture still sees every commit: a durable write reaches the store and restores elsewhere.
-    r = client.put(f"/v1/databases/{DB}/kv/after", headers={**TOKEN, "Memoturn-Durability": "durable"},
-                   json={"value": "kept"})
+    r = client.put(
+        f"/v1/databases/{DB}/kv/after", headers={**TOKEN, "Memoturn-Durability": "durable"}, json={"value": "kept"}
+    )
     assert r.status_code == 200
     txid = int(r.headers["Memoturn-Txid"])
     fresh = Node(Settings(data_dir=str(client.node.settings.data_dir) + "-fresh", node_id="fresh"), store=client.store)
@@ -201,7 +333,9 @@ def test_adversarial_corpus_is_refused_and_reserved_data_unchanged(client):
 def test_a_runaway_statement_is_stopped_and_the_node_keeps_serving(client):
     _seed(client)
     other = "acme--other"
-    assert client.post("/v1/databases", headers={"Authorization": "Bearer admin"}, json={"name": other}).status_code == 201
+    assert (
+        client.post("/v1/databases", headers={"Authorization": "Bearer admin"}, json={"name": other}).status_code == 201
+    )
     box: dict = {}
 
     def runaway():
@@ -229,7 +363,10 @@ def test_a_transaction_may_not_write_past_its_budget(client):
     r = _sql(client, big)
     assert r.status_code == 413 and r.json()["type"] == "transaction-too-large", r.text
     assert _sql(client, "SELECT count(*) FROM t").json()["results"][0]["rows"] == [[0]]
-    r = _sql(client, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100000) SELECT randomblob(1000) FROM c")
+    r = _sql(
+        client,
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100000) SELECT randomblob(1000) FROM c",
+    )
     assert r.status_code == 413 and r.json()["type"] == "result-too-large", r.text
 
 
@@ -258,10 +395,20 @@ def test_the_standard_loss_window_holds_while_a_long_statement_runs(client):
 
     _seed(client)
     other = "acme--busy"
-    assert client.post("/v1/databases", headers={"Authorization": "Bearer admin"}, json={"name": other}).status_code == 201
-    th = threading.Thread(target=lambda: client.post(
-        f"/v1/databases/{other}/sql", headers=TOKEN,
-        json={"statements": [{"sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"}]}))
+    assert (
+        client.post("/v1/databases", headers={"Authorization": "Bearer admin"}, json={"name": other}).status_code == 201
+    )
+    th = threading.Thread(
+        target=lambda: client.post(
+            f"/v1/databases/{other}/sql",
+            headers=TOKEN,
+            json={
+                "statements": [
+                    {"sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"}
+                ]
+            },
+        )
+    )
     th.start()
     time.sleep(0.3)
     lags = []

@@ -14,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from memoturn.store import (
     ObjectNotFound,
     ObjectStore,
@@ -193,9 +192,7 @@ def test_file_concurrent_conditional_writes_across_processes(file_store):
             condition = condition_of()
             barrier = manager.Barrier(N)
             payloads = [f"proc-{i}".encode() for i in range(N)]
-            results = pool.starmap(
-                _process_attempt, [(store.url, key, p, condition, barrier) for p in payloads]
-            )
+            results = pool.starmap(_process_attempt, [(store.url, key, p, condition, barrier) for p in payloads])
             winners = [i for i, r in enumerate(results) if r.startswith("won:")]
             assert len(winners) == 1, results
             assert all(r == "lost" for i, r in enumerate(results) if i != winners[0]), results

@@ -7,12 +7,10 @@ import struct
 
 import libsql
 import pytest
-
-from memoturn.segment import Segment, SegmentCorrupt, Txn, decode_segment, encode_segment, merge_segments
-from memoturn.snapshot import Snapshot, SnapshotCorrupt, decode_snapshot, encode_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from memoturn.segment import Segment, SegmentCorrupt, Txn, decode_segment, encode_segment, merge_segments
+from memoturn.snapshot import Snapshot, SnapshotCorrupt, decode_snapshot, encode_snapshot
 from memoturn.wal import WalCorrupt, WalReader, wal_checksum
 
 
@@ -34,9 +32,14 @@ def _loop_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int
 
 
 @settings(max_examples=200, deadline=None)
-@given(pairs=st.one_of(st.integers(0, 40), st.sampled_from([64, 128, 512, 1024, 8192])),
-       seed=st.binary(min_size=8, max_size=8), s0=st.integers(0, 2**32 - 1), s1=st.integers(0, 2**32 - 1),
-       big_endian=st.booleans(), saturated=st.booleans())
+@given(
+    pairs=st.one_of(st.integers(0, 40), st.sampled_from([64, 128, 512, 1024, 8192])),
+    seed=st.binary(min_size=8, max_size=8),
+    s0=st.integers(0, 2**32 - 1),
+    s1=st.integers(0, 2**32 - 1),
+    big_endian=st.booleans(),
+    saturated=st.booleans(),
+)
 def test_checksum_matches_sqlites_word_loop(pairs, seed, s0, s1, big_endian, saturated):
     """The closed form used for pages equals SQLite's loop for every length, seed and byte order
     (all-ones input is the case where uint64 wrap-around would show)."""
@@ -99,10 +102,16 @@ def test_reader_rejects_a_corrupt_header(tmp_path):
 
 
 def _segment() -> Segment:
-    return Segment("db1", "main", 3, 512, [
-        Txn(5, 1.0, 2, {1: b"a" * 512, 2: b"b" * 512}),
-        Txn(6, 2.0, 3, {3: b"c" * 512}),
-    ])
+    return Segment(
+        "db1",
+        "main",
+        3,
+        512,
+        [
+            Txn(5, 1.0, 2, {1: b"a" * 512, 2: b"b" * 512}),
+            Txn(6, 2.0, 3, {3: b"c" * 512}),
+        ],
+    )
 
 
 def test_segment_roundtrip_and_every_flipped_byte_is_caught():

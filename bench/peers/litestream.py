@@ -54,10 +54,11 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from bench.storage import make_node, summarize, write_results  # noqa: E402
 from memoturn.manifest import load_manifest  # noqa: E402
 from memoturn.store.s3 import S3Store  # noqa: E402
 from support.minio import MinioServer  # noqa: E402
+
+from bench.storage import make_node, summarize, write_results  # noqa: E402
 
 LITESTREAM_VERSION = "v0.5.18"  # keep in sync with .ci/install-litestream
 INSTALL = os.path.join(ROOT, ".ci", "install-litestream")
@@ -76,13 +77,16 @@ def litestream_binary() -> str:
 
 # -- workload ----------------------------------------------------------------------------------
 
-def workload(paced: int, bulk_rows: int, batch: int, seed: int = 7) -> tuple[list[tuple[str, str]], list[list[tuple[str, str]]]]:
+
+def workload(
+    paced: int, bulk_rows: int, batch: int, seed: int = 7
+) -> tuple[list[tuple[str, str]], list[list[tuple[str, str]]]]:
     """The same rows for both systems: ``paced`` single-row commits, then bulk commits of ``batch`` rows."""
     rng = random.Random(seed)
     row = lambda i: (f"k{i:09d}", rng.randbytes(VALUE_BYTES // 2).hex())  # noqa: E731
     single = [row(i) for i in range(paced)]
     rows = [row(paced + i) for i in range(bulk_rows)]
-    return single, [rows[i:i + batch] for i in range(0, len(rows), batch)]
+    return single, [rows[i : i + batch] for i in range(0, len(rows), batch)]
 
 
 def paced_commits(rows: list[tuple[str, str]], rate: float, commit) -> list[tuple[float, Any]]:
@@ -116,16 +120,22 @@ def lag_summary(samples: list[float]) -> dict[str, Any]:
 
 # -- the bucket observer (a separate process: it must not share a GIL with either writer) ------
 
-def _observe(endpoint: str, creds: dict[str, str], bucket: str, mode: str, target: str, poll: float,
-             stop: Any, out: Any) -> None:
+
+def _observe(
+    endpoint: str, creds: dict[str, str], bucket: str, mode: str, target: str, poll: float, stop: Any, out: Any
+) -> None:
     import boto3
     import botocore.config
 
-    client = boto3.client("s3", endpoint_url=endpoint, region_name=creds["AWS_REGION"],
-                          aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-                          config=botocore.config.Config(s3={"addressing_style": "path"}))
-    seen: dict[str, float] = {}     # list mode: key -> end of the first LIST showing it
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=creds["AWS_REGION"],
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
+    )
+    seen: dict[str, float] = {}  # list mode: key -> end of the first LIST showing it
     heads: list[tuple[float, int]] = []  # manifest mode: (end of GET, head_txid) on each change
     latencies: list[float] = []
     last_key, last_head = "", -1
@@ -158,16 +168,25 @@ def _observe(endpoint: str, creds: dict[str, str], bucket: str, mode: str, targe
                 last_head = head
         latencies.append(t1 - t0)
         stop.wait(poll)
-    out.put({"seen": seen, "heads": heads, "request_p50_ms": round(statistics.median(latencies) * 1000, 3),
-             "polls": len(latencies)})
+    out.put(
+        {
+            "seen": seen,
+            "heads": heads,
+            "request_p50_ms": round(statistics.median(latencies) * 1000, 3),
+            "polls": len(latencies),
+        }
+    )
 
 
 class Observer:
     def __init__(self, minio: MinioServer, mode: str, target: str, poll: float) -> None:
         ctx = mp.get_context("spawn")
         self.stop_event, self.queue = ctx.Event(), ctx.Queue()
-        self.proc = ctx.Process(target=_observe, daemon=True, args=(
-            minio.endpoint, minio.credentials, minio.bucket, mode, target, poll, self.stop_event, self.queue))
+        self.proc = ctx.Process(
+            target=_observe,
+            daemon=True,
+            args=(minio.endpoint, minio.credentials, minio.bucket, mode, target, poll, self.stop_event, self.queue),
+        )
         self.proc.start()
         assert self.queue.get(timeout=60) == "ready"
 
@@ -179,6 +198,7 @@ class Observer:
 
 
 # -- Litestream ----------------------------------------------------------------------------------
+
 
 class WalTracker:
     """Where each commit's last frame ends in the SQLite WAL: ``(generation, end offset)``.
@@ -258,8 +278,13 @@ dbs:
         self.log_tail: list[str] = []
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, "replicate", "-config", self.config], env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [self.binary, "replicate", "-config", self.config],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         threading.Thread(target=self._read_log, daemon=True).start()
         deadline = time.monotonic() + 60
         while not self.first_upload.wait(0.1):
@@ -298,8 +323,14 @@ dbs:
                 self.proc.wait()
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([self.binary, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, timeout=timeout, check=True)
+        return subprocess.run(
+            [self.binary, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
 
 
 def ltx_headers(client: Any, bucket: str, prefix: str, out: dict | None = None) -> dict[str, tuple[int, bytes, int]]:
@@ -318,7 +349,9 @@ def ltx_headers(client: Any, bucket: str, prefix: str, out: dict | None = None) 
     return out
 
 
-def covered_at(commits: list[tuple[float, tuple[int, int]]], objects: list[tuple[float, int, int]]) -> list[float | None]:
+def covered_at(
+    commits: list[tuple[float, tuple[int, int]]], objects: list[tuple[float, int, int]]
+) -> list[float | None]:
     """For each commit ``(ack, (gen, end))``, the earliest time ``t`` of an object ``(t, gen, end)`` whose
     position is at or past the commit's: for Litestream a later WAL generation, or the same one reaching
     the commit frame's end; for Memoturn ``(0, txid)`` against ``(0, head_txid)`` of a landed manifest."""
@@ -344,18 +377,28 @@ def bucket_usage(client: Any, bucket: str, prefix: str) -> dict[str, Any]:
 
 
 def lags(commits: list[tuple[float, Any]], at: list[float | None]) -> tuple[list[float], int]:
-    samples = [t - ack for (ack, _), t in zip(commits, at) if t is not None]
+    samples = [t - ack for (ack, _), t in zip(commits, at, strict=False) if t is not None]
     return samples, sum(t is None for t in at)
 
 
-def run_litestream(binary: str, minio: MinioServer, tmp: str, name: str, interval: str, single, batches,
-                   rate: float, poll: float, restores: int) -> dict[str, Any]:
+def run_litestream(
+    binary: str,
+    minio: MinioServer,
+    tmp: str,
+    name: str,
+    interval: str,
+    single,
+    batches,
+    rate: float,
+    poll: float,
+    restores: int,
+) -> dict[str, Any]:
     ls = Litestream(binary, minio, tmp, name, interval)
     conn = sqlite3.connect(ls.db_path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL").fetchall()
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA wal_autocheckpoint=0")  # Litestream checkpoints (its min-checkpoint-page-count)
-    conn.execute("PRAGMA busy_timeout=10000")    # Litestream briefly locks the database to checkpoint
+    conn.execute("PRAGMA busy_timeout=10000")  # Litestream briefly locks the database to checkpoint
     conn.execute(SCHEMA)
     wal = WalTracker(ls.db_path)
     wal.position()
@@ -371,9 +414,13 @@ def run_litestream(binary: str, minio: MinioServer, tmp: str, name: str, interva
         return ack, wal.position()
 
     client = minio.client()
-    result: dict[str, Any] = {"system": "litestream", "version": LITESTREAM_VERSION,
-                              "monitor_interval": interval, "sync_interval": interval,
-                              "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
+    result: dict[str, Any] = {
+        "system": "litestream",
+        "version": LITESTREAM_VERSION,
+        "monitor_interval": interval,
+        "sync_interval": interval,
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
     try:
         ls.start()
         observer = Observer(minio, "list", ls.l0_prefix, poll) if poll > 0 else None
@@ -395,14 +442,22 @@ def run_litestream(binary: str, minio: MinioServer, tmp: str, name: str, interva
         by_txid = {txid: (gen(salt), end) for txid, salt, end in hdrs.values()}
         reported = [(t, *by_txid[txid]) for t, txid in ls.uploads if txid in by_txid]
         samples, missing = lags(commits, covered_at(commits, reported))
-        result["paced"] = {"commits": len(commits), "rate_per_s": rate, "seconds": round(paced_seconds, 2),
-                           "l0_files": len(hdrs)}
+        result["paced"] = {
+            "commits": len(commits),
+            "rate_per_s": rate,
+            "seconds": round(paced_seconds, 2),
+            "l0_files": len(hdrs),
+        }
         result["lag_reported"] = {**lag_summary(samples), "not_covered": missing}
         if obs:
             seen = [(obs["seen"][k], *by_txid[v[0]]) for k, v in hdrs.items() if k in obs["seen"]]
             samples, missing = lags(commits, covered_at(commits, seen))
-            result["lag_observed"] = {**lag_summary(samples), "not_covered": missing, "poll_s": poll,
-                                      "request_p50_ms": obs["request_p50_ms"]}
+            result["lag_observed"] = {
+                **lag_summary(samples),
+                "not_covered": missing,
+                "poll_s": poll,
+                "request_p50_ms": obs["request_p50_ms"],
+            }
 
         for rows in batches:
             commit(rows)
@@ -438,13 +493,20 @@ def restore_litestream(ls: Litestream, tmp: str, name: str, rounds: int, expect:
     ls.run("version")
     start = time.perf_counter() - t0
     p50 = statistics.median(wall)
-    return {"rounds": rounds, "seconds_p50": round(p50, 4), "seconds_min": round(min(wall), 4),
-            "seconds_internal_p50": round(statistics.median(internal), 4),
-            "process_start_seconds": round(start, 4),
-            "db_bytes": size, "mb_per_s": round(size / 1e6 / p50, 1), "verified": True}
+    return {
+        "rounds": rounds,
+        "seconds_p50": round(p50, 4),
+        "seconds_min": round(min(wall), 4),
+        "seconds_internal_p50": round(statistics.median(internal), 4),
+        "process_start_seconds": round(start, 4),
+        "db_bytes": size,
+        "mb_per_s": round(size / 1e6 / p50, 1),
+        "verified": True,
+    }
 
 
 # -- Memoturn ------------------------------------------------------------------------------------
+
 
 class ManifestTap:
     """The node's store, recording when each manifest PUT (the CAS that makes commits durable) returns."""
@@ -465,14 +527,19 @@ class ManifestTap:
         return getattr(self._store, name)
 
 
-def run_memoturn(minio: MinioServer, tmp: str, single, batches, rate: float, poll: float, restores: int,
-                 durable: int) -> dict[str, Any]:
+def run_memoturn(
+    minio: MinioServer, tmp: str, single, batches, rate: float, poll: float, restores: int, durable: int
+) -> dict[str, Any]:
     s3 = S3Store.from_url(minio.store_url("memoturn"))
     tap = ManifestTap(s3)
     node = make_node(tmp, "mt-src", tap)
     client = minio.client()
-    result: dict[str, Any] = {"system": "memoturn", "mode": "standard", "settings": "defaults (bench.storage.make_node)",
-                              "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
+    result: dict[str, Any] = {
+        "system": "memoturn",
+        "mode": "standard",
+        "settings": "defaults (bench.storage.make_node)",
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
     try:
         node.create_database("bench")
         node.write("bench", lambda c: c.execute(SCHEMA), durable=True)
@@ -490,13 +557,21 @@ def run_memoturn(minio: MinioServer, tmp: str, single, batches, rate: float, pol
         obs = observer.finish() if observer else None
         # a commit is in once a landed manifest's head_txid reaches it
         samples, missing = lags(commits, covered_at(commits, [(t, 0, head) for t, head in tap.landed]))
-        result["paced"] = {"commits": len(commits), "rate_per_s": rate, "seconds": round(paced_seconds, 2),
-                           "manifest_puts": len(tap.landed)}
+        result["paced"] = {
+            "commits": len(commits),
+            "rate_per_s": rate,
+            "seconds": round(paced_seconds, 2),
+            "manifest_puts": len(tap.landed),
+        }
         result["lag_reported"] = {**lag_summary(samples), "not_covered": missing}
         if obs:
             samples, missing = lags(commits, covered_at(commits, [(t, 0, head) for t, head in obs["heads"]]))
-            result["lag_observed"] = {**lag_summary(samples), "not_covered": missing, "poll_s": poll,
-                                      "request_p50_ms": obs["request_p50_ms"]}
+            result["lag_observed"] = {
+                **lag_summary(samples),
+                "not_covered": missing,
+                "poll_s": poll,
+                "request_p50_ms": obs["request_p50_ms"],
+            }
 
         if durable:
             # Durable mode acknowledges only after the manifest CAS landed: the ack is the lag (and
@@ -545,40 +620,62 @@ def restore_memoturn(s3: S3Store, tmp: str, rounds: int, expect: tuple[int, str]
         finally:
             node.stop()
     p50 = statistics.median(samples)
-    return {"rounds": rounds, "seconds_p50": round(p50, 4), "seconds_min": round(min(samples), 4),
-            "plan_files": (1 if snap else 0) + len(after),
-            "plan_bytes": (snap.size if snap else 0) + sum(s.size for s in after),
-            "db_bytes": size, "mb_per_s": round(size / 1e6 / p50, 1), "verified": True}
+    return {
+        "rounds": rounds,
+        "seconds_p50": round(p50, 4),
+        "seconds_min": round(min(samples), 4),
+        "plan_files": (1 if snap else 0) + len(after),
+        "plan_bytes": (snap.size if snap else 0) + sum(s.size for s in after),
+        "db_bytes": size,
+        "mb_per_s": round(size / 1e6 / p50, 1),
+        "verified": True,
+    }
 
 
 # -- main ----------------------------------------------------------------------------------------
 
+
 def table(results: dict[str, Any]) -> str:
-    head = ("| system | lag p50 ms | lag p99 ms | lag max ms | observed p50/p99 ms | restore s | restore MB/s "
-            "| DB MB | bucket MB (objects) |")
+    head = (
+        "| system | lag p50 ms | lag p99 ms | lag max ms | observed p50/p99 ms | restore s | restore MB/s "
+        "| DB MB | bucket MB (objects) |"
+    )
     lines = [head, "|" + "---|" * 9]
     for name, r in results["runs"].items():
         lag, obs = r.get("lag_reported", {}), r.get("lag_observed")
         rest = r.get("restore")
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |".format(
-            name, lag.get("p50_ms", "-"), lag.get("p99_ms", "-"), lag.get("max_ms", "-"),
-            f"{obs['p50_ms']} / {obs['p99_ms']}" if obs else "-",
-            rest["seconds_p50"] if rest else "-", rest["mb_per_s"] if rest else "-",
-            round(rest["db_bytes"] / 1e6, 2) if rest else "-",
-            r["bucket"]["megabytes"], r["bucket"]["objects"]))
+        lines.append(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |".format(
+                name,
+                lag.get("p50_ms", "-"),
+                lag.get("p99_ms", "-"),
+                lag.get("max_ms", "-"),
+                f"{obs['p50_ms']} / {obs['p99_ms']}" if obs else "-",
+                rest["seconds_p50"] if rest else "-",
+                rest["mb_per_s"] if rest else "-",
+                round(rest["db_bytes"] / 1e6, 2) if rest else "-",
+                r["bucket"]["megabytes"],
+                r["bucket"]["objects"],
+            )
+        )
         if "durable_ack" in r:
             d = r["durable_ack"]
-            lines.append(f"| memoturn durable (ack = shipped) | {d['p50_ms']} | {d['p99_ms']} | {d['max_ms']} "
-                         "| - | - | - | - | - |")
+            lines.append(
+                f"| memoturn durable (ack = shipped) | {d['p50_ms']} | {d['p99_ms']} | {d['max_ms']} "
+                "| - | - | - | - | - |"
+            )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small run (about a minute once Litestream is built)")
-    parser.add_argument("--interval", default="1ms",
-                        help="Litestream monitor-interval and sync-interval for the headline run (default 1ms; "
-                             "its config accepts any positive duration)")
+    parser.add_argument(
+        "--interval",
+        default="1ms",
+        help="Litestream monitor-interval and sync-interval for the headline run (default 1ms; "
+        "its config accepts any positive duration)",
+    )
     parser.add_argument("--rate", type=float, default=50.0, help="paced commits per second")
     parser.add_argument("--poll", type=float, default=0.005, help="bucket observer period in seconds (0: off)")
     args = parser.parse_args()
@@ -591,14 +688,28 @@ def main() -> int:
     version = subprocess.run([binary, "version"], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     tmp = tempfile.mkdtemp(prefix="memoturn-peers-")
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "sqlite": sqlite3.sqlite_version},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "sqlite": sqlite3.sqlite_version,
+        },
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python -m bench.peers.litestream" + (" --quick" if args.quick else ""),
-        "litestream": {"version": version, "binary": binary, "built_from": f"github.com/benbjohnson/litestream/cmd/litestream@{LITESTREAM_VERSION}"},
-        "workload": {"paced_commits": paced, "rate_per_s": args.rate, "value_bytes": VALUE_BYTES,
-                     "bulk_rows": bulk_rows, "bulk_rows_per_commit": batch, "rows_total": paced + bulk_rows,
-                     "sqlite": "WAL, synchronous=NORMAL, wal_autocheckpoint=0 (the replicator checkpoints)"},
+        "litestream": {
+            "version": version,
+            "binary": binary,
+            "built_from": f"github.com/benbjohnson/litestream/cmd/litestream@{LITESTREAM_VERSION}",
+        },
+        "workload": {
+            "paced_commits": paced,
+            "rate_per_s": args.rate,
+            "value_bytes": VALUE_BYTES,
+            "bulk_rows": bulk_rows,
+            "bulk_rows_per_commit": batch,
+            "rows_total": paced + bulk_rows,
+            "sqlite": "WAL, synchronous=NORMAL, wal_autocheckpoint=0 (the replicator checkpoints)",
+        },
         "runs": {},
     }
     try:
@@ -606,13 +717,16 @@ def main() -> int:
             os.environ.update(minio.credentials)  # boto3's default chain, for the node's S3 store
             runs = results["runs"]
             runs[f"litestream ({args.interval} intervals)"] = run_litestream(
-                binary, minio, tmp, "ls-low", args.interval, single, batches, args.rate, args.poll, restores)
+                binary, minio, tmp, "ls-low", args.interval, single, batches, args.rate, args.poll, restores
+            )
             runs["memoturn standard"] = run_memoturn(
-                minio, tmp, single, batches, args.rate, args.poll, restores, durable=paced // 3)
+                minio, tmp, single, batches, args.rate, args.poll, restores, durable=paced // 3
+            )
             # Litestream's defaults (1s + 1s), lag only: what an unconfigured deployment sees.
             n = 100 if args.quick else 500
             runs["litestream (default 1s intervals)"] = run_litestream(
-                binary, minio, tmp, "ls-default", "1s", single[:n], [], args.rate, args.poll, 0)
+                binary, minio, tmp, "ls-default", "1s", single[:n], [], args.rate, args.poll, 0
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_results("peers-litestream", results)

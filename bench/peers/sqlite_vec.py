@@ -41,15 +41,16 @@ import time
 from typing import Any
 
 import numpy as np
+from memoturn.embedding import Embedder, get_embedder
 
 from bench import recall
 from bench.storage import write_results
-from memoturn.embedding import Embedder, get_embedder
 
 NAME = "peers-sqlite-vec"
 
 
 # -- the sqlite-vec memory service -------------------------------------------------------------
+
 
 def sqlite_module() -> Any:
     """A DB-API SQLite module that can load extensions: the standard one if it can, else pysqlite3."""
@@ -60,8 +61,10 @@ def sqlite_module() -> Any:
     try:
         from pysqlite3 import dbapi2
     except ImportError:
-        raise SystemExit("sqlite-vec: this Python's sqlite3 cannot load extensions and pysqlite3 is missing; "
-                         "install the bench extra: uv pip install -e '.[bench]'") from None
+        raise SystemExit(
+            "sqlite-vec: this Python's sqlite3 cannot load extensions and pysqlite3 is missing; "
+            "install the bench extra: uv pip install -e '.[bench]'"
+        ) from None
     return dbapi2
 
 
@@ -87,8 +90,9 @@ class SqliteVecProfile:
         self.conn.execute("""CREATE TABLE IF NOT EXISTS memories(
             id INTEGER PRIMARY KEY, type TEXT NOT NULL, content TEXT NOT NULL,
             metadata TEXT NOT NULL DEFAULT '{}', event_time REAL, created_at REAL NOT NULL)""")
-        self.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS memory_vec USING vec0("
-                          f"embedding float[{dim}] distance_metric=cosine)")
+        self.conn.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS memory_vec USING vec0(embedding float[{dim}] distance_metric=cosine)"
+        )
 
     def store_vectors(self, items: list[dict[str, Any]], vectors: np.ndarray) -> list[int]:
         """Insert memories with their (already computed) embeddings, in one transaction."""
@@ -96,13 +100,21 @@ class SqliteVecProfile:
         now = time.time()
         self.conn.execute("BEGIN")
         try:
-            for item, vector in zip(items, vectors):
+            for item, vector in zip(items, vectors, strict=False):
                 cur = self.conn.execute(
                     "INSERT INTO memories(type, content, metadata, event_time, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (item.get("type", "fact"), item["content"], json.dumps(item.get("metadata") or {}),
-                     item.get("event_time"), now))
-                self.conn.execute("INSERT INTO memory_vec(rowid, embedding) VALUES (?, ?)",
-                                  (cur.lastrowid, np.asarray(vector, dtype=np.float32).tobytes()))
+                    (
+                        item.get("type", "fact"),
+                        item["content"],
+                        json.dumps(item.get("metadata") or {}),
+                        item.get("event_time"),
+                        now,
+                    ),
+                )
+                self.conn.execute(
+                    "INSERT INTO memory_vec(rowid, embedding) VALUES (?, ?)",
+                    (cur.lastrowid, np.asarray(vector, dtype=np.float32).tobytes()),
+                )
                 ids.append(cur.lastrowid)
             self.conn.execute("COMMIT")
         except BaseException:
@@ -119,9 +131,19 @@ class SqliteVecProfile:
             "SELECT m.id, m.type, m.content, m.metadata, m.event_time, v.distance FROM "
             "(SELECT rowid, distance FROM memory_vec WHERE embedding MATCH ? AND k = ?) v "
             "JOIN memories m ON m.id = v.rowid ORDER BY v.distance",
-            (np.asarray(vector, dtype=np.float32).tobytes(), k)).fetchall()
-        return [{"id": r[0], "type": r[1], "content": r[2], "metadata": json.loads(r[3]), "event_time": r[4],
-                 "score": 1.0 - r[5]} for r in rows]
+            (np.asarray(vector, dtype=np.float32).tobytes(), k),
+        ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "type": r[1],
+                "content": r[2],
+                "metadata": json.loads(r[3]),
+                "event_time": r[4],
+                "score": 1.0 - r[5],
+            }
+            for r in rows
+        ]
 
     def recall(self, query: str, embedder: Embedder, k: int = 10) -> list[dict[str, Any]]:
         return self.search(embedder.embed([query])[0], k)
@@ -152,8 +174,10 @@ class SqliteVecMemoryService:
 
 # -- the protocol on the peer ------------------------------------------------------------------
 
-def run_sqlite_vec(data: list[dict[str, Any]], data_path: str, embedder: Embedder, tmp: str,
-                   detail: dict[str, list[float]]) -> tuple[dict[str, Any], dict[str, Any]]:
+
+def run_sqlite_vec(
+    data: list[dict[str, Any]], data_path: str, embedder: Embedder, tmp: str, detail: dict[str, list[float]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """bench.recall's protocol on the sqlite-vec service. Returns (figures, extra)."""
     for key in ("recall", "recall_embed", "recall_search", "ingest_embed", "ingest_store"):
         detail.setdefault(key, [])
@@ -193,7 +217,9 @@ def run_sqlite_vec(data: list[dict[str, Any]], data_path: str, embedder: Embedde
                 top = np.argsort(-(matrix @ vector), kind="stable")[:10]
                 exact_same += {ids[i] for i in top} == {h["id"] for h in hits}
                 exact_total += 1
-            file_bytes += sum(os.path.getsize(profile.path + s) for s in ("", "-wal") if os.path.exists(profile.path + s))
+            file_bytes += sum(
+                os.path.getsize(profile.path + s) for s in ("", "-wal") if os.path.exists(profile.path + s)
+            )
             print(f"sqlite-vec conversation {conv_index}: {len(items)} turns ingested", file=sys.stderr, flush=True)
     finally:
         service.close()
@@ -203,14 +229,20 @@ def run_sqlite_vec(data: list[dict[str, Any]], data_path: str, embedder: Embedde
 
 # -- figures -------------------------------------------------------------------------------------
 
+
 def pct(samples: list[float]) -> dict[str, Any]:
     """Percentiles in milliseconds (the index rule of bench.storage.summarize)."""
     s = sorted(samples)
     if not s:
         return {"n": 0}
     pick = lambda q: round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 3)  # noqa: E731
-    return {"n": len(s), "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
-            "mean_ms": round(statistics.fmean(s) * 1000, 3)}
+    return {
+        "n": len(s),
+        "p50_ms": pick(0.50),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+        "mean_ms": round(statistics.fmean(s) * 1000, 3),
+    }
 
 
 def system_entry(figures: dict[str, Any], detail: dict[str, list[float]], **extra: Any) -> dict[str, Any]:
@@ -222,8 +254,11 @@ def system_entry(figures: dict[str, Any], detail: dict[str, list[float]], **extr
         "store": round(sum(detail["ingest_store"]) / n * 1000, 3),
     }
     entry["ingest_store_per_batch"] = pct(detail["ingest_store"]) | {"batch": 64}
-    entry["recall_latency"] = {"with_embedding": pct(detail["recall"]), "search_only": pct(detail["recall_search"]),
-                               "embedding_only": pct(detail["recall_embed"])}
+    entry["recall_latency"] = {
+        "with_embedding": pct(detail["recall"]),
+        "search_only": pct(detail["recall_search"]),
+        "embedding_only": pct(detail["recall_embed"]),
+    }
     return entry | extra
 
 
@@ -238,15 +273,25 @@ def table(results: dict[str, Any]) -> str:
     for key, label in (("r_at_5", "R@5"), ("r_at_10", "R@10"), ("hit_at_5", "Hit@5"), ("mrr", "MRR")):
         add(label, lambda s, key=key: f"{s[key]:.4f}")
     for cat in sorted({c for s in systems.values() for c in s["per_category"]}):
-        add(f"cat {cat} R@10 (n)", lambda s, c=cat: f"{s['per_category'][c]['r10']:.4f} ({s['per_category'][c]['questions']})"
-            if c in s["per_category"] else "-")
+        add(
+            f"cat {cat} R@10 (n)",
+            lambda s, c=cat: (
+                f"{s['per_category'][c]['r10']:.4f} ({s['per_category'][c]['questions']})"
+                if c in s["per_category"]
+                else "-"
+            ),
+        )
     add("ingest ms/memory (embed + store)", lambda s: s["ingest_ms_per_memory"]["total"])
     add("  store only", lambda s: s["ingest_ms_per_memory"]["store"])
     for kind, label in (("with_embedding", "recall ms, with embedding"), ("search_only", "recall ms, search only")):
-        add(f"{label} p50/p95/p99", lambda s, kind=kind: "/".join(
-            f"{s['recall_latency'][kind][p]:.2f}" for p in ("p50_ms", "p95_ms", "p99_ms")))
+        add(
+            f"{label} p50/p95/p99",
+            lambda s, kind=kind: "/".join(
+                f"{s['recall_latency'][kind][p]:.2f}" for p in ("p50_ms", "p95_ms", "p99_ms")
+            ),
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
 def main() -> int:
@@ -269,8 +314,12 @@ def main() -> int:
     embedder = get_embedder("default")
     embedder.embed(["warm up the embedder", "before either system is timed"])
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "numpy": np.__version__,
+        },
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python -m bench.peers.sqlite_vec" + (" --quick" if args.quick else ""),
         "data": os.path.abspath(args.data),
@@ -278,15 +327,21 @@ def main() -> int:
         "embedder": embedder.name,
         "conversations": len(data),
         "order": ["sqlite-vec", "memoturn"],
-        "sqlite_vec": {"version": vec_version, "package": getattr(sqlite_vec, "__version__", None),
-                       "driver": db.__name__, "sqlite": db.sqlite_version,
-                       "schema": "memories(id, type, content, metadata, event_time, created_at) + "
-                                 "vec0 memory_vec(embedding float[384] distance_metric=cosine)",
-                       "retrieval": "pure vector: KNN (embedding MATCH ? AND k = 10), exact brute force",
-                       "sqlite_settings": "WAL, synchronous=NORMAL, one transaction per 64-memory batch"},
-        "memoturn": {"retrieval": "hybrid: FTS5 BM25 + exact cosine, reciprocal rank fusion",
-                     "setup": "bench.recall.run: in-process node, file store, standard (non-durable) writes, "
-                              "one transaction per 64-memory batch"},
+        "sqlite_vec": {
+            "version": vec_version,
+            "package": getattr(sqlite_vec, "__version__", None),
+            "driver": db.__name__,
+            "sqlite": db.sqlite_version,
+            "schema": "memories(id, type, content, metadata, event_time, created_at) + "
+            "vec0 memory_vec(embedding float[384] distance_metric=cosine)",
+            "retrieval": "pure vector: KNN (embedding MATCH ? AND k = 10), exact brute force",
+            "sqlite_settings": "WAL, synchronous=NORMAL, one transaction per 64-memory batch",
+        },
+        "memoturn": {
+            "retrieval": "hybrid: FTS5 BM25 + exact cosine, reciprocal rank fusion",
+            "setup": "bench.recall.run: in-process node, file store, standard (non-durable) writes, "
+            "one transaction per 64-memory batch",
+        },
         "systems": {},
     }
     tmp = tempfile.mkdtemp(prefix="memoturn-sqlite-vec-")

@@ -29,7 +29,8 @@ import re
 import secrets
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from . import store as st
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
@@ -55,8 +56,14 @@ class _Known(NamedTuple):
 
 
 class Authenticator:
-    def __init__(self, store: st.ObjectStore, admin_token: str | None, tokens: str | None = None,
-                 cache_seconds: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: st.ObjectStore,
+        admin_token: str | None,
+        tokens: str | None = None,
+        cache_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.clock = clock  # wall clock for expiry (tests inject their own)
         self.enabled = bool(admin_token)
@@ -88,11 +95,14 @@ class Authenticator:
         if known.namespace is None:
             raise Unauthorized("unknown or revoked token", type="invalid-token")
         if not is_part(known.namespace):  # minted before namespaces like 'acme-' were refused
-            raise Unauthorized(f"this token is for {known.namespace!r}, which is not a valid namespace; mint a new one",
-                               type="invalid-token")
+            raise Unauthorized(
+                f"this token is for {known.namespace!r}, which is not a valid namespace; mint a new one",
+                type="invalid-token",
+            )
         if known.expires_at is not None and self.clock() >= known.expires_at:
-            raise Unauthorized(f"this token expired at {known.expires_at:.0f} (unix seconds); mint a new one",
-                               type="token-expired")
+            raise Unauthorized(
+                f"this token expired at {known.expires_at:.0f} (unix seconds); mint a new one", type="token-expired"
+            )
         return known.namespace
 
     def _lookup(self, d: str) -> _Known:
@@ -136,8 +146,7 @@ class Authenticator:
 
     # -- admin ---------------------------------------------------------------------------
 
-    def mint(self, namespace: str, ttl_seconds: int | None = None,
-             expires_at: float | None = None) -> dict[str, Any]:
+    def mint(self, namespace: str, ttl_seconds: int | None = None, expires_at: float | None = None) -> dict[str, Any]:
         """Mint a token for one namespace, optionally expiring after ``ttl_seconds`` or at
         ``expires_at`` (unix seconds). The token itself is returned once and never stored."""
         if not self.enabled:
@@ -163,11 +172,17 @@ class Authenticator:
             if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0:
                 raise BadRequest(f"ttl_seconds must be a positive integer, got {ttl_seconds!r}", type="invalid-expiry")
             if ttl_seconds > MAX_TOKEN_LIFETIME:
-                raise BadRequest(f"ttl_seconds is at most {MAX_TOKEN_LIFETIME} (100 years); omit it for no expiry",
-                                 type="invalid-expiry")
+                raise BadRequest(
+                    f"ttl_seconds is at most {MAX_TOKEN_LIFETIME} (100 years); omit it for no expiry",
+                    type="invalid-expiry",
+                )
             return now + ttl_seconds
         if expires_at is not None:
-            if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)) or not math.isfinite(expires_at):
+            if (
+                isinstance(expires_at, bool)
+                or not isinstance(expires_at, (int, float))
+                or not math.isfinite(expires_at)
+            ):
                 raise BadRequest(f"expires_at must be unix seconds, got {expires_at!r}", type="invalid-expiry")
             if expires_at <= now:
                 raise BadRequest(f"expires_at {expires_at} is not in the future", type="invalid-expiry")

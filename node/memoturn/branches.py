@@ -39,32 +39,50 @@ if TYPE_CHECKING:
 DEFAULT_GRACE_SECONDS = 600.0
 
 
-def resolve_point(store: st.ObjectStore, manifest: Manifest, *, txid: int | None = None, checkpoint: str | None = None,
-                  timestamp: float | None = None) -> int:
+def resolve_point(
+    store: st.ObjectStore,
+    manifest: Manifest,
+    *,
+    txid: int | None = None,
+    checkpoint: str | None = None,
+    timestamp: float | None = None,
+) -> int:
     """One of txid / checkpoint / timestamp (or the head) as a txid of this branch, validated."""
     if sum(x is not None for x in (txid, checkpoint, timestamp)) > 1:
         raise BadRequest("give at most one of txid, checkpoint, timestamp", type="ambiguous-point")
     if checkpoint is not None:
         if checkpoint not in manifest.checkpoints:
-            raise NotFound(f"no checkpoint {checkpoint!r} on {manifest.database}/{manifest.branch}",
-                           type="checkpoint-not-found")
+            raise NotFound(
+                f"no checkpoint {checkpoint!r} on {manifest.database}/{manifest.branch}", type="checkpoint-not-found"
+            )
         txid = manifest.checkpoints[checkpoint]
     elif timestamp is not None:
         txid = resolve_txid_at(store, manifest, timestamp)
     elif txid is None:
         txid = manifest.head_txid
     if txid < 0 or txid > manifest.head_txid:
-        raise BadRequest(f"txid {txid} is beyond the head of {manifest.database}/{manifest.branch} "
-                         f"({manifest.head_txid})", type="txid-out-of-range")
+        raise BadRequest(
+            f"txid {txid} is beyond the head of {manifest.database}/{manifest.branch} ({manifest.head_txid})",
+            type="txid-out-of-range",
+        )
     earliest = earliest_txid(manifest)
     if txid < earliest:
         raise BadRequest(f"txid {txid} is before retention (earliest restorable: {earliest})", type="before-retention")
     return txid
 
 
-def fork(node: "Node", name: str, branch: str, *, parent: str = DEFAULT_BRANCH, txid: int | None = None,
-         checkpoint: str | None = None, timestamp: float | None = None, ttl_seconds: float | None = None,
-         grace: float = DEFAULT_GRACE_SECONDS) -> Manifest:
+def fork(
+    node: Node,
+    name: str,
+    branch: str,
+    *,
+    parent: str = DEFAULT_BRANCH,
+    txid: int | None = None,
+    checkpoint: str | None = None,
+    timestamp: float | None = None,
+    ttl_seconds: float | None = None,
+    grace: float = DEFAULT_GRACE_SECONDS,
+) -> Manifest:
     check_database_name(name)
     check_branch_name(branch)
     check_branch_name(parent)
@@ -80,9 +98,14 @@ def fork(node: "Node", name: str, branch: str, *, parent: str = DEFAULT_BRANCH, 
     at = resolve_point(node.store, pm, txid=txid, checkpoint=checkpoint, timestamp=timestamp)
     base, steps = _plan(pm, at)
     child = Manifest(
-        database=name, branch=branch, parent=ParentRef(branch=parent, txid=at), base_snapshot=base,
+        database=name,
+        branch=branch,
+        parent=ParentRef(branch=parent, txid=at),
+        base_snapshot=base,
         base_segments=[ref.model_copy(update={"until": hi}) for ref, hi in steps],
-        head_txid=at, head_ts=pm.head_ts if at == pm.head_txid else None, page_size=pm.page_size,
+        head_txid=at,
+        head_ts=pm.head_ts if at == pm.head_txid else None,
+        page_size=pm.page_size,
         expires_at=time.time() + ttl_seconds if ttl_seconds else None,
     )
     create_manifest(node.store, child)
@@ -95,11 +118,11 @@ def fork(node: "Node", name: str, branch: str, *, parent: str = DEFAULT_BRANCH, 
     return child
 
 
-def list_branches(node: "Node", name: str) -> list[dict[str, Any]]:
+def list_branches(node: Node, name: str) -> list[dict[str, Any]]:
     check_database_name(name)
     out = []
     for prefix in node.store.list(f"db/{name}/", delimiter="/", limit=10_000).prefixes:
-        branch = prefix[len(f"db/{name}/"):].rstrip("/")
+        branch = prefix[len(f"db/{name}/") :].rstrip("/")
         try:
             m, _ = load_manifest(node.store, name, branch)
         except NotFound:
@@ -111,13 +134,19 @@ def list_branches(node: "Node", name: str) -> list[dict[str, Any]]:
 
 
 def describe(m: Manifest) -> dict[str, Any]:
-    return {"branch": m.branch, "parent": m.parent.model_dump() if m.parent else None, "head_txid": m.head_txid,
-            "timeline": m.timeline, "checkpoints": m.checkpoints, "expires_at": m.expires_at,
-            "created_at": m.created_at, "abandoned": [{"from_txid": a.from_txid, "head_txid": a.head_txid, "at": a.at}
-                                                     for a in m.abandoned]}
+    return {
+        "branch": m.branch,
+        "parent": m.parent.model_dump() if m.parent else None,
+        "head_txid": m.head_txid,
+        "timeline": m.timeline,
+        "checkpoints": m.checkpoints,
+        "expires_at": m.expires_at,
+        "created_at": m.created_at,
+        "abandoned": [{"from_txid": a.from_txid, "head_txid": a.head_txid, "at": a.at} for a in m.abandoned],
+    }
 
 
-def delete_branch(node: "Node", name: str, branch: str) -> None:
+def delete_branch(node: Node, name: str, branch: str) -> None:
     if branch == DEFAULT_BRANCH:
         raise BadRequest("the main branch goes with the database: DELETE /v1/databases/{db}", type="main-branch")
     load_manifest(node.store, name, branch)
@@ -125,38 +154,44 @@ def delete_branch(node: "Node", name: str, branch: str) -> None:
     node.store.delete(f"db/{name}/{branch}/manifest.json")  # objects go at the next GC passes
 
 
-def _owned_handle(node: "Node", name: str, branch: str) -> "Database":
+def _owned_handle(node: Node, name: str, branch: str) -> Database:
     db = node.open(name, branch)
     if not db.owned:
         db.write(lambda c: None, durable=False)  # take ownership (epoch, fencing CAS)
     return db
 
 
-def set_checkpoint(node: "Node", name: str, branch: str, checkpoint: str, txid: int | None = None) -> int:
+def set_checkpoint(node: Node, name: str, branch: str, checkpoint: str, txid: int | None = None) -> int:
     check_branch_name(checkpoint)
     node.flush(name, branch)
     db = _owned_handle(node, name, branch)
     with db.ship_lock:
         at = resolve_point(node.store, db.manifest, txid=txid)
         if checkpoint in db.manifest.checkpoints:
-            raise Conflict(f"checkpoint {checkpoint!r} exists (txid {db.manifest.checkpoints[checkpoint]})",
-                           type="already-exists")
-        node.shipper._cas(db, lambda m: m.model_copy(update={"checkpoints": {**m.checkpoints, checkpoint: at}}),
-                          landed=lambda m: m.checkpoints.get(checkpoint) == at)
+            raise Conflict(
+                f"checkpoint {checkpoint!r} exists (txid {db.manifest.checkpoints[checkpoint]})", type="already-exists"
+            )
+        node.shipper._cas(
+            db,
+            lambda m: m.model_copy(update={"checkpoints": {**m.checkpoints, checkpoint: at}}),
+            landed=lambda m: m.checkpoints.get(checkpoint) == at,
+        )
     return at
 
 
-def delete_checkpoint(node: "Node", name: str, branch: str, checkpoint: str) -> None:
+def delete_checkpoint(node: Node, name: str, branch: str, checkpoint: str) -> None:
     db = _owned_handle(node, name, branch)
     with db.ship_lock:
         if checkpoint not in db.manifest.checkpoints:
             raise NotFound(f"no checkpoint {checkpoint!r}", type="checkpoint-not-found")
-        node.shipper._cas(db, lambda m: m.model_copy(update={"checkpoints": {k: v for k, v in m.checkpoints.items()
-                                                                             if k != checkpoint}}),
-                          landed=lambda m: checkpoint not in m.checkpoints)
+        node.shipper._cas(
+            db,
+            lambda m: m.model_copy(update={"checkpoints": {k: v for k, v in m.checkpoints.items() if k != checkpoint}}),
+            landed=lambda m: checkpoint not in m.checkpoints,
+        )
 
 
-def set_policy(node: "Node", name: str, branch: str, policy: dict[str, Any]) -> dict[str, Any]:
+def set_policy(node: Node, name: str, branch: str, policy: dict[str, Any]) -> dict[str, Any]:
     """Replace the branch's compaction/retention policy (unset fields use the node defaults)."""
     from .manifest import BranchPolicy
 
@@ -167,31 +202,54 @@ def set_policy(node: "Node", name: str, branch: str, policy: dict[str, Any]) -> 
     return new.model_dump()
 
 
-def rewind(node: "Node", name: str, branch: str, *, txid: int | None = None, checkpoint: str | None = None,
-           timestamp: float | None = None) -> int:
+def rewind(
+    node: Node,
+    name: str,
+    branch: str,
+    *,
+    txid: int | None = None,
+    checkpoint: str | None = None,
+    timestamp: float | None = None,
+) -> int:
     db = _owned_handle(node, name, branch)
     with db.lock:
         _ship_everything(node, db)
         m = db.manifest
         at = resolve_point(node.store, m, txid=txid, checkpoint=checkpoint, timestamp=timestamp)
         if m.parent is not None and at < m.parent.txid:
-            raise BadRequest(f"{branch} was forked at txid {m.parent.txid}; it cannot rewind before that "
-                             "(fork the parent instead)", type="before-fork")
+            raise BadRequest(
+                f"{branch} was forked at txid {m.parent.txid}; it cannot rewind before that (fork the parent instead)",
+                type="before-fork",
+            )
         if at == m.head_txid:
             return at
 
         def change(cur: Manifest) -> Manifest:
-            tail = AbandonedTail(from_txid=at, head_txid=cur.head_txid, head_ts=cur.head_ts, timeline=cur.timeline,
-                                 segments=[s for s in cur.segments if s.first_txid > at],
-                                 snapshots=[s for s in cur.snapshots if s.txid > at],
-                                 checkpoints={k: v for k, v in cur.checkpoints.items() if v > at})
-            segments = [s if s.last_txid <= at else s.model_copy(update={"until": at})
-                        for s in cur.segments if s.first_txid <= at]
-            return cur.model_copy(update={
-                "head_txid": at, "head_ts": None, "timeline": cur.timeline + 1, "segments": segments,
-                "snapshots": [s for s in cur.snapshots if s.txid <= at],
-                "checkpoints": {k: v for k, v in cur.checkpoints.items() if v <= at},
-                "abandoned": [*cur.abandoned, tail]})
+            tail = AbandonedTail(
+                from_txid=at,
+                head_txid=cur.head_txid,
+                head_ts=cur.head_ts,
+                timeline=cur.timeline,
+                segments=[s for s in cur.segments if s.first_txid > at],
+                snapshots=[s for s in cur.snapshots if s.txid > at],
+                checkpoints={k: v for k, v in cur.checkpoints.items() if v > at},
+            )
+            segments = [
+                s if s.last_txid <= at else s.model_copy(update={"until": at})
+                for s in cur.segments
+                if s.first_txid <= at
+            ]
+            return cur.model_copy(
+                update={
+                    "head_txid": at,
+                    "head_ts": None,
+                    "timeline": cur.timeline + 1,
+                    "segments": segments,
+                    "snapshots": [s for s in cur.snapshots if s.txid <= at],
+                    "checkpoints": {k: v for k, v in cur.checkpoints.items() if v <= at},
+                    "abandoned": [*cur.abandoned, tail],
+                }
+            )
 
         old_timeline = m.timeline
         with db.ship_lock:
@@ -200,7 +258,7 @@ def rewind(node: "Node", name: str, branch: str, *, txid: int | None = None, che
     return at
 
 
-def undo_rewind(node: "Node", name: str, branch: str) -> int:
+def undo_rewind(node: Node, name: str, branch: str) -> int:
     db = _owned_handle(node, name, branch)
     with db.lock:
         _ship_everything(node, db)
@@ -209,15 +267,25 @@ def undo_rewind(node: "Node", name: str, branch: str) -> int:
             raise Conflict("there is no rewind to undo", type="nothing-to-undo")
         tail = m.abandoned[-1]
         if m.head_txid != tail.from_txid:
-            raise Conflict(f"{m.head_txid - tail.from_txid} txids were written since the rewind; fork from "
-                           "the abandoned tail is not possible in place", type="written-since-rewind")
+            raise Conflict(
+                f"{m.head_txid - tail.from_txid} txids were written since the rewind; fork from "
+                "the abandoned tail is not possible in place",
+                type="written-since-rewind",
+            )
 
         def change(cur: Manifest) -> Manifest:
             keep = [s.model_copy(update={"until": None}) if s.until == tail.from_txid else s for s in cur.segments]
-            return cur.model_copy(update={
-                "head_txid": tail.head_txid, "head_ts": tail.head_ts, "timeline": cur.timeline + 1,
-                "segments": keep + tail.segments, "snapshots": cur.snapshots + tail.snapshots,
-                "checkpoints": {**cur.checkpoints, **tail.checkpoints}, "abandoned": cur.abandoned[:-1]})
+            return cur.model_copy(
+                update={
+                    "head_txid": tail.head_txid,
+                    "head_ts": tail.head_ts,
+                    "timeline": cur.timeline + 1,
+                    "segments": keep + tail.segments,
+                    "snapshots": cur.snapshots + tail.snapshots,
+                    "checkpoints": {**cur.checkpoints, **tail.checkpoints},
+                    "abandoned": cur.abandoned[:-1],
+                }
+            )
 
         old_timeline = m.timeline
         with db.ship_lock:
@@ -226,7 +294,7 @@ def undo_rewind(node: "Node", name: str, branch: str) -> int:
         return db.head_txid
 
 
-def _ship_everything(node: "Node", db: "Database") -> None:
+def _ship_everything(node: Node, db: Database) -> None:
     for _ in range(50):
         if not db.pending:
             return
@@ -236,14 +304,14 @@ def _ship_everything(node: "Node", db: "Database") -> None:
     raise Unavailable(f"{db.key}: unshipped commits could not reach object storage", type="store-unavailable")
 
 
-def collect(node: "Node", name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> dict[str, Any]:
+def collect(node: Node, name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> dict[str, Any]:
     """One GC pass over a database; see the module docstring and docs/branching.md."""
     check_database_name(name)
     store = node.store
     now = time.time()
     manifests: dict[str, tuple[Manifest, str]] = {}
     for prefix in store.list(f"db/{name}/", delimiter="/", limit=10_000).prefixes:
-        branch = prefix[len(f"db/{name}/"):].rstrip("/")
+        branch = prefix[len(f"db/{name}/") :].rstrip("/")
         try:
             manifests[branch] = load_manifest(store, name, branch)
         except NotFound:
@@ -290,7 +358,15 @@ def collect(node: "Node", name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dr
             store.put(state_key, json.dumps(pending).encode())
         else:
             store.delete(state_key)
-    return {"database": name, "branches": sorted(manifests), "expired_branches": sorted(expired),
-            "abandoned_tails_dropped": dropped_tails, "objects": len(objects), "referenced": len(referenced),
-            "unreferenced": len(unreferenced), "deleted": sorted(doomed), "candidates": len(pending),
-            "dry_run": dry_run}
+    return {
+        "database": name,
+        "branches": sorted(manifests),
+        "expired_branches": sorted(expired),
+        "abandoned_tails_dropped": dropped_tails,
+        "objects": len(objects),
+        "referenced": len(referenced),
+        "unreferenced": len(unreferenced),
+        "deleted": sorted(doomed),
+        "candidates": len(pending),
+        "dry_run": dry_run,
+    }

@@ -124,8 +124,11 @@ def _import(args: argparse.Namespace, mt: Memoturn) -> None:
         stored += sum(1 for s in result["memories"] if not s["duplicate"])
         done += len(chunk)
         _progress(done, len(items), "import")
-    _out(args, {"read": len(lines), "imported": stored, "duplicates": done - stored},
-         f"imported {stored} memories ({done - stored} duplicates skipped)")
+    _out(
+        args,
+        {"read": len(lines), "imported": stored, "duplicates": done - stored},
+        f"imported {stored} memories ({done - stored} duplicates skipped)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return mcp_main(argv[1:])
     p = argparse.ArgumentParser(prog="memoturn", description="Memoturn command line")
-    p.add_argument("--url", default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"),
-                   help="node or gateway URL (env MEMOTURN_URL)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"),
+        help="node or gateway URL (env MEMOTURN_URL)",
+    )
     p.add_argument("--token", default=os.environ.get("MEMOTURN_TOKEN"), help="bearer token (env MEMOTURN_TOKEN)")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -193,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("db"), b.add_argument("name")
     b = br.add_parser("rewind")
     b.add_argument("db"), b.add_argument("name"), b.add_argument("--txid", type=int), b.add_argument("--checkpoint")
-    b.add_argument("--timestamp", type=float), b.add_argument("--undo", action="store_true", help="undo the last rewind")
+    (
+        b.add_argument("--timestamp", type=float),
+        b.add_argument("--undo", action="store_true", help="undo the last rewind"),
+    )
     b = br.add_parser("policy", help="compaction and retention of one branch (unset: node defaults)")
     b.add_argument("db"), b.add_argument("name"), b.add_argument("--snapshot-every-txids", type=int)
     b.add_argument("--keep-snapshots", type=int), b.add_argument("--retention-seconds", type=float)
@@ -259,16 +268,32 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
     elif args.cmd == "memory":
         prof = mt.profile(args.namespace, args.profile)
         if args.action == "add":
-            r = prof.add(args.content, type=args.type, subject=args.subject, supersedes=args.supersedes,
-                         tags=args.tags, metadata=_json_object(args.metadata, "--metadata"),
-                         event_time=args.event_time, durability=_durable(args))
+            r = prof.add(
+                args.content,
+                type=args.type,
+                subject=args.subject,
+                supersedes=args.supersedes,
+                tags=args.tags,
+                metadata=_json_object(args.metadata, "--metadata"),
+                event_time=args.event_time,
+                durability=_durable(args),
+            )
             note = " (duplicate of an existing memory)" if r["duplicate"] else ""
             _out(args, r.data, f"stored {r['memory']['id']} at txid {r.txid}{note}")
         elif args.action == "recall":
-            r = prof.recall(args.query, limit=args.limit, types=args.types, tags=args.tags,
-                            include_superseded=args.include_superseded or None)
-            _out(args, r.data, "\n".join(f"{h['score']:.4f}  {_memory_line(h['memory'])}" for h in r["results"])
-                 or "no memories matched")
+            r = prof.recall(
+                args.query,
+                limit=args.limit,
+                types=args.types,
+                tags=args.tags,
+                include_superseded=args.include_superseded or None,
+            )
+            _out(
+                args,
+                r.data,
+                "\n".join(f"{h['score']:.4f}  {_memory_line(h['memory'])}" for h in r["results"])
+                or "no memories matched",
+            )
         elif args.action == "list":
             r = prof.list(types=args.types, include_superseded=args.include_superseded, limit=args.limit)
             _out(args, r.data, "\n".join(_memory_line(m) for m in r["memories"]) or "no memories")
@@ -277,26 +302,39 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
             _out(args, {"forgotten": args.id}, f"forgot {args.id}")
     elif args.cmd == "branch":
         if args.action == "fork":
-            r = mt.database(args.db, args.parent).fork(args.name, txid=args.txid, checkpoint=args.checkpoint,
-                                                       timestamp=args.timestamp, ttl_seconds=args.ttl)
+            r = mt.database(args.db, args.parent).fork(
+                args.name, txid=args.txid, checkpoint=args.checkpoint, timestamp=args.timestamp, ttl_seconds=args.ttl
+            )
             _out(args, r.data, f"forked {args.db}/{args.name} from {args.parent}@{r['parent']['txid']}")
         elif args.action == "list":
             r = mt.database(args.db).branches()
-            _out(args, r["branches"], "\n".join(
-                f"{b['branch']:<20} head {b['head_txid']:<8}"
-                + (f" from {b['parent']['branch']}@{b['parent']['txid']}" if b["parent"] else "")
-                + (" (burner)" if b["expires_at"] else "") for b in r["branches"]))
+            _out(
+                args,
+                r["branches"],
+                "\n".join(
+                    f"{b['branch']:<20} head {b['head_txid']:<8}"
+                    + (f" from {b['parent']['branch']}@{b['parent']['txid']}" if b["parent"] else "")
+                    + (" (burner)" if b["expires_at"] else "")
+                    for b in r["branches"]
+                ),
+            )
         elif args.action == "policy":
-            fields = {k: getattr(args, k) for k in ("snapshot_every_txids", "keep_snapshots", "retention_seconds",
-                                                     "merge_segments_over") if getattr(args, k) is not None}
+            fields = {
+                k: getattr(args, k)
+                for k in ("snapshot_every_txids", "keep_snapshots", "retention_seconds", "merge_segments_over")
+                if getattr(args, k) is not None
+            }
             _out(args, mt.database(args.db, args.name).set_policy(**fields).data)
         elif args.action == "delete":
             mt.database(args.db, args.name).delete_branch()
             _out(args, {"deleted": args.name}, f"deleted branch {args.name}")
         else:
             d = mt.database(args.db, args.name)
-            r = d.undo_rewind() if args.undo else d.rewind(txid=args.txid, checkpoint=args.checkpoint,
-                                                           timestamp=args.timestamp)
+            r = (
+                d.undo_rewind()
+                if args.undo
+                else d.rewind(txid=args.txid, checkpoint=args.checkpoint, timestamp=args.timestamp)
+            )
             _out(args, r.data, f"{args.db}/{args.name} is at txid {r['head_txid']}")
     elif args.cmd == "checkpoint":
         d = mt.database(args.db, args.branch)
@@ -329,14 +367,24 @@ def _owner(args: argparse.Namespace, mt: Memoturn) -> dict[str, Any]:
     if info.status_code != 200:
         raise MemoturnError(info.status_code, "error", info.json().get("detail", info.text))
     data = info.json()
-    out: dict[str, Any] = {"database": args.db, "branch": args.branch, "owner": placement_data["owner"],
-                           "epoch": data["epoch"], "head_txid": data["head_txid"], "shipped_txid": data["shipped_txid"],
-                           "tier": data["tier"], "replicas": []}
+    out: dict[str, Any] = {
+        "database": args.db,
+        "branch": args.branch,
+        "owner": placement_data["owner"],
+        "epoch": data["epoch"],
+        "head_txid": data["head_txid"],
+        "shipped_txid": data["shipped_txid"],
+        "tier": data["tier"],
+        "replicas": [],
+    }
     for replica in placement_data.get("replicas", []):
         entry: dict[str, Any] = {"node": replica["id"]}
         try:
-            r = httpx.get(replica["url"].rstrip("/") + f"/internal/v1/replicas/{args.db}",
-                          params={"branch": args.branch}, timeout=args.timeout)
+            r = httpx.get(
+                replica["url"].rstrip("/") + f"/internal/v1/replicas/{args.db}",
+                params={"branch": args.branch},
+                timeout=args.timeout,
+            )
             if r.status_code == 200:
                 entry["head_txid"] = r.json()["head_txid"]
                 entry["lag_txids"] = max(0, data["head_txid"] - entry["head_txid"])

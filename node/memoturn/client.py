@@ -58,7 +58,9 @@ class _Call:
     idempotent: bool = False
 
 
-def _headers(durability: str | None = None, min_txid: int | None = None, read_from: str | None = None) -> dict[str, str]:
+def _headers(
+    durability: str | None = None, min_txid: int | None = None, read_from: str | None = None
+) -> dict[str, str]:
     h = {}
     if durability:
         h["Memoturn-Durability"] = durability
@@ -127,15 +129,23 @@ class _Base:
 class Memoturn(_Base):
     """Synchronous client."""
 
-    def __init__(self, url: str = "http://127.0.0.1:7411", *, token: str | None = None, timeout: float = 30.0,
-                 retries: int = 5, backoff: float = 0.05, durability: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:7411",
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.05,
+        durability: str | None = None,
+    ) -> None:
         super().__init__(url, token, retries, backoff, durability)
         self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=self._auth())
 
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "Memoturn":
+    def __enter__(self) -> Memoturn:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -144,8 +154,9 @@ class Memoturn(_Base):
     def _do(self, call: _Call) -> Result:
         for delay in self._delays():
             try:
-                r: httpx.Response | Exception = self.http.request(call.method, call.path, json=call.json,
-                                                                   params=call.params, headers=call.headers)
+                r: httpx.Response | Exception = self.http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
             except httpx.TransportError as exc:
                 r = exc
             if (result := self._settle(call, r, last=delay is None)) is not None:
@@ -153,10 +164,10 @@ class Memoturn(_Base):
             time.sleep(delay or 0)
         raise AssertionError("unreachable")
 
-    def database(self, name: str, branch: str = "main") -> "Database":
+    def database(self, name: str, branch: str = "main") -> Database:
         return Database(self, name, branch)
 
-    def profile(self, namespace: str, profile: str) -> "Profile":
+    def profile(self, namespace: str, profile: str) -> Profile:
         return Profile(self, namespace, profile)
 
     def create_database(self, name: str) -> Result:
@@ -189,37 +200,85 @@ class Database(_Scope):
     def _p(self) -> dict[str, str]:
         return {"branch": self.branch}
 
-    def kv_put(self, key: str, value: Any, *, ttl_seconds: float | None = None, durability: str | None = None) -> Result:
-        return self.client._do(_Call("PUT", f"/v1/databases/{self.name}/kv/{key}", json={"value": value, "ttl_seconds": ttl_seconds},
-                                     params=self._p(), headers=_headers(self._durability(durability)), idempotent=True))
+    def kv_put(
+        self, key: str, value: Any, *, ttl_seconds: float | None = None, durability: str | None = None
+    ) -> Result:
+        return self.client._do(
+            _Call(
+                "PUT",
+                f"/v1/databases/{self.name}/kv/{key}",
+                json={"value": value, "ttl_seconds": ttl_seconds},
+                params=self._p(),
+                headers=_headers(self._durability(durability)),
+                idempotent=True,
+            )
+        )
 
     def kv_get(self, key: str, *, min_txid: int | None = None, read_from: str | None = None) -> Result:
-        return self.client._do(_Call("GET", f"/v1/databases/{self.name}/kv/{key}", params=self._p(),
-                                     headers=_headers(min_txid=min_txid, read_from=read_from), idempotent=True))
+        return self.client._do(
+            _Call(
+                "GET",
+                f"/v1/databases/{self.name}/kv/{key}",
+                params=self._p(),
+                headers=_headers(min_txid=min_txid, read_from=read_from),
+                idempotent=True,
+            )
+        )
 
     def kv_delete(self, key: str, *, durability: str | None = None) -> Result:
-        return self.client._do(_Call("DELETE", f"/v1/databases/{self.name}/kv/{key}", params=self._p(),
-                                     headers=_headers(self._durability(durability)), idempotent=True))
+        return self.client._do(
+            _Call(
+                "DELETE",
+                f"/v1/databases/{self.name}/kv/{key}",
+                params=self._p(),
+                headers=_headers(self._durability(durability)),
+                idempotent=True,
+            )
+        )
 
     def kv_list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Result:
         params = {**self._p(), "prefix": prefix, "limit": limit, **({"cursor": cursor} if cursor else {})}
         return self.client._do(_Call("GET", f"/v1/databases/{self.name}/kv", params=params, idempotent=True))
 
-    def sql(self, *statements: str | tuple[str, Any], transaction: bool = True, durability: str | None = None) -> Result:
-        body = {"statements": [{"sql": s} if isinstance(s, str) else {"sql": s[0], "params": s[1]} for s in statements],
-                "transaction": transaction}
-        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/sql", json=body, params=self._p(),
-                                     headers=_headers(self._durability(durability))))
-
+    def sql(
+        self, *statements: str | tuple[str, Any], transaction: bool = True, durability: str | None = None
+    ) -> Result:
+        body = {
+            "statements": [{"sql": s} if isinstance(s, str) else {"sql": s[0], "params": s[1]} for s in statements],
+            "transaction": transaction,
+        }
+        return self.client._do(
+            _Call(
+                "POST",
+                f"/v1/databases/{self.name}/sql",
+                json=body,
+                params=self._p(),
+                headers=_headers(self._durability(durability)),
+            )
+        )
 
     # -- branches ----------------------------------------------------------------------
 
-    def fork(self, name: str, *, txid: int | None = None, checkpoint: str | None = None,
-             timestamp: float | None = None, ttl_seconds: float | None = None) -> Result:
-        body = {"name": name, "parent": self.branch, "txid": txid, "checkpoint": checkpoint,
-                "timestamp": timestamp, "ttl_seconds": ttl_seconds}
-        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/branches",
-                                     json={k: v for k, v in body.items() if v is not None}))
+    def fork(
+        self,
+        name: str,
+        *,
+        txid: int | None = None,
+        checkpoint: str | None = None,
+        timestamp: float | None = None,
+        ttl_seconds: float | None = None,
+    ) -> Result:
+        body = {
+            "name": name,
+            "parent": self.branch,
+            "txid": txid,
+            "checkpoint": checkpoint,
+            "timestamp": timestamp,
+            "ttl_seconds": ttl_seconds,
+        }
+        return self.client._do(
+            _Call("POST", f"/v1/databases/{self.name}/branches", json={k: v for k, v in body.items() if v is not None})
+        )
 
     def branches(self) -> Result:
         return self.client._do(_Call("GET", f"/v1/databases/{self.name}/branches", idempotent=True))
@@ -227,8 +286,12 @@ class Database(_Scope):
     def delete_branch(self) -> Result:
         return self.client._do(_Call("DELETE", f"/v1/databases/{self.name}/branches/{self.branch}"))
 
-    def rewind(self, *, txid: int | None = None, checkpoint: str | None = None, timestamp: float | None = None) -> Result:
-        body = {k: v for k, v in {"txid": txid, "checkpoint": checkpoint, "timestamp": timestamp}.items() if v is not None}
+    def rewind(
+        self, *, txid: int | None = None, checkpoint: str | None = None, timestamp: float | None = None
+    ) -> Result:
+        body = {
+            k: v for k, v in {"txid": txid, "checkpoint": checkpoint, "timestamp": timestamp}.items() if v is not None
+        }
         return self.client._do(_Call("POST", f"/v1/databases/{self.name}/branches/{self.branch}/rewind", json=body))
 
     def undo_rewind(self) -> Result:
@@ -236,22 +299,29 @@ class Database(_Scope):
 
     def checkpoint(self, name: str, txid: int | None = None) -> Result:
         body = {"name": name, **({"txid": txid} if txid is not None else {})}
-        return self.client._do(_Call("POST", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints", json=body))
+        return self.client._do(
+            _Call("POST", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints", json=body)
+        )
 
     def checkpoints(self) -> Result:
-        return self.client._do(_Call("GET", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints",
-                                     idempotent=True))
+        return self.client._do(
+            _Call("GET", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints", idempotent=True)
+        )
 
     def delete_checkpoint(self, name: str) -> Result:
         return self.client._do(_Call("DELETE", f"/v1/databases/{self.name}/branches/{self.branch}/checkpoints/{name}"))
 
     def set_policy(self, **policy: Any) -> Result:
         """snapshot_every_txids, keep_snapshots, retention_seconds, merge_segments_over."""
-        return self.client._do(_Call("PUT", f"/v1/databases/{self.name}/branches/{self.branch}/policy", json=policy,
-                                     idempotent=True))
+        return self.client._do(
+            _Call("PUT", f"/v1/databases/{self.name}/branches/{self.branch}/policy", json=policy, idempotent=True)
+        )
 
     def gc(self, *, grace_seconds: float | None = None, dry_run: bool = False) -> Result:
-        body: dict[str, Any] = {"dry_run": dry_run, **({"grace_seconds": grace_seconds} if grace_seconds is not None else {})}
+        body: dict[str, Any] = {
+            "dry_run": dry_run,
+            **({"grace_seconds": grace_seconds} if grace_seconds is not None else {}),
+        }
         return self.client._do(_Call("POST", f"/v1/databases/{self.name}/gc", json=body))
 
 
@@ -264,20 +334,34 @@ class Profile(_Scope):
 
     def add(self, content: str, *, type: str = "fact", durability: str | None = None, **fields: Any) -> Result:
         body = {"content": content, "type": type, **{k: v for k, v in fields.items() if v is not None}}
-        return self.client._do(_Call("POST", self.base + "/memories", json=body,
-                                     headers=_headers(self._durability(durability))))
+        return self.client._do(
+            _Call("POST", self.base + "/memories", json=body, headers=_headers(self._durability(durability)))
+        )
 
     def add_many(self, memories: list[dict[str, Any]], *, durability: str | None = None) -> Result:
-        return self.client._do(_Call("POST", self.base + "/memories/batch", json={"memories": memories},
-                                     headers=_headers(self._durability(durability))))
+        return self.client._do(
+            _Call(
+                "POST",
+                self.base + "/memories/batch",
+                json={"memories": memories},
+                headers=_headers(self._durability(durability)),
+            )
+        )
 
     def recall(self, query: str, *, limit: int = 10, min_txid: int | None = None, **filters: Any) -> Result:
         body = {"query": query, "limit": limit, **{k: v for k, v in filters.items() if v is not None}}
-        return self.client._do(_Call("POST", self.base + "/recall", json=body, headers=_headers(min_txid=min_txid),
-                                     idempotent=True))
+        return self.client._do(
+            _Call("POST", self.base + "/recall", json=body, headers=_headers(min_txid=min_txid), idempotent=True)
+        )
 
-    def list(self, *, types: list[str] | None = None, include_superseded: bool = False, limit: int = 100,
-             cursor: str | None = None) -> Result:
+    def list(
+        self,
+        *,
+        types: list[str] | None = None,
+        include_superseded: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Result:
         params: dict[str, Any] = {"limit": limit, "include_superseded": include_superseded}
         if types:
             params["type"] = types
@@ -292,8 +376,14 @@ class Profile(_Scope):
         return self.client._do(_Call("GET", f"{self.base}/memories/{memory_id}/history", idempotent=True))
 
     def forget(self, memory_id: str, *, durability: str | None = None) -> Result:
-        return self.client._do(_Call("DELETE", f"{self.base}/memories/{memory_id}",
-                                     headers=_headers(self._durability(durability)), idempotent=True))
+        return self.client._do(
+            _Call(
+                "DELETE",
+                f"{self.base}/memories/{memory_id}",
+                headers=_headers(self._durability(durability)),
+                idempotent=True,
+            )
+        )
 
     def stats(self) -> Result:
         return self.client._do(_Call("GET", self.base, idempotent=True))
@@ -302,15 +392,23 @@ class Profile(_Scope):
 class AsyncMemoturn(_Base):
     """Asyncio client with the same methods, awaited: ``await mt.profile(...).recall(...)``."""
 
-    def __init__(self, url: str = "http://127.0.0.1:7411", *, token: str | None = None, timeout: float = 30.0,
-                 retries: int = 5, backoff: float = 0.05, durability: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:7411",
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.05,
+        durability: str | None = None,
+    ) -> None:
         super().__init__(url, token, retries, backoff, durability)
         self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=self._auth())
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def __aenter__(self) -> "AsyncMemoturn":
+    async def __aenter__(self) -> AsyncMemoturn:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -319,8 +417,9 @@ class AsyncMemoturn(_Base):
     async def _do(self, call: _Call) -> Result:
         for delay in self._delays():
             try:
-                r: httpx.Response | Exception = await self.http.request(call.method, call.path, json=call.json,
-                                                                         params=call.params, headers=call.headers)
+                r: httpx.Response | Exception = await self.http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
             except httpx.TransportError as exc:
                 r = exc
             if (result := self._settle(call, r, last=delay is None)) is not None:

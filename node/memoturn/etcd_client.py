@@ -49,10 +49,13 @@ class EtcdClient:
             return future.result(timeout if timeout is not None else self.timeout + 1)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise Unavailable(f"etcd at {self.host}:{self.port} did not answer in time", type="etcd-unavailable") from None
+            raise Unavailable(
+                f"etcd at {self.host}:{self.port} did not answer in time", type="etcd-unavailable"
+            ) from None
         except aetcd.exceptions.ClientError as exc:
-            raise Unavailable(f"etcd at {self.host}:{self.port} failed: {type(exc).__name__}: {exc}",
-                              type="etcd-unavailable") from None
+            raise Unavailable(
+                f"etcd at {self.host}:{self.port} failed: {type(exc).__name__}: {exc}", type="etcd-unavailable"
+            ) from None
 
     def call(self, fn: Callable[[aetcd.Client], Awaitable[T]], timeout: float | None = None) -> T:
         async def _go() -> T:
@@ -60,7 +63,7 @@ class EtcdClient:
 
         return self.run(_go(), timeout)
 
-    def spawn(self, coro: Awaitable[Any]) -> "concurrent.futures.Future[Any]":
+    def spawn(self, coro: Awaitable[Any]) -> concurrent.futures.Future[Any]:
         """Start a background coroutine on the etcd loop."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
 

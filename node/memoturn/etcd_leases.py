@@ -38,8 +38,18 @@ log = logging.getLogger("memoturn.etcd")
 class EtcdLeaseTable(LeaseTable):
     shared = True
 
-    def __init__(self, endpoints: str, node_id: str, *, url: str = "", ttl: int = 15, margin: float | None = None,
-                 prefix: str = "/memoturn", capacity: dict[str, Any] | None = None, metrics: Any = None) -> None:
+    def __init__(
+        self,
+        endpoints: str,
+        node_id: str,
+        *,
+        url: str = "",
+        ttl: int = 15,
+        margin: float | None = None,
+        prefix: str = "/memoturn",
+        capacity: dict[str, Any] | None = None,
+        metrics: Any = None,
+    ) -> None:
         if ttl < 2:
             raise ValueError("lease TTL must be at least 2 seconds")
         self.etcd = EtcdClient(endpoints)
@@ -67,7 +77,7 @@ class EtcdLeaseTable(LeaseTable):
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> "EtcdLeaseTable":
+    def start(self) -> EtcdLeaseTable:
         self._grant()
         self._keepalive = self.etcd.spawn(self._keepalive_loop())
         return self
@@ -138,6 +148,7 @@ class EtcdLeaseTable(LeaseTable):
         k = self.owner_key(key)
         me = node_id.encode()
         for _ in range(2):
+
             async def go(client: Any) -> tuple[bool, Any]:
                 t = client.transactions
                 return await client.transaction(
@@ -150,12 +161,17 @@ class EtcdLeaseTable(LeaseTable):
             if ok:
                 epoch = int(responses[0].response_put.header.revision)
                 if epoch < at_least:
-                    raise Unavailable(f"etcd revision {epoch} is below the manifest epoch {at_least - 1} of {key}; "
-                                      "is this the etcd the store was written with?", type="epoch-regression")
+                    raise Unavailable(
+                        f"etcd revision {epoch} is below the manifest epoch {at_least - 1} of {key}; "
+                        "is this the etcd the store was written with?",
+                        type="epoch-regression",
+                    )
                 return epoch
             current = responses[0][0][0] if responses and responses[0] else b""
             if current != me:
-                raise NotOwner(f"{key} is owned by node {current.decode(errors='replace')}", owner=current.decode(errors="replace"))
+                raise NotOwner(
+                    f"{key} is owned by node {current.decode(errors='replace')}", owner=current.decode(errors="replace")
+                )
             # We own it from an earlier acquisition: release and take it again for a new epoch.
             self.release(key, node_id)
         raise NotOwner(f"{key}: could not take ownership")

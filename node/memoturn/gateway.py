@@ -81,13 +81,25 @@ def _profile_database(namespace: str, profile: str) -> str | None:
 
 
 def _problem(status: int, type_: str, detail: str) -> JSONResponse:
-    return JSONResponse({"type": type_, "title": "Gateway error", "status": status, "detail": detail},
-                        status_code=status, media_type="application/problem+json")
+    return JSONResponse(
+        {"type": type_, "title": "Gateway error", "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
 
 
 class Gateway:
-    def __init__(self, placement: Placement, *, attempts: int = 8, backoff: float = 0.05, max_backoff: float = 1.0,
-                 max_body_bytes: int = 16 * 1024**2, timeout: float = 60.0, replicas: int = 1) -> None:
+    def __init__(
+        self,
+        placement: Placement,
+        *,
+        attempts: int = 8,
+        backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        max_body_bytes: int = 16 * 1024**2,
+        timeout: float = 60.0,
+        replicas: int = 1,
+    ) -> None:
         self.replicas = replicas
         self.placement = placement
         self.attempts = attempts
@@ -111,7 +123,9 @@ class Gateway:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=KEEPALIVE_SECONDS),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
-                auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            )
             session._retry_connection = False
             self._session = session
         return self._session
@@ -136,16 +150,26 @@ class Gateway:
             db = path.rsplit("/", 1)[-1]
             k = f"{db}/{request.query_params.get('branch', 'main')}"
             owner = self.placement.owner(k)
-            return JSONResponse({"key": k, "owner": owner, "route": self.placement.route(k),
-                                 "replicas": self.placement.replicas(k, owner, self.replicas)})
+            return JSONResponse(
+                {
+                    "key": k,
+                    "owner": owner,
+                    "route": self.placement.route(k),
+                    "replicas": self.placement.replicas(k, owner, self.replicas),
+                }
+            )
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
-            return _problem(413, "payload-too-large", f"request body is {length} bytes; the limit is {self.max_body_bytes}")
+            return _problem(
+                413, "payload-too-large", f"request body is {length} bytes; the limit is {self.max_body_bytes}"
+            )
         chunks, size = [], 0
         async for chunk in request.stream():  # counted as received: a chunked body has no Content-Length
             size += len(chunk)
             if size > self.max_body_bytes:
-                return _problem(413, "payload-too-large", f"request body exceeds the limit of {self.max_body_bytes} bytes")
+                return _problem(
+                    413, "payload-too-large", f"request body exceeds the limit of {self.max_body_bytes} bytes"
+                )
             chunks.append(chunk)
         body = b"".join(chunks)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
@@ -153,7 +177,7 @@ class Gateway:
         delay = self.backoff
         last_problem = "no live node"
         replica = key is not None and request.method == "GET" and request.headers.get("memoturn-read") == "replica"
-        for attempt in range(self.attempts):
+        for _attempt in range(self.attempts):
             node = self._replica_node(key) if replica else None
             node = node or self.placement.route(key, excluded)
             if node is None:
@@ -162,11 +186,13 @@ class Gateway:
             else:
                 query = request.url.query
                 raw_path = (request.scope.get("raw_path") or path.encode()).decode("latin-1")
-                url = yarl.URL(node["url"].rstrip("/") + raw_path.split("?", 1)[0] + (f"?{query}" if query else ""),
-                               encoded=True)  # the path and query as the client sent them
+                url = yarl.URL(
+                    node["url"].rstrip("/") + raw_path.split("?", 1)[0] + (f"?{query}" if query else ""), encoded=True
+                )  # the path and query as the client sent them
                 try:
-                    resp = await self.session.request(request.method, url, headers=headers, data=body,
-                                                      allow_redirects=False)
+                    resp = await self.session.request(
+                        request.method, url, headers=headers, data=body, allow_redirects=False
+                    )
                     retry_type = await self._retryable(resp, replica)
                     if replica and retry_type == "min-txid-not-reached":
                         # The replica is behind what the client saw: ask the primary, now.
@@ -179,7 +205,7 @@ class Gateway:
                 except _NOT_SENT as exc:  # never reached the node: safe to retry elsewhere
                     excluded.add(node["id"])
                     last_problem = f"node {node['id']} unreachable: {exc}"
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # may have run
+                except (TimeoutError, aiohttp.ClientError) as exc:  # may have run
                     if request.method not in _SAFE_METHODS or isinstance(exc, asyncio.TimeoutError):
                         return _outcome_unknown(request.method, node["id"], exc)
                     last_problem = f"node {node['id']} lost the connection: {exc!r}"
@@ -210,7 +236,9 @@ class Gateway:
         A refusal that names a txid (``lease-lost`` after a commit) is not one: that commit
         may stand.
         """
-        if resp.status not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith("application/problem+json"):
+        if resp.status not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith(
+            "application/problem+json"
+        ):
             return None
         data = await resp.read()
         try:
@@ -231,8 +259,12 @@ def _outcome_unknown(method: str, node: str, exc: BaseException) -> JSONResponse
     timed_out = isinstance(exc, asyncio.TimeoutError)
     status, what = (504, "no answer in time") if timed_out else (502, f"connection lost: {exc!r}")
     log.warning("%s to node %s: %s; outcome unknown, not retried", method, node, what)
-    return _problem(status, "outcome-unknown", f"node {node} may have received the {method} and gave no complete "
-                    f"answer ({what}); it may have been applied: read it back before retrying")
+    return _problem(
+        status,
+        "outcome-unknown",
+        f"node {node} may have received the {method} and gave no complete "
+        f"answer ({what}); it may have been applied: read it back before retrying",
+    )
 
 
 async def _relay(resp: aiohttp.ClientResponse) -> Response:
@@ -295,12 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     gateway = Gateway(placement, attempts=args.attempts)
     import uvicorn
 
-    print(f"memoturn-gateway listening on http://{args.listen} (etcd {args.etcd}, "
-          f"{len(placement.live_nodes())} live nodes)", flush=True)
+    print(
+        f"memoturn-gateway listening on http://{args.listen} (etcd {args.etcd}, "
+        f"{len(placement.live_nodes())} live nodes)",
+        flush=True,
+    )
     uvicorn.run(create_gateway_app(gateway), host=host, port=int(port), log_level=args.log_level, access_log=False)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

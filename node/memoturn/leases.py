@@ -23,11 +23,12 @@ class LeaseTable(abc.ABC):
     #: older generation is void and must be acquired again.
     generation = 1
 
-    def start(self) -> "LeaseTable":
+    def start(self) -> LeaseTable:
         return self
 
     def revoke(self) -> None:
         """Drop every ownership of this node at once (graceful shutdown)."""
+
     @abc.abstractmethod
     def acquire(self, key: str, node_id: str, *, at_least: int) -> int:
         """Take ownership of ``key`` for ``node_id``; return the new epoch or raise NotOwner."""

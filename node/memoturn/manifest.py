@@ -58,8 +58,8 @@ class AbandonedTail(BaseModel):
     head_txid: int
     head_ts: float | None = None
     timeline: int
-    segments: list["SegmentRef"] = Field(default_factory=list)
-    snapshots: list["SnapshotRef"] = Field(default_factory=list)
+    segments: list[SegmentRef] = Field(default_factory=list)
+    snapshots: list[SnapshotRef] = Field(default_factory=list)
     checkpoints: dict[str, int] = Field(default_factory=dict)
     at: float = Field(default_factory=time.time)
 
@@ -69,7 +69,9 @@ class BranchPolicy(BaseModel):
 
     snapshot_every_txids: int | None = Field(None, ge=1)
     keep_snapshots: int | None = Field(None, ge=1)
-    retention_seconds: float | None = Field(None, ge=0, description="keep every snapshot younger than this (PITR window)")
+    retention_seconds: float | None = Field(
+        None, ge=0, description="keep every snapshot younger than this (PITR window)"
+    )
     merge_segments_over: int | None = Field(None, ge=2, description="merge small segments once a branch has more")
 
 
@@ -105,7 +107,7 @@ class Manifest(BaseModel):
         return body[:-1] + b',"checksum":"' + digest.encode() + b'"}'
 
     @classmethod
-    def decode(cls, data: bytes) -> "Manifest":
+    def decode(cls, data: bytes) -> Manifest:
         """Verify the checksum and parse; ValueError on any defect."""
         marker = data.rfind(b',"checksum":"')
         if marker < 0 or not data.endswith(b'"}'):

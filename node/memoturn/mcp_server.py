@@ -21,10 +21,14 @@ from .client import Memoturn, MemoturnError
 def build_server(client: Memoturn, default_namespace: str, default_profile: str) -> Any:
     from mcp.server.mcpserver import MCPServer
 
-    server = MCPServer(name="memoturn", instructions=(
-        "Long-term memory for this agent. Store durable facts, preferences, events and instructions with "
-        "memory_store; use memory_recall before answering questions about the user or past sessions; use "
-        "memory_update when something changed (it keeps history)."))
+    server = MCPServer(
+        name="memoturn",
+        instructions=(
+            "Long-term memory for this agent. Store durable facts, preferences, events and instructions with "
+            "memory_store; use memory_recall before answering questions about the user or past sessions; use "
+            "memory_update when something changed (it keeps history)."
+        ),
+    )
 
     def profile(namespace: str | None, name: str | None) -> Any:
         return client.profile(namespace or default_namespace, name or default_profile)
@@ -41,29 +45,56 @@ def build_server(client: Memoturn, default_namespace: str, default_profile: str)
         return {k: m[k] for k in ("id", "type", "content", "tags", "subject", "metadata", "event_time", "current")}
 
     @server.tool()
-    def memory_store(content: str, type: str = "fact", subject: str | None = None, tags: list[str] | None = None,
-                     metadata: dict[str, Any] | None = None, event_time: float | None = None,
-                     namespace: str | None = None, profile_name: str | None = None) -> dict[str, Any]:
+    def memory_store(
+        content: str,
+        type: str = "fact",
+        subject: str | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        event_time: float | None = None,
+        namespace: str | None = None,
+        profile_name: str | None = None,
+    ) -> dict[str, Any]:
         """Store a memory. A memory with the same subject as a current one supersedes it."""
-        r = call(profile(namespace, profile_name).add, content, type=type, subject=subject, tags=tags,
-                 metadata=metadata, event_time=event_time)
+        r = call(
+            profile(namespace, profile_name).add,
+            content,
+            type=type,
+            subject=subject,
+            tags=tags,
+            metadata=metadata,
+            event_time=event_time,
+        )
         return {"id": r["memory"]["id"], "duplicate": r["duplicate"], "txid": r.txid}
 
     @server.tool()
-    def memory_recall(query: str, limit: int = 5, types: list[str] | None = None, tags: list[str] | None = None,
-                      namespace: str | None = None, profile_name: str | None = None) -> list[dict[str, Any]]:
+    def memory_recall(
+        query: str,
+        limit: int = 5,
+        types: list[str] | None = None,
+        tags: list[str] | None = None,
+        namespace: str | None = None,
+        profile_name: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Find the memories most relevant to a query (keyword and meaning), newest state only."""
         r = call(profile(namespace, profile_name).recall, query, limit=limit, types=types, tags=tags)
         return [{**slim(h["memory"]), "score": round(h["score"], 5)} for h in r["results"]]
 
     @server.tool()
-    def memory_update(memory_id: str, content: str, namespace: str | None = None,
-                      profile_name: str | None = None) -> dict[str, Any]:
+    def memory_update(
+        memory_id: str, content: str, namespace: str | None = None, profile_name: str | None = None
+    ) -> dict[str, Any]:
         """Replace a memory with new content; the old one stays in its history as superseded."""
         p = profile(namespace, profile_name)
         old = call(p.get, memory_id)
-        r = call(p.add, content, type=old["type"], supersedes=memory_id, tags=old["tags"] or None,
-                 metadata=old["metadata"] or None)
+        r = call(
+            p.add,
+            content,
+            type=old["type"],
+            supersedes=memory_id,
+            tags=old["tags"] or None,
+            metadata=old["metadata"] or None,
+        )
         return {"id": r["memory"]["id"], "supersedes": memory_id, "txid": r.txid}
 
     @server.tool()
@@ -73,8 +104,9 @@ def build_server(client: Memoturn, default_namespace: str, default_profile: str)
         return {"forgotten": memory_id}
 
     @server.tool()
-    def memory_list(types: list[str] | None = None, limit: int = 50, namespace: str | None = None,
-                    profile_name: str | None = None) -> list[dict[str, Any]]:
+    def memory_list(
+        types: list[str] | None = None, limit: int = 50, namespace: str | None = None, profile_name: str | None = None
+    ) -> list[dict[str, Any]]:
         """List current memories (optionally of some types)."""
         r = call(profile(namespace, profile_name).list, types=types, limit=limit)
         return [slim(m) for m in r["memories"]]

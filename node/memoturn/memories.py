@@ -76,17 +76,23 @@ def ensure_schema(conn: Any, dim: int, embedder: str) -> None:
     current = profile_dim(conn)
     if current is not None:
         if current != dim:
-            raise BadRequest(f"this profile stores {current}-dimensional embeddings, not {dim}", type="dimension-mismatch")
+            raise BadRequest(
+                f"this profile stores {current}-dimensional embeddings, not {dim}", type="dimension-mismatch"
+            )
         return
     for statement in schema(dim):
         conn.execute(statement)
-    conn.execute("INSERT INTO __memoturn_meta(key, value) VALUES ('embedding_dim', ?), ('embedder', ?)", (str(dim), embedder))
+    conn.execute(
+        "INSERT INTO __memoturn_meta(key, value) VALUES ('embedding_dim', ?), ('embedder', ?)", (str(dim), embedder)
+    )
 
 
 def check_type(type_: str) -> str:
     if not isinstance(type_, str) or not _TYPE.match(type_):
-        raise BadRequest(f"invalid memory type {type_!r}: use a-z, 0-9, '_' or '-' (built in: {', '.join(BUILTIN_TYPES)})",
-                         type="invalid-type")
+        raise BadRequest(
+            f"invalid memory type {type_!r}: use a-z, 0-9, '_' or '-' (built in: {', '.join(BUILTIN_TYPES)})",
+            type="invalid-type",
+        )
     return type_
 
 
@@ -94,17 +100,42 @@ def content_hash(type_: str, subject: str | None, content: str) -> str:
     return hashlib.sha256(f"{type_}\0{subject or ''}\0{content.strip()}".encode()).hexdigest()
 
 
-_COLUMNS = ("id, type, content, metadata, tags, subject, event_time, valid_from, valid_to, recorded_at, "
-            "supersedes, superseded_by")
+_COLUMNS = (
+    "id, type, content, metadata, tags, subject, event_time, valid_from, valid_to, recorded_at, "
+    "supersedes, superseded_by"
+)
 
 
 def _row(row: tuple) -> dict[str, Any]:
-    (id_, type_, content, metadata, tags, subject, event_time, valid_from, valid_to, recorded_at,
-     supersedes, superseded_by) = row[:12]
-    return {"id": id_, "type": type_, "content": content, "metadata": json.loads(metadata), "tags": json.loads(tags),
-            "subject": subject, "event_time": event_time, "valid_from": valid_from, "valid_to": valid_to,
-            "recorded_at": recorded_at, "supersedes": supersedes, "superseded_by": superseded_by,
-            "current": valid_to is None}
+    (
+        id_,
+        type_,
+        content,
+        metadata,
+        tags,
+        subject,
+        event_time,
+        valid_from,
+        valid_to,
+        recorded_at,
+        supersedes,
+        superseded_by,
+    ) = row[:12]
+    return {
+        "id": id_,
+        "type": type_,
+        "content": content,
+        "metadata": json.loads(metadata),
+        "tags": json.loads(tags),
+        "subject": subject,
+        "event_time": event_time,
+        "valid_from": valid_from,
+        "valid_to": valid_to,
+        "recorded_at": recorded_at,
+        "supersedes": supersedes,
+        "superseded_by": superseded_by,
+        "current": valid_to is None,
+    }
 
 
 def add(conn: Any, item: dict[str, Any], vector: np.ndarray, now: float | None = None) -> tuple[dict[str, Any], bool]:
@@ -132,20 +163,37 @@ def add(conn: Any, item: dict[str, Any], vector: np.ndarray, now: float | None =
             raise BadRequest(f"memory {supersedes!r} is already superseded", type="already-superseded")
         old_ids.append(supersedes)
     if subject:
-        old_ids += [r[0] for r in conn.execute(
-            "SELECT id FROM __memoturn_memories WHERE subject = ? AND valid_to IS NULL", (subject,)).fetchall()
-            if r[0] not in old_ids]
+        old_ids += [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM __memoturn_memories WHERE subject = ? AND valid_to IS NULL", (subject,)
+            ).fetchall()
+            if r[0] not in old_ids
+        ]
     conn.execute(
         "INSERT INTO __memoturn_memories(id, type, content, metadata, tags, subject, content_hash, event_time,"
         " valid_from, valid_to, recorded_at, supersedes, superseded_by, embedding)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, ?)",
-        (memory_id, type_, content, json.dumps(item.get("metadata") or {}, separators=(",", ":")),
-         json.dumps(item.get("tags") or [], separators=(",", ":")), subject, digest, event_time, valid_from, now,
-         old_ids[0] if old_ids else None, vector.astype(np.float32).tobytes()),
+        (
+            memory_id,
+            type_,
+            content,
+            json.dumps(item.get("metadata") or {}, separators=(",", ":")),
+            json.dumps(item.get("tags") or [], separators=(",", ":")),
+            subject,
+            digest,
+            event_time,
+            valid_from,
+            now,
+            old_ids[0] if old_ids else None,
+            vector.astype(np.float32).tobytes(),
+        ),
     )
     for old in old_ids:
-        conn.execute("UPDATE __memoturn_memories SET valid_to = ?, superseded_by = ? WHERE id = ?",
-                     (max(valid_from, now) if event_time is None else valid_from, memory_id, old))
+        conn.execute(
+            "UPDATE __memoturn_memories SET valid_to = ?, superseded_by = ? WHERE id = ?",
+            (max(valid_from, now) if event_time is None else valid_from, memory_id, old),
+        )
     row = conn.execute(f"SELECT {_COLUMNS} FROM __memoturn_memories WHERE id = ?", (memory_id,)).fetchone()
     return _row(row), False
 
@@ -155,8 +203,11 @@ def has_memories(conn: Any) -> bool:
 
 
 def get(conn: Any, memory_id: str) -> dict[str, Any]:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM __memoturn_memories WHERE id = ?", (memory_id,)).fetchone() \
-        if has_memories(conn) else None
+    row = (
+        conn.execute(f"SELECT {_COLUMNS} FROM __memoturn_memories WHERE id = ?", (memory_id,)).fetchone()
+        if has_memories(conn)
+        else None
+    )
     if row is None:
         raise NotFound(f"memory {memory_id!r} not found", type="memory-not-found")
     return _row(row)
@@ -181,12 +232,15 @@ def forget(conn: Any, memory_id: str) -> None:
     get(conn, memory_id)
     conn.execute("DELETE FROM __memoturn_memories WHERE id = ?", (memory_id,))
     # Rowids may be reused after a delete: tell vector caches to rebuild.
-    conn.execute("INSERT INTO __memoturn_meta(key, value) VALUES ('memory_deletes', '1') ON CONFLICT(key) DO UPDATE"
-                 " SET value = CAST(value AS INTEGER) + 1")
+    conn.execute(
+        "INSERT INTO __memoturn_meta(key, value) VALUES ('memory_deletes', '1') ON CONFLICT(key) DO UPDATE"
+        " SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
-def list_memories(conn: Any, *, types: list[str] | None, include_superseded: bool, limit: int,
-                  after: str | None) -> list[dict[str, Any]]:
+def list_memories(
+    conn: Any, *, types: list[str] | None, include_superseded: bool, limit: int, after: str | None
+) -> list[dict[str, Any]]:
     if not has_memories(conn):
         return []
     where, params = _filters(types=types, include_superseded=include_superseded)
@@ -197,9 +251,16 @@ def list_memories(conn: Any, *, types: list[str] | None, include_superseded: boo
     return [_row(r) for r in conn.execute(sql, (*params, limit)).fetchall()]
 
 
-def _filters(*, types: list[str] | None = None, tags: list[str] | None = None, since: float | None = None,
-             until: float | None = None, metadata: dict[str, Any] | None = None, as_of: float | None = None,
-             include_superseded: bool = False) -> tuple[list[str], list[Any]]:
+def _filters(
+    *,
+    types: list[str] | None = None,
+    tags: list[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    metadata: dict[str, Any] | None = None,
+    as_of: float | None = None,
+    include_superseded: bool = False,
+) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if types:
@@ -233,14 +294,16 @@ def _filters(*, types: list[str] | None = None, tags: list[str] | None = None, s
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # English function words: they match nearly every memory and only add noise to BM25.
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
 him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only or
 other our ours ourselves out over own same she should so some such than that the their theirs them themselves then
 there these they this those through to too under until up very was we were what when where which while who whom why
 will with would you your yours yourself yourselves
-""".split())
+""".split()
+)
 # FTS5 ranks are negative BM25 scores; a match on terms that every row contains scores ~0.
 _MIN_BM25 = 1e-4
 
@@ -253,16 +316,35 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 
-def recall(conn: Any, *, query: str, vector: np.ndarray | None, limit: int = 10, types: list[str] | None = None,
-           tags: list[str] | None = None, since: float | None = None, until: float | None = None,
-           metadata: dict[str, Any] | None = None, as_of: float | None = None, include_superseded: bool = False,
-           recency_half_life_days: float | None = None, candidates: int | None = None,
-           cache: VectorCache | None = None) -> list[dict[str, Any]]:
+def recall(
+    conn: Any,
+    *,
+    query: str,
+    vector: np.ndarray | None,
+    limit: int = 10,
+    types: list[str] | None = None,
+    tags: list[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    metadata: dict[str, Any] | None = None,
+    as_of: float | None = None,
+    include_superseded: bool = False,
+    recency_half_life_days: float | None = None,
+    candidates: int | None = None,
+    cache: VectorCache | None = None,
+) -> list[dict[str, Any]]:
     """Hybrid recall: BM25 and vector ranks fused by RRF, filters applied to both."""
     if not has_memories(conn):
         return []
-    where, params = _filters(types=types, tags=tags, since=since, until=until, metadata=metadata, as_of=as_of,
-                             include_superseded=include_superseded)
+    where, params = _filters(
+        types=types,
+        tags=tags,
+        since=since,
+        until=until,
+        metadata=metadata,
+        as_of=as_of,
+        include_superseded=include_superseded,
+    )
     filtered = bool(where != ["m.valid_to IS NULL"])
     k = candidates or max(50, limit * 5)
     ranks: dict[int, dict[str, int]] = {}
@@ -274,15 +356,19 @@ def recall(conn: Any, *, query: str, vector: np.ndarray | None, limit: int = 10,
             f" WHERE __memoturn_memories_fts MATCH ?{cond} ORDER BY f.rank LIMIT ?",
             (fq, *params, k),
         ).fetchall()
-        for rank, (rowid, score) in enumerate(r for r in rows if -r[1] > _MIN_BM25):
+        for rank, (rowid, _score) in enumerate(r for r in rows if -r[1] > _MIN_BM25):
             ranks.setdefault(rowid, {})["bm25"] = rank
     if vector is not None:
         fetch = k * (20 if filtered else 2)
         ordered = (cache or _DEFAULT_CACHE).search(conn, vector, fetch)
         if ordered:
-            allowed = {r[0] for r in conn.execute(
-                f"SELECT m.rowid FROM __memoturn_memories m WHERE m.rowid IN ({','.join('?' * len(ordered))}){cond}",
-                (*ordered, *params)).fetchall()}
+            allowed = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT m.rowid FROM __memoturn_memories m WHERE m.rowid IN ({','.join('?' * len(ordered))}){cond}",
+                    (*ordered, *params),
+                ).fetchall()
+            }
             for rank, rowid in enumerate([r for r in ordered if r in allowed][:k]):
                 ranks.setdefault(rowid, {})["vector"] = rank
     if not ranks:
@@ -292,23 +378,28 @@ def recall(conn: Any, *, query: str, vector: np.ndarray | None, limit: int = 10,
         now = time.time()
         ids = list(scores)
         for rowid, when in conn.execute(
-                f"SELECT rowid, COALESCE(event_time, recorded_at) FROM __memoturn_memories"
-                f" WHERE rowid IN ({','.join('?' * len(ids))})", ids).fetchall():
+            f"SELECT rowid, COALESCE(event_time, recorded_at) FROM __memoturn_memories"
+            f" WHERE rowid IN ({','.join('?' * len(ids))})",
+            ids,
+        ).fetchall():
             scores[rowid] *= math.pow(0.5, max(0.0, now - when) / 86400 / recency_half_life_days)
     top = sorted(scores, key=lambda r: scores[r], reverse=True)[:limit]
     if not top:
         return []
-    rows = {row[-1]: row for row in conn.execute(
-        f"SELECT {_COLUMNS}, rowid FROM __memoturn_memories WHERE rowid IN ({','.join('?' * len(top))})", top
-    ).fetchall()}
+    rows = {
+        row[-1]: row
+        for row in conn.execute(
+            f"SELECT {_COLUMNS}, rowid FROM __memoturn_memories WHERE rowid IN ({','.join('?' * len(top))})", top
+        ).fetchall()
+    }
     return [{"memory": _row(rows[r]), "score": scores[r], "ranks": ranks[r]} for r in top if r in rows]
 
 
 def stats(conn: Any) -> dict[str, Any]:
     if not has_memories(conn):
         return {"memories": 0, "current": 0, "by_type": {}, "embedding_dim": None}
-    total, current = conn.execute(
-        "SELECT count(*), sum(valid_to IS NULL) FROM __memoturn_memories").fetchone()
-    by_type = dict(conn.execute(
-        "SELECT type, count(*) FROM __memoturn_memories WHERE valid_to IS NULL GROUP BY type").fetchall())
+    total, current = conn.execute("SELECT count(*), sum(valid_to IS NULL) FROM __memoturn_memories").fetchone()
+    by_type = dict(
+        conn.execute("SELECT type, count(*) FROM __memoturn_memories WHERE valid_to IS NULL GROUP BY type").fetchall()
+    )
     return {"memories": total, "current": current or 0, "by_type": by_type, "embedding_dim": profile_dim(conn)}

@@ -42,25 +42,36 @@ log = logging.getLogger("memoturn.node")
 
 
 class Node:
-    def __init__(self, settings: Settings, *, store: st.ObjectStore | None = None, leases: LeaseTable | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, store: st.ObjectStore | None = None, leases: LeaseTable | None = None
+    ) -> None:
         self.settings = settings
         self.store = store or st.open_store(settings.resolved_store_url)
         self.metrics = NodeMetrics()
         if leases is None and settings.etcd_endpoints:
             from .etcd_leases import EtcdLeaseTable
 
-            leases = EtcdLeaseTable(settings.etcd_endpoints, settings.node_id, url=settings.resolved_advertise_url,
-                                    ttl=settings.lease_ttl_seconds, prefix=settings.etcd_prefix,
-                                    capacity={"max_hot": settings.max_hot, "max_disk_bytes": settings.max_disk_bytes},
-                                    metrics=self.metrics)
+            leases = EtcdLeaseTable(
+                settings.etcd_endpoints,
+                settings.node_id,
+                url=settings.resolved_advertise_url,
+                ttl=settings.lease_ttl_seconds,
+                prefix=settings.etcd_prefix,
+                capacity={"max_hot": settings.max_hot, "max_disk_bytes": settings.max_disk_bytes},
+                metrics=self.metrics,
+            )
         self.leases = leases or LocalLeaseTable()
         self.placement: Any = None
         self.auth = Authenticator(self.store, settings.admin_token, settings.tokens)
         self.replicator = Replicator(self)
         self.replicas = ReplicaSet(self)
         self.shipper = Shipper(self)
-        self.sql_workers = SqlWorkers(settings.sql_workers, settings.statement_timeout_seconds,
-                                      max_txn_bytes=settings.max_txn_bytes, max_result_bytes=settings.max_body_bytes)
+        self.sql_workers = SqlWorkers(
+            settings.sql_workers,
+            settings.statement_timeout_seconds,
+            max_txn_bytes=settings.max_txn_bytes,
+            max_result_bytes=settings.max_body_bytes,
+        )
         self.tiers = TierManager(self)
         self._lock = threading.Lock()
         self._hot: OrderedDict[str, Database] = OrderedDict()
@@ -70,7 +81,7 @@ class Node:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> "Node":
+    def start(self) -> Node:
         shutil.rmtree(self.settings.cache_dir, ignore_errors=True)
         os.makedirs(self.settings.cache_dir, exist_ok=True)
         self.leases.start()
@@ -125,13 +136,16 @@ class Node:
         create_manifest(self.store, manifest)
         return manifest
 
-    def list_databases(self, *, limit: int = 100, cursor: str | None = None, prefix: str = "") -> tuple[list[str], str | None]:
+    def list_databases(
+        self, *, limit: int = 100, cursor: str | None = None, prefix: str = ""
+    ) -> tuple[list[str], str | None]:
         try:
-            page = self.store.list(f"db/{prefix}", delimiter="/", start_after=f"db/{cursor}/" if cursor else None,
-                                   limit=limit)
+            page = self.store.list(
+                f"db/{prefix}", delimiter="/", start_after=f"db/{cursor}/" if cursor else None, limit=limit
+            )
         except st.StoreUnavailable as exc:
             raise Unavailable(f"object store unavailable: {exc}") from exc
-        names = [p[len("db/"):].rstrip("/") for p in page.prefixes]
+        names = [p[len("db/") :].rstrip("/") for p in page.prefixes]
         return names, (names[-1] if page.next_cursor and names else None)
 
     def describe(self, name: str, branch: str = DEFAULT_BRANCH) -> dict[str, Any]:
@@ -178,8 +192,15 @@ class Node:
 
     # -- access --------------------------------------------------------------------------
 
-    def read(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None,
-             replica: bool = False) -> tuple[T, int]:
+    def read(
+        self,
+        name: str,
+        fn: Callable[[Any], T],
+        *,
+        branch: str = DEFAULT_BRANCH,
+        min_txid: int | None = None,
+        replica: bool = False,
+    ) -> tuple[T, int]:
         """A primary read, or with ``replica=True`` (and another node owning the branch) a
         bounded-stale read from this node's replica copy."""
         if replica and self.leases.shared:
@@ -206,7 +227,9 @@ class Node:
 
     KV_CACHE_ENTRIES = 256
 
-    def kv_get(self, name: str, key: str, *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None) -> tuple[Any, int]:
+    def kv_get(
+        self, name: str, key: str, *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None
+    ) -> tuple[Any, int]:
         """A primary KV read through the handle's read cache (never older than the head)."""
         from . import kv
 
@@ -221,8 +244,9 @@ class Node:
             cache.popitem(last=False)
         return item, txid
 
-    def kv_cached(self, name: str, key: str, *, branch: str = DEFAULT_BRANCH,
-                  min_txid: int | None = None) -> tuple[Any, int] | None:
+    def kv_cached(
+        self, name: str, key: str, *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None
+    ) -> tuple[Any, int] | None:
         """What :meth:`kv_get` would answer, if the branch is hot and the key's cached entry is
         at the head; else None. No I/O and no waiting, so the event loop may call it."""
         with self._lock:
@@ -249,8 +273,16 @@ class Node:
             db = self._hot.get(f"{name}/{branch}")
         return db is None or not db.owned
 
-    def write(self, name: str, fn: Callable[[Any], T], *, branch: str = DEFAULT_BRANCH, durable: bool | None = None,
-              transaction: bool = True, external: bool = False) -> tuple[T, int]:
+    def write(
+        self,
+        name: str,
+        fn: Callable[[Any], T],
+        *,
+        branch: str = DEFAULT_BRANCH,
+        durable: bool | None = None,
+        transaction: bool = True,
+        external: bool = False,
+    ) -> tuple[T, int]:
         durable = self.settings.durability == "durable" if durable is None else durable
         for _ in range(3):
             db = self.open(name, branch)
@@ -260,17 +292,30 @@ class Node:
                 continue
         raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
 
-    def sql(self, name: str, statements: list[tuple[str, Any]], *, branch: str = DEFAULT_BRANCH,
-            durable: bool | None = None, transaction: bool = True) -> tuple[list[dict[str, Any]], int]:
+    def sql(
+        self,
+        name: str,
+        statements: list[tuple[str, Any]],
+        *,
+        branch: str = DEFAULT_BRANCH,
+        durable: bool | None = None,
+        transaction: bool = True,
+    ) -> tuple[list[dict[str, Any]], int]:
         """Run a batch of user SQL (screened first) in an SQL worker, under its deadline."""
         from .sqlexec import bind, screen
 
         autocommit = screen(statements)
         statements = [(sql, bind(params)) for sql, params in statements]  # plain values for the pipe
         try:
-            return self.write(name, lambda path, captured: self.sql_workers.run(
-                path, statements, transaction=transaction and not autocommit, captured=captured),
-                branch=branch, durable=durable, external=True)
+            return self.write(
+                name,
+                lambda path, captured: self.sql_workers.run(
+                    path, statements, transaction=transaction and not autocommit, captured=captured
+                ),
+                branch=branch,
+                durable=durable,
+                external=True,
+            )
         except MemoturnError as exc:
             if exc.type == "statement-timeout":
                 self.metrics.statement_timeouts.inc()

@@ -23,6 +23,7 @@ log = logging.getLogger("memoturn.placement")
 
 def rendezvous(key: str, nodes: list[str]) -> list[str]:
     """``nodes`` ranked for ``key`` by highest random weight (stable, minimal reshuffling)."""
+
     def weight(node: str) -> int:
         return int.from_bytes(hashlib.blake2b(f"{key}\0{node}".encode(), digest_size=8).digest(), "big")
 
@@ -40,7 +41,7 @@ class Placement:
         self._closed = False
         self._task: Any = None
 
-    def start(self, timeout: float = 10.0) -> "Placement":
+    def start(self, timeout: float = 10.0) -> Placement:
         self._task = self.etcd.spawn(self._follow())
         self._ready.wait(timeout)
         return self
@@ -93,16 +94,16 @@ class Placement:
     # -- the watch -----------------------------------------------------------------------
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
-        k = key.decode()[len(self.prefix):]
+        k = key.decode()[len(self.prefix) :]
         with self._lock:
             if k.startswith("/nodes/"):
-                node_id = k[len("/nodes/"):]
+                node_id = k[len("/nodes/") :]
                 if value is None:
                     self.nodes.pop(node_id, None)
                 else:
                     self.nodes[node_id] = json.loads(value)
             elif k.startswith("/owners/"):
-                branch = k[len("/owners/"):]
+                branch = k[len("/owners/") :]
                 if value is None:
                     self.owners.pop(branch, None)
                 else:

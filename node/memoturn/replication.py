@@ -43,7 +43,7 @@ log = logging.getLogger("memoturn.replication")
 class Replicator:
     """Owner side: stream shipped segments to replica nodes, best effort."""
 
-    def __init__(self, node: "Node", *, queue_size: int = 10_000) -> None:
+    def __init__(self, node: Node, *, queue_size: int = 10_000) -> None:
         self.node = node
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
@@ -55,8 +55,9 @@ class Replicator:
         if self.node.settings.replicas <= 0 or self.node.placement is None:
             return
         token = self.node.settings.admin_token
-        self._client = httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0),
-                                    headers={"Authorization": f"Bearer {token}"} if token else {})
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(5.0, connect=1.0), headers={"Authorization": f"Bearer {token}"} if token else {}
+        )
         self._thread = threading.Thread(target=self._run, name="memoturn-replicator", daemon=True)
         self._thread.start()
 
@@ -114,7 +115,7 @@ class ReplicaCopy:
 class ReplicaSet:
     """Replica side: read-only copies kept current by streamed segments or restores."""
 
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self._lock = threading.Lock()
         self._copies: OrderedDict[str, ReplicaCopy] = OrderedDict()
@@ -163,11 +164,17 @@ class ReplicaSet:
         except SegmentCorrupt as exc:
             raise BadRequest(str(exc), type="segment-corrupt") from None
         if seg.database != name or seg.branch != branch:
-            raise BadRequest(f"segment is for {seg.database}/{seg.branch}, not {name}/{branch}", type="segment-mismatch")
+            raise BadRequest(
+                f"segment is for {seg.database}/{seg.branch}, not {name}/{branch}", type="segment-mismatch"
+            )
         copy = self._copy(name, branch)
         with copy.lock:
-            if seg.timeline < copy.timeline or (seg.epoch < copy.epoch or seg.last_txid <= copy.head_txid) \
-                    and not copy.stale and seg.timeline == copy.timeline:
+            if (
+                seg.timeline < copy.timeline
+                or (seg.epoch < copy.epoch or seg.last_txid <= copy.head_txid)
+                and not copy.stale
+                and seg.timeline == copy.timeline
+            ):
                 return {"applied": False, "head_txid": copy.head_txid, "reason": "old"}
             if copy.stale or seg.first_txid != copy.head_txid + 1 or seg.timeline != copy.timeline:
                 if not copy.stale:
@@ -203,8 +210,12 @@ class ReplicaSet:
         while True:
             with copy.lock:
                 too_old = time.monotonic() - copy.checked_at > self.node.settings.replica_max_staleness_seconds
-                if copy.conn is None or copy.stale or too_old or (min_txid is not None and copy.head_txid < min_txid
-                                                                   and not checked):
+                if (
+                    copy.conn is None
+                    or copy.stale
+                    or too_old
+                    or (min_txid is not None and copy.head_txid < min_txid and not checked)
+                ):
                     # Nothing streamed for a while (or behind what the client saw): catch up
                     # from object storage, which holds everything the owner has shipped.
                     manifest, _ = load_manifest(self.node.store, name, branch)
@@ -216,8 +227,11 @@ class ReplicaSet:
                     return fn(copy.conn), copy.head_txid
                 head = copy.head_txid
             if time.monotonic() >= deadline:
-                raise PreconditionFailed(f"replica of {name}/{branch} is at txid {head}, below Memoturn-Min-Txid {min_txid}",
-                                         type="min-txid-not-reached", txid=head)
+                raise PreconditionFailed(
+                    f"replica of {name}/{branch} is at txid {head}, below Memoturn-Min-Txid {min_txid}",
+                    type="min-txid-not-reached",
+                    txid=head,
+                )
             time.sleep(0.01)
 
     def describe(self, name: str, branch: str) -> dict[str, Any] | None:
@@ -225,8 +239,12 @@ class ReplicaSet:
             copy = self._copies.get(f"{name}/{branch}")
         if copy is None:
             return None
-        return {"head_txid": copy.head_txid, "epoch": copy.epoch, "stale": copy.stale,
-                "checked_seconds_ago": round(time.monotonic() - copy.checked_at, 3)}
+        return {
+            "head_txid": copy.head_txid,
+            "epoch": copy.epoch,
+            "stale": copy.stale,
+            "checked_seconds_ago": round(time.monotonic() - copy.checked_at, 3),
+        }
 
     def close(self) -> None:
         with self._lock:

@@ -55,8 +55,9 @@ def _plan(manifest: Manifest, target: int) -> tuple[SnapshotRef | None, list[tup
     base = max(snaps, key=lambda s: s.txid) if snaps else None
     expected = (base.txid if base else 0) + 1
     candidates = [(r, min(r.last_txid, fork, target)) for r in manifest.base_segments]
-    candidates += [(r, min(r.last_txid, target, r.until if r.until is not None else r.last_txid))
-                   for r in manifest.segments]
+    candidates += [
+        (r, min(r.last_txid, target, r.until if r.until is not None else r.last_txid)) for r in manifest.segments
+    ]
     candidates.sort(key=lambda c: (c[0].first_txid, -c[1]))
     steps: list[tuple[SegmentRef, int]] = []
     for ref, hi in candidates:
@@ -112,9 +113,7 @@ def resolve_txid_at(store: st.ObjectStore, manifest: Manifest, ts: float) -> int
             if txn.ts <= ts and txn.txid <= hi:
                 best = max(best, txn.txid)
     if best == 0 and ts < manifest.created_at and fork is None:
-        raise BadRequest(
-            f"{manifest.database}/{manifest.branch} did not exist at {ts}", type="before-creation"
-        )
+        raise BadRequest(f"{manifest.database}/{manifest.branch} did not exist at {ts}", type="before-creation")
     return min(best, manifest.head_txid)
 
 
@@ -135,8 +134,7 @@ def restore(
         )
     if target < 0 or target > manifest.head_txid:
         raise BadRequest(
-            f"txid {target} is beyond the head of {manifest.database}/{manifest.branch} "
-            f"({manifest.head_txid})",
+            f"txid {target} is beyond the head of {manifest.database}/{manifest.branch} ({manifest.head_txid})",
             type="txid-out-of-range",
         )
     base_ref, chain = _plan(manifest, target)

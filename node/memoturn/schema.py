@@ -12,6 +12,5 @@ BOOTSTRAP = [
     "CREATE TABLE IF NOT EXISTS __memoturn_kv("
     " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL, updated_at REAL NOT NULL"
     ") WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS __memoturn_kv_expiry ON __memoturn_kv(expires_at)"
-    " WHERE expires_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS __memoturn_kv_expiry ON __memoturn_kv(expires_at) WHERE expires_at IS NOT NULL",
 ]

@@ -80,10 +80,7 @@ def encode_segment(seg: Segment) -> bytes:
         "page_size": seg.page_size,
         "first_txid": seg.first_txid,
         "last_txid": seg.last_txid,
-        "txns": [
-            {"txid": t.txid, "ts": t.ts, "db_pages": t.db_pages, "pages": len(t.pages)}
-            for t in seg.txns
-        ],
+        "txns": [{"txid": t.txid, "ts": t.ts, "db_pages": t.db_pages, "pages": len(t.pages)} for t in seg.txns],
     }
     hbytes = json.dumps(header, separators=(",", ":")).encode()
     parts = [MAGIC, struct.pack(">I", len(hbytes)), hbytes]
@@ -137,7 +134,7 @@ def decode_segment(data: bytes, *, where: str = "segment") -> Segment:
         raise SegmentCorrupt(f"{where}: {len(body) - pos} trailing bytes")
     if not seg.txns:
         raise SegmentCorrupt(f"{where}: no transactions")
-    for prev, cur in zip(seg.txns, seg.txns[1:]):
+    for prev, cur in zip(seg.txns, seg.txns[1:], strict=False):
         if cur.txid != prev.txid + 1:
             raise SegmentCorrupt(f"{where}: txids {prev.txid} -> {cur.txid} are not contiguous")
     if seg.first_txid != header.get("first_txid") or seg.last_txid != header.get("last_txid"):

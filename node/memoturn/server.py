@@ -20,8 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env(listen=args.listen, data_dir=args.data_dir, store_url=args.store,
-                                     durability=args.durability)
+        settings = Settings.from_env(
+            listen=args.listen, data_dir=args.data_dir, store_url=args.store, durability=args.durability
+        )
     except ValidationError as exc:
         print(f"memoturnd: invalid setting: {settings_error(exc)}", file=sys.stderr)
         return 2
@@ -30,9 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .api.app import create_app
-    from .node import Node
-
     from .errors import MemoturnError
+    from .node import Node
 
     try:
         node = Node(settings).start()
@@ -52,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         f"API docs http://{settings.listen}/docs)",
         flush=True,
     )
-    uvicorn.run(create_app(node), host=host, port=int(port), log_level=args.log_level.lower(),
-                access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(node),
+        host=host,
+        port=int(port),
+        log_level=args.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

@@ -56,7 +56,7 @@ log = logging.getLogger("memoturn.shipper")
 
 
 class Shipper:
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.store = node.store
         self.settings = node.settings
@@ -91,7 +91,7 @@ class Shipper:
 
     # -- queueing ------------------------------------------------------------------------
 
-    def enqueue(self, db: "Database", seg: Segment) -> None:
+    def enqueue(self, db: Database, seg: Segment) -> None:
         """Called by the writer under the database lock, right after capture."""
         with db.ship_cond:
             db.pending.append(seg)
@@ -101,7 +101,7 @@ class Shipper:
             self.metrics.unshipped_txids.set(self.unshipped_txids)
         self.schedule(db)
 
-    def schedule(self, db: "Database", delay: float = 0.0, *, urgent: bool = False) -> None:
+    def schedule(self, db: Database, delay: float = 0.0, *, urgent: bool = False) -> None:
         """Queue ``db`` to ship: after ``delay`` (a retry backoff), else as soon as its pacing
         interval since the last ship allows, or at once when ``urgent`` (a durable waiter)."""
         with self._cv:
@@ -120,7 +120,7 @@ class Shipper:
                 self._ready.append(db)
             self._cv.notify()
 
-    def _next(self) -> "Database | None":
+    def _next(self) -> Database | None:
         with self._cv:
             while not self._stop:
                 now = time.monotonic()
@@ -152,7 +152,7 @@ class Shipper:
 
     # -- shipping ------------------------------------------------------------------------
 
-    def ship(self, db: "Database", *, snapshot: bool = True) -> bool:
+    def ship(self, db: Database, *, snapshot: bool = True) -> bool:
         """Ship what is pending for ``db`` once; True if more work remains.
 
         ``snapshot=False`` when the caller holds the database lock (snapshots take it).
@@ -196,12 +196,14 @@ class Shipper:
             with db.ship_cond:
                 return bool(db.pending)
 
-    def _retention(self, db: "Database") -> tuple[int, float]:
+    def _retention(self, db: Database) -> tuple[int, float]:
         p = db.manifest.policy
-        return (p.keep_snapshots or self.settings.keep_snapshots,
-                p.retention_seconds if p.retention_seconds is not None else self.settings.retention_seconds)
+        return (
+            p.keep_snapshots or self.settings.keep_snapshots,
+            p.retention_seconds if p.retention_seconds is not None else self.settings.retention_seconds,
+        )
 
-    def _maybe_merge(self, db: "Database") -> None:
+    def _maybe_merge(self, db: Database) -> None:
         """Merge a branch's oldest run of small segments into one object (same txids, same chain).
 
         Only segments under :data:`MERGED_SEGMENT_MAX_BYTES` take part, and a merge stops before
@@ -217,7 +219,9 @@ class Shipper:
             return
         run: list[SegmentRef] = []
         for ref in segs:
-            fits = ref.size < MERGED_SEGMENT_MAX_BYTES and sum(r.size for r in run) + ref.size <= MERGED_SEGMENT_MAX_BYTES
+            fits = (
+                ref.size < MERGED_SEGMENT_MAX_BYTES and sum(r.size for r in run) + ref.size <= MERGED_SEGMENT_MAX_BYTES
+            )
             if run and (not fits or len(run) == limit or ref.first_txid != run[-1].last_txid + 1):
                 if len(run) >= 2:
                     break
@@ -240,9 +244,16 @@ class Shipper:
         data = encode_segment(merged)
         key = segment_key(db.name, db.branch, merged.first_txid, merged.last_txid, merged.epoch, merged.timeline)
         self.store.put(key, data, if_none_match=True)
-        new_ref = SegmentRef(key=key, first_txid=merged.first_txid, last_txid=merged.last_txid,
-                             first_ts=merged.first_ts, last_ts=merged.last_ts, size=len(data),
-                             sha256=hashlib.sha256(data).hexdigest(), epoch=merged.epoch)
+        new_ref = SegmentRef(
+            key=key,
+            first_txid=merged.first_txid,
+            last_txid=merged.last_txid,
+            first_ts=merged.first_ts,
+            last_ts=merged.last_ts,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            epoch=merged.epoch,
+        )
         old = {r.key for r in run}
 
         def change(m: Manifest) -> Manifest:
@@ -251,11 +262,13 @@ class Shipper:
             rest = [s for s in m.segments if s.key not in old]
             return m.model_copy(update={"segments": sorted([*rest, new_ref], key=lambda s: s.first_txid)})
 
-        self._cas(db, change, landed=lambda m: any(s.key == key for s in m.segments) or not old <= {s.key for s in m.segments})
+        self._cas(
+            db, change, landed=lambda m: any(s.key == key for s in m.segments) or not old <= {s.key for s in m.segments}
+        )
         self.recent.add(key, data)  # small enough to be merged again later
         self.metrics.segments_merged.inc(len(run))
 
-    def compact(self, db: "Database", timeout: float = 60.0) -> None:
+    def compact(self, db: Database, timeout: float = 60.0) -> None:
         """Ship everything pending, then write a snapshot at the head and land it now."""
         deadline = time.monotonic() + timeout
         while db.pending and time.monotonic() < deadline:
@@ -282,7 +295,7 @@ class Shipper:
                 time.sleep(0.05)
         return False
 
-    def _ship_segments(self, db: "Database", segs: list[Segment]) -> None:
+    def _ship_segments(self, db: Database, segs: list[Segment]) -> None:
         seg = segs[0] if len(segs) == 1 else merge_segments(segs)
         data = encode_segment(seg)
         digest = hashlib.sha256(data).hexdigest()
@@ -308,12 +321,14 @@ class Shipper:
         def change(m: Manifest) -> Manifest:
             if m.head_txid != seg.first_txid - 1:
                 raise Fenced(f"{db.key}: manifest head {m.head_txid} does not precede txid {seg.first_txid}")
-            new = m.model_copy(update={
-                "segments": [*m.segments, ref],
-                "head_txid": seg.last_txid,
-                "head_ts": seg.last_ts,
-                "page_size": seg.page_size,
-            })
+            new = m.model_copy(
+                update={
+                    "segments": [*m.segments, ref],
+                    "head_txid": seg.last_txid,
+                    "head_ts": seg.last_ts,
+                    "page_size": seg.page_size,
+                }
+            )
             snap = db.pending_snapshot
             if snap is not None and snap.txid <= seg.last_txid:
                 # Prune against the manifest that already lists the new segment (found by the
@@ -339,7 +354,7 @@ class Shipper:
             self.unshipped_txids -= n
             self.metrics.unshipped_txids.set(self.unshipped_txids)
 
-    def _cas(self, db: "Database", change, landed) -> None:
+    def _cas(self, db: Database, change, landed) -> None:
         """Apply ``change`` to the manifest by CAS, recognising an earlier lost response."""
         for _ in range(5):
             manifest, etag = db.manifest, db.etag
@@ -361,7 +376,7 @@ class Shipper:
             return
         raise Unavailable(f"{db.key}: manifest CAS kept failing")
 
-    def _maybe_snapshot(self, db: "Database", *, force: bool = False) -> bool:
+    def _maybe_snapshot(self, db: Database, *, force: bool = False) -> bool:
         """Take a snapshot when one is due (or forced); True when one was taken."""
         s = self.settings
         if db.pending_snapshot is not None:
@@ -379,8 +394,14 @@ class Shipper:
             self.store.put(key, data, if_none_match=True)
         except st.PreconditionFailed:
             pass  # same epoch and txid: the same bytes from an earlier attempt
-        ref = SnapshotRef(key=key, txid=snap.txid, ts=snap.ts, size=len(data),
-                          sha256=hashlib.sha256(data).hexdigest(), epoch=snap.epoch)
+        ref = SnapshotRef(
+            key=key,
+            txid=snap.txid,
+            ts=snap.ts,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            epoch=snap.epoch,
+        )
         db.txids_since_snapshot = 0
         db.bytes_since_snapshot = 0
         self.metrics.snapshots_written.inc()
@@ -394,7 +415,7 @@ class Shipper:
             db.pending_snapshot = ref
         return True
 
-    def _failed(self, db: "Database", exc: Exception, *, corrupt: bool = False) -> None:
+    def _failed(self, db: Database, exc: Exception, *, corrupt: bool = False) -> None:
         if not corrupt:
             self.store_down = True
         self.metrics.ship_errors.inc()
@@ -408,7 +429,7 @@ class Shipper:
         log.warning("shipping %s failed (%s); retrying in %.2fs", db.key, detail, delay)
         self.schedule(db, delay=delay)
 
-    def _succeeded(self, db: "Database") -> None:
+    def _succeeded(self, db: Database) -> None:
         self.store_down = False
         self._backoff.pop(id(db), None)
         with db.ship_cond:
@@ -421,7 +442,7 @@ def _with_snapshot(m: Manifest, ref: SnapshotRef, keep: int, retention_seconds: 
     than ``retention_seconds``, the segments after the oldest kept one, and whatever every
     checkpoint still needs (checkpoints pin their history)."""
     every = sorted([*[s for s in m.snapshots if s.key != ref.key], ref], key=lambda s: s.txid)
-    newest = every[-max(1, keep):]
+    newest = every[-max(1, keep) :]
     young = [s for s in every if retention_seconds and s.ts >= time.time() - retention_seconds]
     snaps = sorted({s.key: s for s in [*young, *newest]}.values(), key=lambda s: s.txid)
     floor = snaps[0].txid

@@ -27,7 +27,6 @@ from .errors import BadRequest, MemoturnError, PayloadTooLarge, Unavailable
 from .sqlguard import Protected, check_program, check_statement, protected_pages
 
 
-
 def engine_error(exc: Exception, where: str = "") -> MemoturnError:
     """An engine error as the client should see it: a full disk is the node's condition (503,
     retry elsewhere or later), anything else is the statement's (400)."""
@@ -42,12 +41,13 @@ def _param(value: Any) -> Any:
         try:
             return base64.b64decode(value["base64"], validate=True)
         except (KeyError, binascii.Error, TypeError, ValueError):
-            raise BadRequest("blob parameters must be {\"base64\": \"...\"}", type="invalid-parameter") from None
+            raise BadRequest('blob parameters must be {"base64": "..."}', type="invalid-parameter") from None
     if hasattr(value, "base64"):
         return _param({"base64": value.base64})
     if isinstance(value, str) and "\x00" in value:
-        raise BadRequest("SQL parameters must not contain NUL characters (send bytes as {\"base64\": ...})",
-                         type="invalid-parameter")
+        raise BadRequest(
+            'SQL parameters must not contain NUL characters (send bytes as {"base64": ...})', type="invalid-parameter"
+        )
     return value
 
 
@@ -107,13 +107,15 @@ class Budget:
         if grown + self.cache_bytes > self.max_txn_bytes:
             raise PayloadTooLarge(
                 f"the transaction writes more than {self.max_txn_bytes} bytes; split it into smaller ones",
-                type="transaction-too-large")
+                type="transaction-too-large",
+            )
 
     def take(self, row: Any) -> None:
         self.result_left -= sum(_size(v) for v in row) + 8
         if self.result_left < 0:
-            raise PayloadTooLarge("the results exceed the response limit; add LIMIT or select fewer columns",
-                                  type="result-too-large")
+            raise PayloadTooLarge(
+                "the results exceed the response limit; add LIMIT or select fewer columns", type="result-too-large"
+            )
 
 
 def _run_one(conn: Any, index: int, sql: str, params: Any, protected: Protected, budget: Budget) -> dict[str, Any]:
@@ -141,8 +143,16 @@ def _schema_version(conn: Any) -> int:
     return conn.execute("PRAGMA schema_version").fetchone()[0]
 
 
-def run_batch(conn: Any, path: str, statements: list[tuple[str, Any]], *, transaction: bool,
-              max_txn_bytes: int, max_result_bytes: int, cache_bytes: int) -> list[dict[str, Any]]:
+def run_batch(
+    conn: Any,
+    path: str,
+    statements: list[tuple[str, Any]],
+    *,
+    transaction: bool,
+    max_txn_bytes: int,
+    max_result_bytes: int,
+    cache_bytes: int,
+) -> list[dict[str, Any]]:
     """Run the batch on ``conn`` (a fresh connection to ``path``); see the module docstring."""
     autocommit = screen(statements)
     budget = Budget(path + "-wal", max_txn_bytes, max_result_bytes, cache_bytes)

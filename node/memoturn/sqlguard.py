@@ -43,22 +43,50 @@ from typing import Any
 from .errors import BadRequest, Forbidden
 
 #: Pragmas user SQL may run, all read-only (``user_version`` may also be set: a header field).
-SAFE_PRAGMAS = frozenset({
-    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
-    "foreign_key_check", "integrity_check", "quick_check", "page_count", "page_size",
-    "freelist_count", "user_version", "application_id", "data_version", "collation_list",
-    "compile_options",
-})
+SAFE_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+        "page_count",
+        "page_size",
+        "freelist_count",
+        "user_version",
+        "application_id",
+        "data_version",
+        "collation_list",
+        "compile_options",
+    }
+)
 _SETTABLE_PRAGMAS = frozenset({"user_version"})
 _TXN_WORDS = frozenset({"attach", "detach", "begin", "commit", "end", "rollback", "savepoint", "release"})
-_DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile",
-                               "sqlar_compress", "sqlar_uncompress", "fts5_source_id"})
-_ALLOWED_SQLITE_FUNCTIONS = frozenset({"sqlite_version", "sqlite_source_id", "sqlite_compileoption_used",
-                                       "sqlite_compileoption_get", "sqlite_offset"})
+_DENIED_FUNCTIONS = frozenset(
+    {
+        "load_extension",
+        "readfile",
+        "writefile",
+        "edit",
+        "fts3_tokenizer",
+        "zipfile",
+        "sqlar_compress",
+        "sqlar_uncompress",
+        "fts5_source_id",
+    }
+)
+_ALLOWED_SQLITE_FUNCTIONS = frozenset(
+    {"sqlite_version", "sqlite_source_id", "sqlite_compileoption_used", "sqlite_compileoption_get", "sqlite_offset"}
+)
 _ALLOWED_LIBSQL = frozenset({"libsql_vector_idx"})
 
 
 # -- tokens ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Token:
@@ -107,13 +135,13 @@ def tokenize(sql: str) -> list[Token]:
             k = sql.find("]", i + 1)
             if k < 0:
                 raise BadRequest("unterminated [identifier]", type="invalid-sql")
-            out.append(Token("id", sql[i + 1:k].lower(), quoted=True))
+            out.append(Token("id", sql[i + 1 : k].lower(), quoted=True))
             i = k + 1
         elif c in "xX" and i + 1 < n and sql[i + 1] == "'":
             k = sql.find("'", i + 2)
             if k < 0:
                 raise BadRequest("unterminated blob literal", type="invalid-sql")
-            out.append(Token("blob", sql[i + 2:k]))
+            out.append(Token("blob", sql[i + 2 : k]))
             i = k + 1
         elif c == ";":
             out.append(Token("semi", ";"))
@@ -121,7 +149,7 @@ def tokenize(sql: str) -> list[Token]:
         elif (m := _NUMBER.match(sql, i)) and (c.isdigit() or c == "."):
             out.append(Token("num", m.group()))
             i = m.end()
-        elif (m := _WORD.match(sql, i)):
+        elif m := _WORD.match(sql, i):
             out.append(Token("id", m.group().lower()))
             i = m.end()
         elif c in "?:@$" and (m := _VAR.match(sql, i)):
@@ -199,13 +227,15 @@ def check_statement(sql: str) -> str:
     first = words[head]
     verb = first.value if first.kind == "id" and not first.quoted else ""
     if verb in _TXN_WORDS:
-        raise Forbidden(f"{verb.upper()} is not allowed in user SQL (the server runs each batch as one transaction)",
-                        type="forbidden-statement")
+        raise Forbidden(
+            f"{verb.upper()} is not allowed in user SQL (the server runs each batch as one transaction)",
+            type="forbidden-statement",
+        )
     if verb == "pragma":
-        _check_pragma(words[head + 1:])
+        _check_pragma(words[head + 1 :])
         return "pragma"
     if verb == "vacuum":
-        if any(t.kind == "id" and t.value == "into" and not t.quoted for t in words[head + 1:]):
+        if any(t.kind == "id" and t.value == "into" and not t.quoted for t in words[head + 1 :]):
             raise Forbidden("VACUUM INTO is not allowed in user SQL", type="forbidden-statement")
         return "vacuum" if head == 0 else "sql"
     return "sql"
@@ -248,8 +278,11 @@ class Protected:
 def protected_pages(conn: Any) -> Protected:
     """Read the schema (trusted query) and classify every b-tree by what user SQL may do to it."""
     rows = conn.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema").fetchall()
-    vtabs = [name.lower() for typ, name, _t, _r, sql in rows
-             if typ == "table" and sql and sql.lstrip()[:20].upper().startswith("CREATE VIRTUAL")]
+    vtabs = [
+        name.lower()
+        for typ, name, _t, _r, sql in rows
+        if typ == "table" and sql and sql.lstrip()[:20].upper().startswith("CREATE VIRTUAL")
+    ]
     no_access: dict[int, str] = {}
     no_write: dict[int, str] = {}
     for _typ, name, tbl, root, _sql in rows:
@@ -258,7 +291,11 @@ def protected_pages(conn: Any) -> Protected:
         low, owner = name.lower(), (tbl or "").lower()
         if low.startswith("sqlite_autoindex_"):
             low = owner  # a UNIQUE/PRIMARY KEY index belongs to its table: reserved only if the table is
-        if reserved_name(low) or owner.startswith("__memoturn") or (low.startswith("sqlite_") and low != "sqlite_sequence"):
+        if (
+            reserved_name(low)
+            or owner.startswith("__memoturn")
+            or (low.startswith("sqlite_") and low != "sqlite_sequence")
+        ):
             no_access[root] = name
         elif any(low.startswith(v + "_") or owner.startswith(v + "_") for v in vtabs) or owner.endswith("_shadow"):
             no_write[root] = name
@@ -274,18 +311,24 @@ def check_program(conn: Any, sql: str, params: Any, protected: Protected) -> Non
     except BaseException as exc:  # the binding panics on some binary operands: refuse what cannot be checked
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        raise Forbidden("the statement's program cannot be checked, so it is not run", type="forbidden-statement") from None
+        raise Forbidden(
+            "the statement's program cannot be checked, so it is not run", type="forbidden-statement"
+        ) from None
     for row in program:
         opcode, p1, p2, p3 = row[1], row[2], row[3], row[4]
         if opcode in ("Clear", "Destroy"):  # DELETE without WHERE, DROP: b-tree by root page in p1
             opcode, p2, p3 = "OpenWrite", p1, (p2 if opcode == "Clear" else p3)
         if opcode in _OPENERS and p3 == 0:
             if p2 in protected.no_access:
-                raise Forbidden(f"the statement reads or writes {protected.no_access[p2]!r}, which is reserved",
-                                type="reserved-table")
+                raise Forbidden(
+                    f"the statement reads or writes {protected.no_access[p2]!r}, which is reserved",
+                    type="reserved-table",
+                )
             if opcode == "OpenWrite" and p2 in protected.no_write:
-                raise Forbidden(f"{protected.no_write[p2]!r} is maintained by its index: write to its table instead",
-                                type="reserved-table")
+                raise Forbidden(
+                    f"{protected.no_write[p2]!r} is maintained by its index: write to its table instead",
+                    type="reserved-table",
+                )
         elif opcode == "JournalMode" and p3 == -1:
             continue  # PAGER_JOURNALMODE_QUERY: SQLite's way of marking a statement not read-only
         elif opcode in _DENIED_OPCODES:

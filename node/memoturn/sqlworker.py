@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import BadRequest, MemoturnError, Unavailable
 from . import errors as errs
+from .errors import BadRequest, MemoturnError, Unavailable
 
 
 class StatementTimeout(BadRequest):
@@ -64,9 +64,15 @@ def _serve(pipe: Any) -> None:  # runs in the worker process
             conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
             conn.execute(f"PRAGMA cache_size=-{req['cache_bytes'] // 1024}")
             conn.execute("PRAGMA foreign_keys=ON")
-            results = run_batch(conn, req["path"], req["statements"], transaction=req["transaction"],
-                                max_txn_bytes=req["max_txn_bytes"], max_result_bytes=req["max_result_bytes"],
-                                cache_bytes=req["cache_bytes"])
+            results = run_batch(
+                conn,
+                req["path"],
+                req["statements"],
+                transaction=req["transaction"],
+                max_txn_bytes=req["max_txn_bytes"],
+                max_result_bytes=req["max_result_bytes"],
+                cache_bytes=req["cache_bytes"],
+            )
             reply: tuple = ("ok", results)
         except MemoturnError as exc:
             reply = ("error", type(exc).__name__, exc.type, exc.detail, exc.extra)
@@ -107,8 +113,9 @@ class _Worker:
 class SqlWorkers:
     """A bounded pool of SQL worker processes; :meth:`run` is thread-safe."""
 
-    def __init__(self, size: int, timeout: float, *, max_txn_bytes: int, max_result_bytes: int,
-                 cache_bytes: int = 1024 * 1024) -> None:
+    def __init__(
+        self, size: int, timeout: float, *, max_txn_bytes: int, max_result_bytes: int, cache_bytes: int = 1024 * 1024
+    ) -> None:
         self.size, self.timeout = size, timeout
         self.limits = {"max_txn_bytes": max_txn_bytes, "max_result_bytes": max_result_bytes, "cache_bytes": cache_bytes}
         self._ctx = mp.get_context("spawn")
@@ -124,8 +131,15 @@ class SqlWorkers:
         with self._lock:
             self._idle.append(w)
 
-    def run(self, path: str, statements: list[tuple[str, Any]], *, transaction: bool,
-            captured: Callable[[], None], timeout: float | None = None) -> list[dict[str, Any]]:
+    def run(
+        self,
+        path: str,
+        statements: list[tuple[str, Any]],
+        *,
+        transaction: bool,
+        captured: Callable[[], None],
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]]:
         """Run a batch on the database file at ``path``; raise its error, or :class:`WorkerLost`.
 
         ``captured`` is called once the batch has committed (or failed) and before the worker
@@ -147,14 +161,20 @@ class SqlWorkers:
                 if not worker.pipe.poll(max(0.0, deadline - time.monotonic())):
                     worker.kill()
                     self.timeouts += 1
-                    raise WorkerLost(StatementTimeout(
-                        f"the batch ran past its deadline of {timeout:g}s and was stopped; nothing of it was applied",
-                        type="statement-timeout"))
+                    raise WorkerLost(
+                        StatementTimeout(
+                            f"the batch ran past its deadline of {timeout:g}s and was stopped; nothing of it was applied",
+                            type="statement-timeout",
+                        )
+                    )
                 reply = worker.pipe.recv()
             except (EOFError, OSError, BrokenPipeError):
                 worker.kill()
-                raise WorkerLost(Unavailable("the SQL worker died running the batch; nothing of it was applied",
-                                             type="sql-worker-died")) from None
+                raise WorkerLost(
+                    Unavailable(
+                        "the SQL worker died running the batch; nothing of it was applied", type="sql-worker-died"
+                    )
+                ) from None
             try:
                 captured()
             finally:

@@ -43,7 +43,7 @@ _malloc_trim = _find_malloc_trim()
 
 
 class TierManager:
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.settings = node.settings
         self._lock = threading.Lock()
@@ -97,7 +97,7 @@ class TierManager:
                     excess -= 1
         with self._lock:
             warm = list(self._warm.items())
-        for key, (path, since, size) in warm:
+        for key, (_path, since, _size) in warm:
             if self._disk_bytes > s.max_disk_bytes or now - since > s.warm_idle_seconds:
                 self.evict_cold(key)
         if s.gc_interval_seconds > 0 and now - self._last_gc >= s.gc_interval_seconds:
@@ -155,7 +155,7 @@ class TierManager:
                 drop_local_files(entry[0])
                 self.node.metrics.evictions.labels("cold").inc()
 
-    def reuse_warm(self, key: str, path: str, manifest: "Manifest") -> bool:
+    def reuse_warm(self, key: str, path: str, manifest: Manifest) -> bool:
         """Take a warm file back if it matches the stored manifest; otherwise drop it."""
         with self._lock:
             entry = self._warm.pop(key, None)

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-
 #: What an entry costs beyond its arrays (key, object, array headers), counted in the budget so
 #: that entries of profiles with no or few memories cannot accumulate outside it.
 _ENTRY_OVERHEAD = 1024
@@ -64,8 +63,9 @@ class VectorCache:
     def search(self, conn: Any, query: np.ndarray, fetch: int) -> list[int]:
         """Rowids of the ``fetch`` memories most similar to ``query`` (called under the db lock)."""
         key = self._key(conn)
-        deletes = int((conn.execute("SELECT value FROM __memoturn_meta WHERE key = 'memory_deletes'").fetchone()
-                       or (0,))[0])
+        deletes = int(
+            (conn.execute("SELECT value FROM __memoturn_meta WHERE key = 'memory_deletes'").fetchone() or (0,))[0]
+        )
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
@@ -74,8 +74,9 @@ class VectorCache:
         if entry is None or entry.deletes != deletes or entry.dim != query.shape[0]:
             entry = _Entry(query.shape[0])
             entry.deletes = deletes
-        rows = conn.execute("SELECT rowid, embedding FROM __memoturn_memories WHERE rowid > ? ORDER BY rowid",
-                            (entry.max_rowid,)).fetchall()
+        rows = conn.execute(
+            "SELECT rowid, embedding FROM __memoturn_memories WHERE rowid > ? ORDER BY rowid", (entry.max_rowid,)
+        ).fetchall()
         if rows:
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), entry.dim)

@@ -14,7 +14,6 @@ import json
 import re
 from typing import Any
 
-
 from .documents import compile_filter
 from .embedding import check_vector
 from .errors import BadRequest, Conflict, NotFound
@@ -42,8 +41,10 @@ def create(conn: Any, name: str, dimensions: int) -> None:
         raise BadRequest("dimensions must be 1-4096", type="invalid-dimensions")
     if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (table,)).fetchone():
         raise Conflict(f"vector collection {name!r} already exists", type="already-exists")
-    conn.execute(f"CREATE TABLE {table}(id TEXT PRIMARY KEY, vector F32_BLOB({dimensions}) NOT NULL,"
-                 " metadata TEXT NOT NULL DEFAULT '{}')")
+    conn.execute(
+        f"CREATE TABLE {table}(id TEXT PRIMARY KEY, vector F32_BLOB({dimensions}) NOT NULL,"
+        " metadata TEXT NOT NULL DEFAULT '{}')"
+    )
     conn.execute(f"CREATE INDEX {table}_idx ON {table}(libsql_vector_idx(vector, 'metric=cosine'))")
 
 
@@ -56,11 +57,16 @@ def _vector(values: Any, d: int) -> bytes:
 
 def upsert(conn: Any, name: str, items: list[dict[str, Any]]) -> int:
     table, d = _table(name), dim(conn, name)
-    rows = [(str(i["id"]), _vector(i["vector"], d), json.dumps(i.get("metadata") or {}, separators=(",", ":")))
-            for i in items]
+    rows = [
+        (str(i["id"]), _vector(i["vector"], d), json.dumps(i.get("metadata") or {}, separators=(",", ":")))
+        for i in items
+    ]
     for row in rows:
-        conn.execute(f"INSERT INTO {table}(id, vector, metadata) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-                     " vector = excluded.vector, metadata = excluded.metadata", row)
+        conn.execute(
+            f"INSERT INTO {table}(id, vector, metadata) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+            " vector = excluded.vector, metadata = excluded.metadata",
+            row,
+        )
     return len(rows)
 
 
@@ -77,11 +83,15 @@ def query(conn: Any, name: str, vector: Any, k: int, filter: dict[str, Any] | No
     blob = _vector(vector, d)
     params: list[Any] = []
     # Metadata filters reuse the document filter language, over the metadata column.
-    where = compile_filter(filter or {}, params).replace("json_extract(body,", "json_extract(v.metadata,") \
+    where = (
+        compile_filter(filter or {}, params)
+        .replace("json_extract(body,", "json_extract(v.metadata,")
         .replace("json_type(body,", "json_type(v.metadata,")
+    )
     fetch = k * (10 if filter else 2)
     rows = conn.execute(
         f"SELECT v.id, vector_distance_cos(v.vector, ?) AS d, v.metadata FROM vector_top_k('{table}_idx', ?, ?) t"
         f" JOIN {table} v ON v.rowid = t.id WHERE d IS NOT NULL AND {where} ORDER BY d LIMIT ?",
-        (blob, blob, fetch, *params, k)).fetchall()
+        (blob, blob, fetch, *params, k),
+    ).fetchall()
     return [{"id": r[0], "score": 1.0 - float(r[1]), "metadata": json.loads(r[2])} for r in rows]

@@ -150,8 +150,7 @@ class WalReader:
             s0, s1 = wal_checksum(page, s0, s1, self._big_endian)
             if (s0, s1) != (fc1, fc2):
                 raise WalCorrupt(
-                    f"{self.wal_path}: checksum mismatch in frame at offset "
-                    f"{self._offset + pos} (page {pgno})"
+                    f"{self.wal_path}: checksum mismatch in frame at offset {self._offset + pos} (page {pgno})"
                 )
             if pgno == 0:
                 raise WalCorrupt(f"{self.wal_path}: frame for page 0")

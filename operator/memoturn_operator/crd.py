@@ -24,12 +24,19 @@ from . import GROUP, VERSION
 from .models import MemoryBranchSpec, MemoryBranchStatus, MemoryTenantSpec, MemoryTenantStatus
 
 CEL = {
-    "NodesSpec": [{"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}],
-    "BranchParent": [{"rule": "[has(self.txid), has(self.checkpoint), has(self.timestamp)].filter(x, x).size() <= 1",
-                      "message": "give at most one of txid, checkpoint, timestamp"}],
+    "NodesSpec": [
+        {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+    ],
+    "BranchParent": [
+        {
+            "rule": "[has(self.txid), has(self.checkpoint), has(self.timestamp)].filter(x, x).size() <= 1",
+            "message": "give at most one of txid, checkpoint, timestamp",
+        }
+    ],
     # A fork is made once: changing what it was forked from would silently mean nothing.
-    "MemoryBranchSpec": [{"rule": "self == oldSelf",
-                          "message": "a MemoryBranch's spec cannot change; create another MemoryBranch"}],
+    "MemoryBranchSpec": [
+        {"rule": "self == oldSelf", "message": "a MemoryBranch's spec cannot change; create another MemoryBranch"}
+    ],
 }
 
 
@@ -44,7 +51,8 @@ def _factory_defaults(model: type[BaseModel], seen: set | None = None) -> dict[t
         if field.default_factory is not None:
             value = field.default_factory()
             out[(model.__name__, field_name)] = (
-                value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value)
+                value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value
+            )
         annotation = field.annotation
         for candidate in getattr(annotation, "__args__", ()) + (annotation,):
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
@@ -98,8 +106,14 @@ def structural(model: type[BaseModel]) -> dict[str, Any]:
     return root
 
 
-def crd(kind: str, plural: str, short: list[str], spec: type[BaseModel], status: type[BaseModel],
-        columns: list[dict[str, Any]]) -> dict[str, Any]:
+def crd(
+    kind: str,
+    plural: str,
+    short: list[str],
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -107,22 +121,35 @@ def crd(kind: str, plural: str, short: list[str], spec: type[BaseModel], status:
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "shortNames": short,
-                      "categories": ["memoturn"]},
-            "versions": [{
-                "name": VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
-                        "spec": structural(spec),
-                        "status": structural(status),
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+                "categories": ["memoturn"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": structural(spec),
+                                "status": structural(status),
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -130,16 +157,34 @@ def crd(kind: str, plural: str, short: list[str], spec: type[BaseModel], status:
 def all_crds() -> dict[str, dict[str, Any]]:
     age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     return {
-        "memorytenants.yaml": crd("MemoryTenant", "memorytenants", ["mt"], MemoryTenantSpec, MemoryTenantStatus, [
-            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            {"name": "Ready Nodes", "type": "integer", "jsonPath": ".status.readyNodes"},
-            {"name": "Hot", "type": "integer", "jsonPath": ".status.hotDatabases"}, age]),
-        "memorybranches.yaml": crd("MemoryBranch", "memorybranches", ["mbr"], MemoryBranchSpec, MemoryBranchStatus, [
-            {"name": "Database", "type": "string", "jsonPath": ".spec.database"},
-            {"name": "Branch", "type": "string", "jsonPath": ".spec.branch"},
-            {"name": "Txid", "type": "integer", "jsonPath": ".status.resolvedTxid"},
-            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            {"name": "Expires", "type": "date", "jsonPath": ".status.expiryTime"}, age]),
+        "memorytenants.yaml": crd(
+            "MemoryTenant",
+            "memorytenants",
+            ["mt"],
+            MemoryTenantSpec,
+            MemoryTenantStatus,
+            [
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Ready Nodes", "type": "integer", "jsonPath": ".status.readyNodes"},
+                {"name": "Hot", "type": "integer", "jsonPath": ".status.hotDatabases"},
+                age,
+            ],
+        ),
+        "memorybranches.yaml": crd(
+            "MemoryBranch",
+            "memorybranches",
+            ["mbr"],
+            MemoryBranchSpec,
+            MemoryBranchStatus,
+            [
+                {"name": "Database", "type": "string", "jsonPath": ".spec.database"},
+                {"name": "Branch", "type": "string", "jsonPath": ".spec.branch"},
+                {"name": "Txid", "type": "integer", "jsonPath": ".status.resolvedTxid"},
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Expires", "type": "date", "jsonPath": ".status.expiryTime"},
+                age,
+            ],
+        ),
     }
 
 
@@ -149,8 +194,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def render(doc: dict[str, Any]) -> str:
-    return "# Generated by `python -m memoturn_operator.crd` from operator/memoturn_operator/models.py.\n" + \
-        yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)
+    return "# Generated by `python -m memoturn_operator.crd` from operator/memoturn_operator/models.py.\n" + yaml.dump(
+        doc, Dumper=_Dumper, sort_keys=False, width=120
+    )
 
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: operator/memoturn_operator/crd.py

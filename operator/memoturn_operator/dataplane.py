@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from memoturn.client import Memoturn, MemoturnError
+from prometheus_client.parser import text_string_to_metric_families
 
 from .kube import Retry
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import aetcd
-
 from memoturn.etcd_client import parse_endpoint
 
 

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-
 from memoturn.client import MemoturnError
 
 from . import GROUP, VERSION, branch, dataplane, failover, metrics, tenant
@@ -141,7 +140,9 @@ def _owned_changed(event_type: str | None, body: Any, logger: Any) -> None:
             return
         memory = _memory(owner["metadata"]["uid"])
         key = f"{body['kind']}/{body['metadata']['name']}"
-        ours = memory.versions.get(key) == str(body["metadata"].get("generation") or body["metadata"].get("resourceVersion"))
+        ours = memory.versions.get(key) == str(
+            body["metadata"].get("generation") or body["metadata"].get("resourceVersion")
+        )
         if event_type == "DELETED" or (event_type == "MODIFIED" and not ours and _spec_edited(body)):
             metrics.reconciles.labels("MemoryTenant", "drift").inc()
             outcome = tenant.reconcile(k, owner, memory)
@@ -160,12 +161,21 @@ def _spec_edited(body: Any) -> bool:
     """A change by another writer to what we set: the last managedFields entry is not ours."""
     managers = body["metadata"].get("managedFields") or []
     latest = max(managers, key=lambda m: m.get("time") or "", default=None)
-    return bool(latest) and latest.get("manager") not in ("memoturn-operator", "kube-controller-manager") \
+    return (
+        bool(latest)
+        and latest.get("manager") not in ("memoturn-operator", "kube-controller-manager")
         and latest.get("subresource") != "status"
+    )
 
 
-for _group_version, _plural in (("apps/v1", "deployments"), ("v1", "services"), ("v1", "configmaps"),
-                                ("v1", "serviceaccounts"), ("v1", "secrets"), ("policy/v1", "poddisruptionbudgets")):
+for _group_version, _plural in (
+    ("apps/v1", "deployments"),
+    ("v1", "services"),
+    ("v1", "configmaps"),
+    ("v1", "serviceaccounts"),
+    ("v1", "secrets"),
+    ("policy/v1", "poddisruptionbudgets"),
+):
     _group, _, _version = _group_version.rpartition("/")
 
     @kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"owned-{_plural}")
@@ -197,13 +207,16 @@ async def node_pod_event(type: str | None, body: Any, logger: Any, **_: Any) -> 
     try:
         revoked = await failover.revoke_node(spec.etcd.endpoints, etcd_prefix(namespace, owner), name)
     except Exception as exc:  # noqa: BLE001 - etcd away: the TTL stays the bound
-        logger.warning(f"node {name} is gone ({reason}); revoking its lease failed ({exc}); it expires in "
-                       f"{spec.leaseTtlSeconds}s")
+        logger.warning(
+            f"node {name} is gone ({reason}); revoking its lease failed ({exc}); it expires in {spec.leaseTtlSeconds}s"
+        )
         return
     if revoked:
         metrics.lease_revocations.inc(len(revoked))
-        logger.info(f"node {name} is gone ({reason}): revoked etcd lease {', '.join(f'{x:x}' for x in revoked)} "
-                    f"in {1000 * (time.monotonic() - t0):.0f} ms")
+        logger.info(
+            f"node {name} is gone ({reason}): revoked etcd lease {', '.join(f'{x:x}' for x in revoked)} "
+            f"in {1000 * (time.monotonic() - t0):.0f} ms"
+        )
 
 
 # -- MemoryBranch ---------------------------------------------------------------------------
@@ -256,13 +269,17 @@ def branch_created(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
         if isinstance(exc, Retry) or dataplane.unreachable(exc):
             raise _temporary(exc) from exc
         if isinstance(exc, MemoturnError):
-            patch.status.update(branch.terminal_status("Failed", exc.type or "ForkRefused", exc.detail, generation,
-                                                       status).model_dump(mode="json", exclude_none=True))
+            patch.status.update(
+                branch.terminal_status("Failed", exc.type or "ForkRefused", exc.detail, generation, status).model_dump(
+                    mode="json", exclude_none=True
+                )
+            )
             logger.warning(f"fork refused: {exc.status} {exc.type}: {exc.detail}")
             return
         raise
-    patch.status.update(branch.ready_status(described, generation, status.get("conditions"))
-                        .model_dump(mode="json", exclude_none=True))
+    patch.status.update(
+        branch.ready_status(described, generation, status.get("conditions")).model_dump(mode="json", exclude_none=True)
+    )
     metrics.changes.labels("MemoryBranch").inc()
 
 
@@ -288,9 +305,11 @@ def branch_expiry(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
         if isinstance(exc, Retry) or dataplane.unreachable(exc):
             raise _temporary(exc) from exc
         raise
-    patch.status.update(branch.terminal_status("Expired", "TTLExpired", f"deleted after {spec.ttlSeconds}s",
-                                               raw["metadata"].get("generation"), status)
-                        .model_dump(mode="json", exclude_none=True))
+    patch.status.update(
+        branch.terminal_status(
+            "Expired", "TTLExpired", f"deleted after {spec.ttlSeconds}s", raw["metadata"].get("generation"), status
+        ).model_dump(mode="json", exclude_none=True)
+    )
     logger.info(f"burner branch {spec.database}@{spec.branch} expired and was deleted")
 
 

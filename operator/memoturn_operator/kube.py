@@ -93,8 +93,9 @@ class Kube:
         """Server-side apply ``obj`` (force: this operator owns these fields); the object as stored."""
         what = f"apply {obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
         resource = self._resource(what, obj["apiVersion"], obj["kind"])
-        result = self._call(what, self.dynamic.server_side_apply, resource, body=obj,
-                            field_manager=FIELD_MANAGER, force_conflicts=True)
+        result = self._call(
+            what, self.dynamic.server_side_apply, resource, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
+        )
         return result.to_dict()
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -140,8 +141,13 @@ class Kube:
 
     def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         try:
-            self._call(f"annotate pod {namespace}/{name}", self.core.patch_namespaced_pod, name, namespace,
-                       {"metadata": {"annotations": annotations}})
+            self._call(
+                f"annotate pod {namespace}/{name}",
+                self.core.patch_namespaced_pod,
+                name,
+                namespace,
+                {"metadata": {"annotations": annotations}},
+            )
         except ApiException as exc:
             if exc.status != 404:  # the pod went away meanwhile: nothing to annotate
                 raise
@@ -155,7 +161,9 @@ class Kube:
         pods on loopback addresses, which EndpointSlices refuse to list.
         """
         try:
-            svc = self._call(f"get Service {namespace}/{service}", self.core.read_namespaced_service, service, namespace)
+            svc = self._call(
+                f"get Service {namespace}/{service}", self.core.read_namespaced_service, service, namespace
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return []
@@ -178,8 +186,15 @@ class Kube:
 
     def tenant(self, group: str, version: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call(f"get MemoryTenant {namespace}/{name}", self.custom.get_namespaced_custom_object,
-                              group, version, namespace, "memorytenants", name)
+            return self._call(
+                f"get MemoryTenant {namespace}/{name}",
+                self.custom.get_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                "memorytenants",
+                name,
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -11,15 +11,19 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 registry = CollectorRegistry()
 reconciles = Counter("memoturn_operator_reconciles", "Reconciles run", ["kind", "trigger"], registry=registry)
-changes = Counter("memoturn_operator_object_changes", "Objects a reconcile created or changed", ["kind"],
-                  registry=registry)
+changes = Counter(
+    "memoturn_operator_object_changes", "Objects a reconcile created or changed", ["kind"], registry=registry
+)
 status_writes = Counter("memoturn_operator_status_writes", "Status patches written", ["kind"], registry=registry)
-lease_revocations = Counter("memoturn_operator_lease_revocations", "etcd leases revoked for dead node pods",
-                            registry=registry)
-scale_events = Counter("memoturn_operator_scale_events", "Node Deployment replica changes", ["direction"],
-                       registry=registry)
-retries = Counter("memoturn_operator_retries", "Reconciles postponed (API server or data plane away)", ["kind"],
-                  registry=registry)
+lease_revocations = Counter(
+    "memoturn_operator_lease_revocations", "etcd leases revoked for dead node pods", registry=registry
+)
+scale_events = Counter(
+    "memoturn_operator_scale_events", "Node Deployment replica changes", ["direction"], registry=registry
+)
+retries = Counter(
+    "memoturn_operator_retries", "Reconciles postponed (API server or data plane away)", ["kind"], registry=registry
+)
 
 
 def serve(address: str) -> None:

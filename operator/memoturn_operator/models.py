@@ -39,7 +39,9 @@ class ObjectStoreSpec(_Spec):
     endpoint: str | None = Field(None, description="S3-compatible endpoint URL; unset = AWS S3")
     region: str = "us-east-1"
     credentialsSecret: str | None = Field(
-        None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; unset = ambient credentials (IRSA, workload identity)")
+        None,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; unset = ambient credentials (IRSA, workload identity)",
+    )
 
 
 class EtcdSpec(_Spec):

@@ -25,26 +25,46 @@ DATA_DIR = "/var/lib/memoturn"
 
 def names(tenant: str) -> dict[str, str]:
     base = f"{tenant}-memoturn"
-    return {"base": base, "node": f"{base}-node", "gateway": f"{base}-gateway", "config": base,
-            "account": base, "token": f"{base}-token", "pdb": f"{base}-node"}
+    return {
+        "base": base,
+        "node": f"{base}-node",
+        "gateway": f"{base}-gateway",
+        "config": base,
+        "account": base,
+        "token": f"{base}-token",
+        "pdb": f"{base}-node",
+    }
 
 
 def labels(tenant: str, component: str | None = None) -> dict[str, str]:
-    out = {"app.kubernetes.io/name": "memoturn", "app.kubernetes.io/instance": tenant,
-           "app.kubernetes.io/managed-by": "memoturn-operator"}
+    out = {
+        "app.kubernetes.io/name": "memoturn",
+        "app.kubernetes.io/instance": tenant,
+        "app.kubernetes.io/managed-by": "memoturn-operator",
+    }
     if component:
         out["app.kubernetes.io/component"] = component
     return out
 
 
 def owner_reference(tenant: str, uid: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MemoryTenant", "name": tenant, "uid": uid,
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MemoryTenant",
+        "name": tenant,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def _meta(name: str, namespace: str, tenant: str, uid: str, component: str | None = None) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": labels(tenant, component),
-            "ownerReferences": [owner_reference(tenant, uid)]}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels(tenant, component),
+        "ownerReferences": [owner_reference(tenant, uid)],
+    }
 
 
 def config_hash(tenant: str, namespace: str, spec: MemoryTenantSpec) -> str:
@@ -82,19 +102,32 @@ def config_map(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) ->
         "MEMOTURN_MAX_DISK_BYTES": str(spec.tiers.maxDiskBytes),
         "MEMOTURN_DATA_DIR": DATA_DIR,
     }
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(names(tenant)["config"], namespace, tenant, uid),
-            "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(names(tenant)["config"], namespace, tenant, uid),
+        "data": data,
+    }
 
 
 def service_account(tenant: str, namespace: str, uid: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names(tenant)["account"], namespace, tenant, uid),
-            "automountServiceAccountToken": False}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(names(tenant)["account"], namespace, tenant, uid),
+        "automountServiceAccountToken": False,
+    }
 
 
 def token_secret(tenant: str, namespace: str, uid: str, token: str) -> dict[str, Any]:
     """The generated admin token (only created when the tenant names none; never rotated here)."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": _meta(names(tenant)["token"], namespace, tenant, uid), "stringData": {"admin-token": token}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(names(tenant)["token"], namespace, tenant, uid),
+        "stringData": {"admin-token": token},
+    }
 
 
 def token_secret_name(tenant: str, spec: MemoryTenantSpec) -> str:
@@ -105,25 +138,38 @@ def _env(tenant: str, spec: MemoryTenantSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "MEMOTURN_ADMIN_TOKEN",
-         "valueFrom": {"secretKeyRef": {"name": token_secret_name(tenant, spec), "key": "admin-token"}}},
+        {
+            "name": "MEMOTURN_ADMIN_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": token_secret_name(tenant, spec), "key": "admin-token"}},
+        },
     ]
     if spec.objectStore.credentialsSecret:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": spec.objectStore.credentialsSecret, "key": key}}})
+            env.append(
+                {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.objectStore.credentialsSecret, "key": key}}}
+            )
     return env
 
 
 def _security() -> dict[str, Any]:
     """Container securityContext that the ``restricted`` Pod Security profile admits."""
-    return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _pod_security(fs_group: bool = False) -> dict[str, Any]:
     """Pod securityContext: the image's uid 10001 and the runtime's seccomp profile (``restricted``)."""
-    ctx: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                           "seccompProfile": {"type": "RuntimeDefault"}}
+    ctx: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     if fs_group:
         ctx["fsGroup"] = 10001
     return ctx
@@ -133,36 +179,51 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
     n = names(tenant)
     sel = labels(tenant, "node")
     container = {
-        "name": "memoturnd", "image": spec.image, "command": ["memoturnd"],
+        "name": "memoturnd",
+        "image": spec.image,
+        "command": ["memoturnd"],
         "args": ["--listen", f"0.0.0.0:{NODE_PORT}"],
         "ports": [{"name": "http", "containerPort": NODE_PORT}],
         "envFrom": [{"configMapRef": {"name": n["config"]}}],
-        "env": _env(tenant, spec) + [
+        "env": _env(tenant, spec)
+        + [
             {"name": "MEMOTURN_NODE_ID", "value": "$(POD_NAME)"},
             {"name": "MEMOTURN_ADVERTISE_URL", "value": f"http://$(POD_IP):{NODE_PORT}"},
         ],
         "readinessProbe": {"httpGet": {"path": "/v1/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2},
-        "livenessProbe": {"httpGet": {"path": "/v1/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {
+            "httpGet": {"path": "/v1/health", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "volumeMounts": [{"name": "cache", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
         "resources": spec.nodes.resources.model_dump(exclude_defaults=False),
         "securityContext": _security(),
     }
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(n["node"], namespace, tenant, uid, "node"),
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(n["node"], namespace, tenant, uid, "node"),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": sel},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": sel, "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)}},
+                "metadata": {
+                    "labels": sel,
+                    "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)},
+                },
                 "spec": {
-                    "serviceAccountName": n["account"], "automountServiceAccountToken": False,
+                    "serviceAccountName": n["account"],
+                    "automountServiceAccountToken": False,
                     # SIGTERM ships the tail and revokes the lease; give it time to.
                     "terminationGracePeriodSeconds": 30,
                     "securityContext": _pod_security(fs_group=True),
                     "containers": [container],
-                    "volumes": [{"name": "cache", "emptyDir": {"sizeLimit": spec.nodes.cacheSizeLimit}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                    "volumes": [
+                        {"name": "cache", "emptyDir": {"sizeLimit": spec.nodes.cacheSizeLimit}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                    ],
                 },
             },
         },
@@ -173,48 +234,92 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
     n = names(tenant)
     sel = labels(tenant, "gateway")
     container = {
-        "name": "gateway", "image": spec.image, "command": ["memoturn-gateway"],
-        "args": ["--listen", f"0.0.0.0:{GATEWAY_PORT}", "--etcd", ",".join(spec.etcd.endpoints),
-                 "--prefix", etcd_prefix(namespace, tenant)],
+        "name": "gateway",
+        "image": spec.image,
+        "command": ["memoturn-gateway"],
+        "args": [
+            "--listen",
+            f"0.0.0.0:{GATEWAY_PORT}",
+            "--etcd",
+            ",".join(spec.etcd.endpoints),
+            "--prefix",
+            etcd_prefix(namespace, tenant),
+        ],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
         "readinessProbe": {"httpGet": {"path": "/v1/gateway/health", "port": "http"}, "periodSeconds": 2},
         "resources": spec.gateway.resources.model_dump(),
         "securityContext": _security(),
     }
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(n["gateway"], namespace, tenant, uid, "gateway"),
-        "spec": {"replicas": spec.gateway.replicas, "selector": {"matchLabels": sel},
-                 "template": {"metadata": {"labels": sel, "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)}},
-                              "spec": {"serviceAccountName": n["account"], "automountServiceAccountToken": False,
-                                       "securityContext": _pod_security(),
-                                       "containers": [container]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(n["gateway"], namespace, tenant, uid, "gateway"),
+        "spec": {
+            "replicas": spec.gateway.replicas,
+            "selector": {"matchLabels": sel},
+            "template": {
+                "metadata": {
+                    "labels": sel,
+                    "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)},
+                },
+                "spec": {
+                    "serviceAccountName": n["account"],
+                    "automountServiceAccountToken": False,
+                    "securityContext": _pod_security(),
+                    "containers": [container],
+                },
+            },
+        },
     }
 
 
 def services(tenant: str, namespace: str, uid: str) -> list[dict[str, Any]]:
     n = names(tenant)
     return [
-        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(n["gateway"], namespace, tenant, uid, "gateway"),
-         "spec": {"selector": labels(tenant, "gateway"),
-                  "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(n["node"], namespace, tenant, uid, "node"),
-         "spec": {"clusterIP": "None", "selector": labels(tenant, "node"),
-                  "ports": [{"name": "http", "port": NODE_PORT, "targetPort": "http"}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(n["gateway"], namespace, tenant, uid, "gateway"),
+            "spec": {
+                "selector": labels(tenant, "gateway"),
+                "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(n["node"], namespace, tenant, uid, "node"),
+            "spec": {
+                "clusterIP": "None",
+                "selector": labels(tenant, "node"),
+                "ports": [{"name": "http", "port": NODE_PORT, "targetPort": "http"}],
+            },
+        },
     ]
 
 
 def disruption_budget(tenant: str, namespace: str, uid: str) -> dict[str, Any]:
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": _meta(names(tenant)["pdb"], namespace, tenant, uid, "node"),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(tenant, "node")}}}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(names(tenant)["pdb"], namespace, tenant, uid, "node"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(tenant, "node")}},
+    }
 
 
-def desired(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, node_replicas: int | None = None) -> list[dict[str, Any]]:
+def desired(
+    tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, node_replicas: int | None = None
+) -> list[dict[str, Any]]:
     """Every object the tenant owns except the token Secret (created once, see :func:`token_secret`)."""
     replicas = min(max(node_replicas or spec.nodes.minReplicas, spec.nodes.minReplicas), spec.nodes.maxReplicas)
-    return [service_account(tenant, namespace, uid), config_map(tenant, namespace, uid, spec),
-            node_deployment(tenant, namespace, uid, spec, replicas), gateway_deployment(tenant, namespace, uid, spec),
-            *services(tenant, namespace, uid), disruption_budget(tenant, namespace, uid)]
+    return [
+        service_account(tenant, namespace, uid),
+        config_map(tenant, namespace, uid, spec),
+        node_deployment(tenant, namespace, uid, spec, replicas),
+        gateway_deployment(tenant, namespace, uid, spec),
+        *services(tenant, namespace, uid),
+        disruption_budget(tenant, namespace, uid),
+    ]
 
 
 def scale_decision(current: int, hot_per_node: list[int], spec: MemoryTenantSpec, *, low_water: float = 0.5) -> int:

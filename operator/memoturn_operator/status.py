@@ -9,7 +9,7 @@ changes.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .models import Condition, MemoryTenantStatus
@@ -26,10 +26,18 @@ def _available(deployment: dict[str, Any] | None) -> tuple[int, int, bool]:
     return wanted, status.get("availableReplicas", 0), rolled
 
 
-def tenant_status(generation: int, node: dict[str, Any] | None, gateway: dict[str, Any] | None,
-                  previous: list[dict[str, Any]] | None = None, *, hot: int = 0, warm: int = 0,
-                  endpoints: dict[str, str] | None = None, now: datetime | None = None) -> MemoryTenantStatus:
-    now_s = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def tenant_status(
+    generation: int,
+    node: dict[str, Any] | None,
+    gateway: dict[str, Any] | None,
+    previous: list[dict[str, Any]] | None = None,
+    *,
+    hot: int = 0,
+    warm: int = 0,
+    endpoints: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> MemoryTenantStatus:
+    now_s = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     nw, na, nr = _available(node)
     gw, ga, gr = _available(gateway)
     ready = bool(node and gateway) and na >= nw and ga >= gw and nw > 0
@@ -48,14 +56,28 @@ def tenant_status(generation: int, node: dict[str, Any] | None, gateway: dict[st
     def cond(type_: str, value: bool, why: str) -> Condition:
         status = "True" if value else "False"
         since = old.get(type_, {}).get("lastTransitionTime") if old.get(type_, {}).get("status") == status else None
-        return Condition(type=type_, status=status, reason=why, message=message,
-                         lastTransitionTime=since or now_s, observedGeneration=generation)
+        return Condition(
+            type=type_,
+            status=status,
+            reason=why,
+            message=message,
+            lastTransitionTime=since or now_s,
+            observedGeneration=generation,
+        )
 
     phase = "Ready" if ready else ("Progressing" if progressing else "Degraded")
     if not node or not gateway:
         phase = "Pending"
     return MemoryTenantStatus(
-        phase=phase, observedGeneration=generation, readyNodes=na, hotDatabases=hot, warmDatabases=warm,
+        phase=phase,
+        observedGeneration=generation,
+        readyNodes=na,
+        hotDatabases=hot,
+        warmDatabases=warm,
         endpoints=endpoints or {},
-        conditions=[cond("Ready", ready, reason), cond("Progressing", progressing, reason if progressing else "RolledOut"),
-                    cond("Degraded", degraded, reason if degraded else "NoFailures")])
+        conditions=[
+            cond("Ready", ready, reason),
+            cond("Progressing", progressing, reason if progressing else "RolledOut"),
+            cond("Degraded", degraded, reason if degraded else "NoFailures"),
+        ],
+    )

@@ -29,7 +29,7 @@ from . import GROUP, VERSION, metrics
 from .dataplane import NodeLoad, scrape
 from .kube import Kube
 from .models import MemoryTenantSpec
-from .resources import (GATEWAY_PORT, NODE_PORT, desired, labels, names, scale_decision, token_secret)
+from .resources import GATEWAY_PORT, NODE_PORT, desired, labels, names, scale_decision, token_secret
 from .status import tenant_status
 
 log = logging.getLogger("memoturn.operator")
@@ -68,8 +68,10 @@ def node_loads(kube: Kube, namespace: str, tenant: str) -> list[NodeLoad]:
     loads = []
     for pod in kube.pods(namespace, labels(tenant, "node")):
         ip = (pod.get("status") or {}).get("podIP")
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (pod.get("status") or {}).get("conditions") or [])
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
         if ip and ready and not pod["metadata"].get("deletionTimestamp"):
             load = scrape(pod["metadata"]["name"], ip, NODE_PORT)
             if load is not None:
@@ -77,8 +79,16 @@ def node_loads(kube: Kube, namespace: str, tenant: str) -> list[NodeLoad]:
     return loads
 
 
-def _replicas(kube: Kube, namespace: str, tenant: str, spec: MemoryTenantSpec, loads: list[NodeLoad],
-              memory: Memory, *, scale: bool) -> int:
+def _replicas(
+    kube: Kube,
+    namespace: str,
+    tenant: str,
+    spec: MemoryTenantSpec,
+    loads: list[NodeLoad],
+    memory: Memory,
+    *,
+    scale: bool,
+) -> int:
     current = kube.get("apps/v1", "Deployment", namespace, names(tenant)["node"])
     have = (current or {}).get("spec", {}).get("replicas") or spec.nodes.minReplicas
     have = min(max(have, spec.nodes.minReplicas), spec.nodes.maxReplicas)
@@ -92,8 +102,15 @@ def _replicas(kube: Kube, namespace: str, tenant: str, spec: MemoryTenantSpec, l
             kube.annotate_pod(namespace, load.pod, {DELETION_COST: str(load.hot)})
     memory.last_scale = time.monotonic()
     metrics.scale_events.labels("out" if want > have else "in").inc()
-    log.info("tenant %s/%s: scaling nodes %d -> %d (hot per node %s, target %d)", namespace, tenant, have, want,
-             [load.hot for load in loads], spec.nodes.hotPerNodeTarget)
+    log.info(
+        "tenant %s/%s: scaling nodes %d -> %d (hot per node %s, target %d)",
+        namespace,
+        tenant,
+        have,
+        want,
+        [load.hot for load in loads],
+        spec.nodes.hotPerNodeTarget,
+    )
     return want
 
 
@@ -117,13 +134,23 @@ def reconcile(kube: Kube, body: dict[str, Any], memory: Memory, *, scale: bool =
                 changed.append(key)
                 memory.versions[key] = version
             applied[key] = stored
-        status, written = write_status(kube, body, applied.get(f"Deployment/{names(tenant)['node']}"),
-                                       applied.get(f"Deployment/{names(tenant)['gateway']}"), loads)
+        status, written = write_status(
+            kube,
+            body,
+            applied.get(f"Deployment/{names(tenant)['node']}"),
+            applied.get(f"Deployment/{names(tenant)['gateway']}"),
+            loads,
+        )
         return Outcome(changed, status, written, replicas)
 
 
-def write_status(kube: Kube, body: dict[str, Any], node: dict[str, Any] | None, gateway: dict[str, Any] | None,
-                 loads: list[NodeLoad] | None) -> tuple[dict[str, Any], bool]:
+def write_status(
+    kube: Kube,
+    body: dict[str, Any],
+    node: dict[str, Any] | None,
+    gateway: dict[str, Any] | None,
+    loads: list[NodeLoad] | None,
+) -> tuple[dict[str, Any], bool]:
     """Compute the status from the Deployments as stored; patch it if it differs."""
     meta = body["metadata"]
     tenant, namespace = meta["name"], meta["namespace"]
@@ -131,14 +158,28 @@ def write_status(kube: Kube, body: dict[str, Any], node: dict[str, Any] | None, 
     n = names(tenant)
     hot = sum(load.hot for load in loads) if loads is not None else previous.get("hotDatabases", 0)
     warm = sum(load.warm for load in loads) if loads is not None else previous.get("warmDatabases", 0)
-    status = tenant_status(meta.get("generation", 1), node, gateway, previous.get("conditions"), hot=hot, warm=warm,
-                           endpoints={"gateway": f"http://{n['gateway']}.{namespace}.svc:{GATEWAY_PORT}"}
-                           ).model_dump(mode="json", exclude_none=True)
+    status = tenant_status(
+        meta.get("generation", 1),
+        node,
+        gateway,
+        previous.get("conditions"),
+        hot=hot,
+        warm=warm,
+        endpoints={"gateway": f"http://{n['gateway']}.{namespace}.svc:{GATEWAY_PORT}"},
+    ).model_dump(mode="json", exclude_none=True)
     comparable = {k: v for k, v in previous.items() if k in status}
     if comparable == status:
         return status, False
-    kube._call(f"patch MemoryTenant {namespace}/{tenant} status", kube.custom.patch_namespaced_custom_object_status,
-               GROUP, VERSION, namespace, "memorytenants", tenant, {"status": status})
+    kube._call(
+        f"patch MemoryTenant {namespace}/{tenant} status",
+        kube.custom.patch_namespaced_custom_object_status,
+        GROUP,
+        VERSION,
+        namespace,
+        "memorytenants",
+        tenant,
+        {"status": status},
+    )
     return status, True
 
 

@@ -20,12 +20,12 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
-
 from memoturn.client import Memoturn, MemoturnError
 from support.apply import Discovery, apply, wait_established
 from support.controlplane import ControlPlane
@@ -65,8 +65,9 @@ class World:
         self.control = ControlPlane(etcd.endpoint, str(tmp))
         self.api = self.control.api
         self.discovery = Discovery(self.api)
-        self.agent = NodeAgent(self.control.url, self.control.token, "worker-1", str(tmp / "pods"),
-                               base_env={"HF_HUB_OFFLINE": "1"})
+        self.agent = NodeAgent(
+            self.control.url, self.control.token, "worker-1", str(tmp / "pods"), base_env={"HF_HUB_OFFLINE": "1"}
+        )
         self.operator: Operator | None = None
         self.account = ""
         self.kube = self.control.kube()
@@ -101,8 +102,11 @@ class World:
         return [p for p in self.pods(component) if not p["metadata"].get("deletionTimestamp")]
 
     def ready_pods(self, component: str) -> list[dict[str, Any]]:
-        return [p for p in self.live_pods(component)
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))]
+        return [
+            p
+            for p in self.live_pods(component)
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+        ]
 
     def gateway_url(self) -> str:
         """A ready endpoint of the gateway Service: a ready pod its selector picks.
@@ -124,17 +128,24 @@ class World:
     def client(self) -> Memoturn:
         return Memoturn(self.gateway_url(), token=self.token(), timeout=10, retries=0)
 
-    def start_operator(self, account: str | None = None, *, extra_args: tuple[str, ...] = (),
-                       log: str = "operator.log") -> Operator:
+    def start_operator(
+        self, account: str | None = None, *, extra_args: tuple[str, ...] = (), log: str = "operator.log"
+    ) -> Operator:
         """An operator replica as the chart runs it (``--all-namespaces --peering memoturn``)."""
         self.account = account or self.account
-        kubeconfig = service_account_kubeconfig(self.api, self.control.url, SYSTEM_NS, self.account,
-                                                str(self.tmp / "operator.kubeconfig"))
-        operator = Operator(kubeconfig, str(self.tmp / log),
-                            args=["--all-namespaces", "--peering", "memoturn", *extra_args],
-                            env={"MEMOTURN_OPERATOR_RESYNC_SECONDS": "2",
-                                 "MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS": "4",
-                                 "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1"}).start()
+        kubeconfig = service_account_kubeconfig(
+            self.api, self.control.url, SYSTEM_NS, self.account, str(self.tmp / "operator.kubeconfig")
+        )
+        operator = Operator(
+            kubeconfig,
+            str(self.tmp / log),
+            args=["--all-namespaces", "--peering", "memoturn", *extra_args],
+            env={
+                "MEMOTURN_OPERATOR_RESYNC_SECONDS": "2",
+                "MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS": "4",
+                "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1",
+            },
+        ).start()
         if log == "operator.log":
             self.operator = operator
         return operator
@@ -194,18 +205,35 @@ def test_a_platform_team_installs_the_chart_and_starts_the_operator(world):
 
 def test_a_tenant_becomes_ready(world):
     creds = world.minio.credentials
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials", "namespace": NS},
-              "stringData": {"AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
-                             "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"]}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s3-credentials", "namespace": NS},
+        "stringData": {
+            "AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
+        },
+    }
     assert world.api.post(f"/api/v1/namespaces/{NS}/secrets", json=secret).status_code == 201
-    tenant = {"apiVersion": "memoturn.io/v1alpha1", "kind": "MemoryTenant", "metadata": {"name": TENANT, "namespace": NS},
-              "spec": {"image": "memoturn:e2e",
-                       "nodes": {"minReplicas": 1, "maxReplicas": 2, "cacheSizeLimit": "1Gi", "hotPerNodeTarget": 6},
-                       "gateway": {"replicas": 1},
-                       "objectStore": {"bucket": world.minio.bucket, "prefix": world.prefix,
-                                       "endpoint": world.minio.endpoint, "credentialsSecret": "s3-credentials"},
-                       "etcd": {"endpoints": [world.etcd.endpoint]}, "leaseTtlSeconds": TTL,
-                       "tiers": {"hotIdleSeconds": 3}}}
+    tenant = {
+        "apiVersion": "memoturn.io/v1alpha1",
+        "kind": "MemoryTenant",
+        "metadata": {"name": TENANT, "namespace": NS},
+        "spec": {
+            "image": "memoturn:e2e",
+            "nodes": {"minReplicas": 1, "maxReplicas": 2, "cacheSizeLimit": "1Gi", "hotPerNodeTarget": 6},
+            "gateway": {"replicas": 1},
+            "objectStore": {
+                "bucket": world.minio.bucket,
+                "prefix": world.prefix,
+                "endpoint": world.minio.endpoint,
+                "credentialsSecret": "s3-credentials",
+            },
+            "etcd": {"endpoints": [world.etcd.endpoint]},
+            "leaseTtlSeconds": TTL,
+            "tiers": {"hotIdleSeconds": 3},
+        },
+    }
     t0 = time.monotonic()
     r = apply(world.api, world.discovery, tenant)
     assert r.status_code == 201, r.text
@@ -218,13 +246,15 @@ def test_a_tenant_becomes_ready(world):
     assert t["status"]["endpoints"]["gateway"] == f"http://{TENANT}-memoturn-gateway.{NS}.svc:7400"
     # Everything it owns points back at it; nothing asks for a persistent volume.
     uid = t["metadata"]["uid"]
-    for path in (f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node",
-                 f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-gateway",
-                 f"/api/v1/namespaces/{NS}/services/{TENANT}-memoturn-gateway",
-                 f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn",
-                 f"/api/v1/namespaces/{NS}/serviceaccounts/{TENANT}-memoturn",
-                 f"/api/v1/namespaces/{NS}/secrets/{TENANT}-memoturn-token",
-                 f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{TENANT}-memoturn-node"):
+    for path in (
+        f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node",
+        f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-gateway",
+        f"/api/v1/namespaces/{NS}/services/{TENANT}-memoturn-gateway",
+        f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn",
+        f"/api/v1/namespaces/{NS}/serviceaccounts/{TENANT}-memoturn",
+        f"/api/v1/namespaces/{NS}/secrets/{TENANT}-memoturn-token",
+        f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{TENANT}-memoturn-node",
+    ):
         obj = world.api.get(path).json()
         assert [o["uid"] for o in obj["metadata"].get("ownerReferences", [])] == [uid], path
     assert world.api.get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims").json()["items"] == []
@@ -264,8 +294,12 @@ def test_reconciling_is_idempotent_and_repairs_drift(world):
     wait_for(lambda: world.api.get(cm).status_code == 200, 30, "the ConfigMap to be recreated")
     # A field the operator sets, edited by hand, is set back (fields it does not set are left alone).
     dep = f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-gateway"
-    r = world.api.patch(dep, json={"spec": {"replicas": 3}},
-                        headers={"Content-Type": "application/merge-patch+json"}, params={"fieldManager": "someone"})
+    r = world.api.patch(
+        dep,
+        json={"spec": {"replicas": 3}},
+        headers={"Content-Type": "application/merge-patch+json"},
+        params={"fieldManager": "someone"},
+    )
     assert r.status_code == 200, r.text
     wait_for(lambda: world.api.get(dep).json()["spec"]["replicas"] == 1, 30, "the gateway Deployment to be repaired")
 
@@ -274,17 +308,28 @@ def test_a_spec_change_rolls_the_node_pods(world):
     before = {p["metadata"]["name"] for p in world.live_pods("node")}
     changes0 = world.operator.total("memoturn_operator_object_changes")
     reconciles0 = world.operator.total("memoturn_operator_reconciles", trigger="update")
-    r = world.api.patch(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}",
-                        json={"spec": {"tiers": {"hotIdleSeconds": 2}}}, headers={"Content-Type": "application/merge-patch+json"})
+    r = world.api.patch(
+        f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}",
+        json={"spec": {"tiers": {"hotIdleSeconds": 2}}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
     assert r.status_code == 200
     generation = r.json()["metadata"]["generation"]
-    wait_for(lambda: {p["metadata"]["name"] for p in world.ready_pods("node")}.isdisjoint(before)
-             and len(world.ready_pods("node")) == 1, 120, "new node pods to replace the old ones")
+    wait_for(
+        lambda: (
+            {p["metadata"]["name"] for p in world.ready_pods("node")}.isdisjoint(before)
+            and len(world.ready_pods("node")) == 1
+        ),
+        120,
+        "new node pods to replace the old ones",
+    )
     wait_for(world.ready, 60, "Ready at the new generation")
     assert world.tenant()["status"]["observedGeneration"] == generation
     cm = world.api.get(f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn").json()
     assert cm["data"]["MEMOTURN_HOT_IDLE_SECONDS"] == "2"
-    FIGURES["reconciles_for_one_spec_change"] = world.operator.total("memoturn_operator_reconciles", trigger="update") - reconciles0
+    FIGURES["reconciles_for_one_spec_change"] = (
+        world.operator.total("memoturn_operator_reconciles", trigger="update") - reconciles0
+    )
     FIGURES["objects_changed_for_one_spec_change"] = world.operator.total("memoturn_operator_object_changes") - changes0
     with world.client() as c:  # the data survived the roll (object storage is the truth)
         assert c.database(f"{TENANT}--alice").kv_get("greeting").data["value"] == "hello"
@@ -315,8 +360,11 @@ def _lose_node(world: World, how: str) -> float:
 
 
 def _set_nodes(world: World, **nodes: int) -> None:
-    r = world.api.patch(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}", json={"spec": {"nodes": nodes}},
-                        headers={"Content-Type": "application/merge-patch+json"})
+    r = world.api.patch(
+        f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}",
+        json={"spec": {"nodes": nodes}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -347,9 +395,17 @@ def test_with_the_operator_down_the_lease_ttl_still_bounds_failover(world):
 
 def test_the_node_set_follows_the_hot_set(world):
     _set_nodes(world, minReplicas=1)
-    wait_for(lambda: world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node"
-                                   ).json()["spec"]["replicas"] == 1 and len(world.live_pods("node")) == 1, 90,
-             "back to one node (nothing hot)")
+    wait_for(
+        lambda: (
+            world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node").json()["spec"][
+                "replicas"
+            ]
+            == 1
+            and len(world.live_pods("node")) == 1
+        ),
+        90,
+        "back to one node (nothing hot)",
+    )
     with world.client() as c:
         for i in range(16):  # hotPerNodeTarget is 6: 16 hot databases want 3 nodes, max is 2
             c.create_database(f"{TENANT}--hot{i}")
@@ -371,15 +427,31 @@ def test_the_node_set_follows_the_hot_set(world):
     worker = threading.Thread(target=agents_at_work, daemon=True)
     worker.start()
     try:
-        wait_for(lambda: world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node"
-                                       ).json()["spec"]["replicas"] == 2, 60, "a scale-out to maxReplicas")
+        wait_for(
+            lambda: (
+                world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node").json()["spec"][
+                    "replicas"
+                ]
+                == 2
+            ),
+            60,
+            "a scale-out to maxReplicas",
+        )
         wait_for(lambda: len(world.ready_pods("node")) == 2 and world.ready(), 90, "two ready nodes")
     finally:
         busy.clear()
         worker.join()
     # Idle: the hot set drains to warm after hotIdleSeconds, the operator scales back in gracefully.
-    wait_for(lambda: world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node"
-                                   ).json()["spec"]["replicas"] == 1, 90, "a scale-in to minReplicas")
+    wait_for(
+        lambda: (
+            world.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{TENANT}-memoturn-node").json()["spec"][
+                "replicas"
+            ]
+            == 1
+        ),
+        90,
+        "a scale-in to minReplicas",
+    )
     wait_for(lambda: len(world.live_pods("node")) == 1 and world.ready(), 90, "one node again")
     with world.client() as c:
         for i in range(16):
@@ -388,13 +460,22 @@ def test_the_node_set_follows_the_hot_set(world):
 
 
 def _branch(world: World, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    body = {"apiVersion": "memoturn.io/v1alpha1", "kind": "MemoryBranch", "metadata": {"name": name, "namespace": NS},
-            "spec": {"tenant": TENANT, "database": f"{TENANT}--alice", **spec}}
+    body = {
+        "apiVersion": "memoturn.io/v1alpha1",
+        "kind": "MemoryBranch",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"tenant": TENANT, "database": f"{TENANT}--alice", **spec},
+    }
     r = apply(world.api, world.discovery, body)
     assert r.status_code == 201, r.text
     path = f"{GROUP_PATH}/namespaces/{NS}/memorybranches/{name}"
-    return wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") in ("Ready", "Failed", "Expired") else None)(
-        world.api.get(path).json()), 60, f"MemoryBranch {name} to settle")
+    return wait_for(
+        lambda: (lambda b: b if (b.get("status") or {}).get("phase") in ("Ready", "Failed", "Expired") else None)(
+            world.api.get(path).json()
+        ),
+        60,
+        f"MemoryBranch {name} to settle",
+    )
 
 
 def test_a_memory_branch_forks_and_the_fork_is_readable(world):
@@ -409,8 +490,11 @@ def test_a_memory_branch_forks_and_the_fork_is_readable(world):
         assert c.database(f"{TENANT}--alice").kv_get("greeting").data["value"] == "hello again"
     # Deleting the resource deletes the branch (finalizer).
     assert world.api.delete(f"{GROUP_PATH}/namespaces/{NS}/memorybranches/experiment").status_code == 200
-    wait_for(lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorybranches/experiment").status_code == 404,
-             60, "the MemoryBranch to go")
+    wait_for(
+        lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorybranches/experiment").status_code == 404,
+        60,
+        "the MemoryBranch to go",
+    )
     with world.client() as c:
         names = [x["branch"] for x in c.database(f"{TENANT}--alice").branches().data["branches"]]
         assert "experiment" not in names
@@ -460,10 +544,17 @@ def test_deleting_the_tenant_cleans_everything_up(world):
     pods = world.live_pods("node") + world.live_pods("gateway")
     r = world.api.delete(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}")
     assert r.status_code == 200
-    wait_for(lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}").status_code == 404, 60,
-             "the tenant to go")
-    for path in (f"/apis/apps/v1/namespaces/{NS}/deployments", f"/api/v1/namespaces/{NS}/services",
-                 f"/api/v1/namespaces/{NS}/pods", f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets"):
+    wait_for(
+        lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}").status_code == 404,
+        60,
+        "the tenant to go",
+    )
+    for path in (
+        f"/apis/apps/v1/namespaces/{NS}/deployments",
+        f"/api/v1/namespaces/{NS}/services",
+        f"/api/v1/namespaces/{NS}/pods",
+        f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets",
+    ):
         wait_for(lambda: world.api.get(path).json()["items"] == [], 120, f"{path} to be empty")
     for p in pods:
         proc = world.agent.process(NS, p["metadata"]["name"])

@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 import yaml
-
 from support.apply import Discovery, apply, wait_established
 from support.helm import CHART, ROOT, helm_bin_dir
 from support.helm import helm as run_helm
@@ -72,20 +71,29 @@ def test_the_schema_covers_every_default_value():
         for key, value in values.items():
             assert key in node["properties"], f"{path}{key} is not in values.schema.json"
             walk(value, node["properties"][key], f"{path}{key}.")
+
     walk(yaml.safe_load((CHART / "values.yaml").read_text()), schema, "")
 
 
 def test_the_crds_in_the_chart_are_the_generated_ones_plus_kopf_peering():
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == [
-        "kopfpeerings.yaml", "memorybranches.yaml", "memorytenants.yaml"]
+        "kopfpeerings.yaml",
+        "memorybranches.yaml",
+        "memorytenants.yaml",
+    ]
     for name in ("memorytenants.yaml", "memorybranches.yaml"):
         assert (CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text()
-    peering = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all((CHART / "crds" / "kopfpeerings.yaml").read_text()) if d}
+    peering = {
+        d["metadata"]["name"]: d["spec"]
+        for d in yaml.safe_load_all((CHART / "crds" / "kopfpeerings.yaml").read_text())
+        if d
+    }
     assert peering["clusterkopfpeerings.kopf.dev"]["scope"] == "Cluster"
     assert peering["kopfpeerings.kopf.dev"]["scope"] == "Namespaced"
 
 
 # ---- a real kube-apiserver ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def api(etcd):
@@ -105,9 +113,20 @@ def cluster(api):
                 assert r.status_code == 201, r.text
                 wait_established(api, doc["metadata"]["name"])
     namespace = f"chart-{uuid.uuid4().hex[:6]}"
-    r = api.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": namespace, "labels": {"pod-security.kubernetes.io/warn": "restricted",
-                                      "pod-security.kubernetes.io/audit": "restricted"}}})
+    r = api.post(
+        "/api/v1/namespaces",
+        json={
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": namespace,
+                "labels": {
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+            },
+        },
+    )
     assert r.status_code == 201, r.text
     return namespace
 
@@ -154,11 +173,18 @@ def test_helm_installs_upgrades_and_uninstalls_the_release(helm, etcd, tmp_path)
 def _install_upgrade_uninstall(helm, server, tmp_path):
     api = server.client
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
-        "clusters": [{"name": "e2e", "cluster": {"server": server.url, "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "admin", "user": {"token": server.token}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}]}))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "e2e",
+                "clusters": [{"name": "e2e", "cluster": {"server": server.url, "insecure-skip-tls-verify": True}}],
+                "users": [{"name": "admin", "user": {"token": server.token}}],
+                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+            }
+        )
+    )
     kubeconfig.chmod(0o600)
     namespace = "memoturn-system"
     common = ["--kubeconfig", str(kubeconfig), "--namespace", namespace]
@@ -178,7 +204,9 @@ def _install_upgrade_uninstall(helm, server, tmp_path):
 
     r = helm("uninstall", RELEASE, *common)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/memorytenants.memoturn.io").status_code == 200
+    assert (
+        api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/memorytenants.memoturn.io").status_code == 200
+    )
     assert api.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{RELEASE}-memoturn-operator").status_code == 404
     assert api.get("/apis/kopf.dev/v1/clusterkopfpeerings/memoturn").status_code == 404
 
@@ -194,7 +222,13 @@ def test_the_operator_runs_as_non_root_with_the_requested_command(helm):
     assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert container["image"] == "memoturn:0.1.0" and container["command"] == ["memoturn-operator"]
-    assert container["args"] == ["--all-namespaces", "--peering", "memoturn", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["args"] == [
+        "--all-namespaces",
+        "--peering",
+        "memoturn",
+        "--liveness",
+        "http://0.0.0.0:8080/healthz",
+    ]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert deploy["spec"]["replicas"] == 2
     assert pod["serviceAccountName"] == next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
@@ -214,6 +248,7 @@ def test_no_template_creates_persistent_storage(helm):
 
 
 # ---- the Dockerfile (it cannot be built here: no container engine) --------------------------------
+
 
 def test_the_dockerfile_runs_as_non_root_and_installs_the_project_pins():
     """What can be checked without building: a numeric non-root USER matching the chart's

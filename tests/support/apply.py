@@ -23,8 +23,11 @@ class Discovery:
                 return self._cache[api_version][kind]
             r = self.api.get("/api/v1" if api_version == "v1" else f"/apis/{api_version}")
             if r.status_code == 200:
-                self._cache[api_version] = {res["kind"]: (res["name"], res["namespaced"])
-                                            for res in r.json()["resources"] if "/" not in res["name"]}
+                self._cache[api_version] = {
+                    res["kind"]: (res["name"], res["namespaced"])
+                    for res in r.json()["resources"]
+                    if "/" not in res["name"]
+                }
                 if kind in self._cache[api_version]:
                     continue
             if time.monotonic() > deadline:
@@ -40,12 +43,23 @@ class Discovery:
         return f"{base}/{plural}/{meta['name']}"
 
 
-def apply(api: httpx.Client, discovery: Discovery, obj: dict[str, Any], namespace: str | None = None, *,
-          dry_run: bool = False, manager: str = "e2e") -> httpx.Response:
+def apply(
+    api: httpx.Client,
+    discovery: Discovery,
+    obj: dict[str, Any],
+    namespace: str | None = None,
+    *,
+    dry_run: bool = False,
+    manager: str = "e2e",
+) -> httpx.Response:
     """PATCH with ``application/apply-patch+yaml`` (JSON is YAML); ``force``: this manager wins."""
     params = {"fieldManager": manager, "force": "true", **({"dryRun": "All"} if dry_run else {})}
-    return api.patch(discovery.path(obj, namespace), params=params, content=json.dumps(obj),
-                     headers={"Content-Type": "application/apply-patch+yaml"})
+    return api.patch(
+        discovery.path(obj, namespace),
+        params=params,
+        content=json.dumps(obj),
+        headers={"Content-Type": "application/apply-patch+yaml"},
+    )
 
 
 def wait_established(api: httpx.Client, name: str, timeout: float = 30) -> None:
@@ -53,7 +67,10 @@ def wait_established(api: httpx.Client, name: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json()
-        if any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get("conditions") or []):
+        if any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (crd.get("status") or {}).get("conditions") or []
+        ):
             return
         time.sleep(0.2)
     raise AssertionError(f"{name} not established")

@@ -21,9 +21,22 @@ class Gateway:
         self.log_path = os.path.join(log_dir, "gateway.log")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memoturn.gateway", "--listen", f"127.0.0.1:{self.port}", "--etcd", etcd_endpoint,
-             "--prefix", prefix, "--attempts", str(attempts)],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "memoturn.gateway",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--etcd",
+                etcd_endpoint,
+                "--prefix",
+                prefix,
+                "--attempts",
+                str(attempts),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self, nodes: int, timeout: float = 30) -> None:
@@ -52,15 +65,28 @@ class Gateway:
 
 
 class Cluster:
-    def __init__(self, tmp_path: Any, etcd: Any, minio: Any, *, nodes: int = 3, ttl: int = 3,
-                 env: dict[str, str] | None = None, prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Any,
+        etcd: Any,
+        minio: Any,
+        *,
+        nodes: int = 3,
+        ttl: int = 3,
+        env: dict[str, str] | None = None,
+        prefix: str | None = None,
+    ) -> None:
         self.tmp_path = tmp_path
         self.prefix = prefix or f"/mt-{os.urandom(4).hex()}"
         self.store_url = minio.store_url(self.prefix.strip("/"))
         self.etcd = etcd
         self.ttl = ttl
-        self.env = {"MEMOTURN_ETCD_ENDPOINTS": etcd.endpoint, "MEMOTURN_ETCD_PREFIX": self.prefix,
-                    "MEMOTURN_LEASE_TTL_SECONDS": str(ttl), **(env or {})}
+        self.env = {
+            "MEMOTURN_ETCD_ENDPOINTS": etcd.endpoint,
+            "MEMOTURN_ETCD_PREFIX": self.prefix,
+            "MEMOTURN_LEASE_TTL_SECONDS": str(ttl),
+            **(env or {}),
+        }
         self.nodes: dict[str, Memoturnd] = {}
         for i in range(nodes):
             self.add_node(f"n{i}")
@@ -71,8 +97,9 @@ class Cluster:
 
     def add_node(self, node_id: str) -> Memoturnd:
         host = f"127.0.0.{len(self.nodes) + 2}"
-        node = Memoturnd(str(self.tmp_path / node_id), self.store_url, host=host,
-                         env={**self.env, "MEMOTURN_NODE_ID": node_id})
+        node = Memoturnd(
+            str(self.tmp_path / node_id), self.store_url, host=host, env={**self.env, "MEMOTURN_NODE_ID": node_id}
+        )
         self.nodes[node_id] = node
         return node
 

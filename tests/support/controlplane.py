@@ -56,45 +56,68 @@ class ControlPlane:
     ``.api`` is an httpx client with the admin token; ``.kubeconfig`` a kubeconfig file for the
     same identity (for child processes such as the operator)."""
 
-    def __init__(self, etcd_endpoint: str, log_dir: str | os.PathLike[str], *,
-                 controllers: Sequence[str] = DEFAULT_CONTROLLERS, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        etcd_endpoint: str,
+        log_dir: str | os.PathLike[str],
+        *,
+        controllers: Sequence[str] = DEFAULT_CONTROLLERS,
+        timeout: float = 120.0,
+    ) -> None:
         self.bin = kube_bin_dir()
         self.log_dir = os.fspath(log_dir)
         os.makedirs(self.log_dir, exist_ok=True)
         self._procs: list[tuple[str, subprocess.Popen[bytes], str]] = []
         # The "kubernetes" Service's endpoint would be the loopback advertise address, which
         # kube-apiserver refuses in Endpoints; nothing here needs it, so it is not maintained.
-        self.apiserver = KubeAPIServer(etcd_endpoint, log_dir=self.log_dir,
-                                       extra_args=["--endpoint-reconciler-type=none"])
+        self.apiserver = KubeAPIServer(
+            etcd_endpoint, log_dir=self.log_dir, extra_args=["--endpoint-reconciler-type=none"]
+        )
         try:
             self.url: str = self.apiserver.url
             self.token: str = self.apiserver.token
             self.api: httpx.Client = self.apiserver.client
             self.kubeconfig: str = self.apiserver.write_kubeconfig(os.path.join(self.apiserver.dir, "kubeconfig"))
             self.controller_manager_port = free_port()
-            self._start("kube-controller-manager", [
-                f"--kubeconfig={self.kubeconfig}",
-                "--bind-address=127.0.0.1", f"--secure-port={self.controller_manager_port}",
-                f"--cert-dir={os.path.join(self.apiserver.dir, 'kcm-certs')}",
-                f"--service-account-private-key-file={self.apiserver.sa_key_path}",
-                f"--root-ca-file={self.apiserver.serving_cert_path}",
-                "--use-service-account-credentials=false", "--leader-elect=false",
-                f"--controllers={','.join(controllers)}",
-                "--concurrent-gc-syncs=5", "--v=1",
-            ], self.controller_manager_port)
+            self._start(
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={self.controller_manager_port}",
+                    f"--cert-dir={os.path.join(self.apiserver.dir, 'kcm-certs')}",
+                    f"--service-account-private-key-file={self.apiserver.sa_key_path}",
+                    f"--root-ca-file={self.apiserver.serving_cert_path}",
+                    "--use-service-account-credentials=false",
+                    "--leader-elect=false",
+                    f"--controllers={','.join(controllers)}",
+                    "--concurrent-gc-syncs=5",
+                    "--v=1",
+                ],
+                self.controller_manager_port,
+            )
             self.scheduler_port = free_port()
-            self._start("kube-scheduler", [
-                f"--kubeconfig={self.kubeconfig}",
-                "--bind-address=127.0.0.1", f"--secure-port={self.scheduler_port}",
-                f"--cert-dir={os.path.join(self.apiserver.dir, 'scheduler-certs')}",
-                "--leader-elect=false", "--v=1",
-            ], self.scheduler_port)
+            self._start(
+                "kube-scheduler",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={self.scheduler_port}",
+                    f"--cert-dir={os.path.join(self.apiserver.dir, 'scheduler-certs')}",
+                    "--leader-elect=false",
+                    "--v=1",
+                ],
+                self.scheduler_port,
+            )
             deadline = time.monotonic() + timeout
             for name, _proc, health in self._procs:
                 self._wait_healthy(name, health, deadline)
             # The serviceaccount controller creating "default" proves the controllers' informers synced.
-            self._wait(lambda: self.api.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200,
-                       deadline, "the serviceaccount controller to create default/default")
+            self._wait(
+                lambda: self.api.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200,
+                deadline,
+                "the serviceaccount controller to create default/default",
+            )
         except BaseException:
             self.close()
             raise
@@ -133,7 +156,6 @@ class ControlPlane:
         does: kube-apiserver refuses loopback addresses in EndpointSlices, and every pod the
         node agent runs has one."""
         from kubernetes import client, config
-
         from memoturn_operator.kube import Kube, _bearer_token_fixed
 
         configuration = client.Configuration()

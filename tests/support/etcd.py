@@ -38,16 +38,33 @@ class EtcdServer:
         self.log_path = self.data_dir + ".log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "EtcdServer":
+    def start(self, timeout: float = 30.0) -> EtcdServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--name", "memoturn-test", "--data-dir", self.data_dir,
-             "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls", f"http://{self.endpoint}",
-             "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-             "--initial-cluster", f"memoturn-test=http://127.0.0.1:{self.peer_port}",
-             "--listen-metrics-urls", "", "--log-level", "warn"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ETCD_UNSUPPORTED_ARCH": "amd64"},
+            [
+                self.binary,
+                "--name",
+                "memoturn-test",
+                "--data-dir",
+                self.data_dir,
+                "--listen-client-urls",
+                f"http://{self.endpoint}",
+                "--advertise-client-urls",
+                f"http://{self.endpoint}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{self.peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{self.peer_port}",
+                "--initial-cluster",
+                f"memoturn-test=http://127.0.0.1:{self.peer_port}",
+                "--listen-metrics-urls",
+                "",
+                "--log-level",
+                "warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ETCD_UNSUPPORTED_ARCH": "amd64"},
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -57,9 +74,13 @@ class EtcdServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     pass
-                out = subprocess.run(["etcdctl", "--endpoints", self.endpoint, "endpoint", "health"],
-                                     capture_output=True, text=True, timeout=5,
-                                     env={**os.environ, "ETCDCTL_API": "3"})
+                out = subprocess.run(
+                    ["etcdctl", "--endpoints", self.endpoint, "endpoint", "health"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    env={**os.environ, "ETCDCTL_API": "3"},
+                )
                 if out.returncode == 0:
                     return self
             except (OSError, subprocess.TimeoutExpired):
@@ -81,7 +102,7 @@ class EtcdServer:
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> "EtcdServer":
+    def __enter__(self) -> EtcdServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -26,10 +26,16 @@ def helm_bin_dir() -> str:
 def helm(*args: str, kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run helm with its cache, config and data in a temporary directory (never the user's)."""
     home = Path(_HOME)
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-           "HELM_DATA_HOME": str(home / "data"), "KUBECONFIG": kubeconfig or str(home / "no-kubeconfig")}
-    return subprocess.run([os.path.join(helm_bin_dir(), "helm"), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "KUBECONFIG": kubeconfig or str(home / "no-kubeconfig"),
+    }
+    return subprocess.run(
+        [os.path.join(helm_bin_dir(), "helm"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def render(release: str, namespace: str, *args: str, crds: bool = True) -> list[dict[str, Any]]:

@@ -40,7 +40,8 @@ import threading
 import time
 import urllib.parse
 from collections import Counter, defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -51,8 +52,19 @@ WRITES = ("put", "sql-insert", "probe-put")
 # Problem types that say the write did not run (when the answer names no txid): the gateway's
 # "no-route" (every attempt refused or never connected) and the nodes' typed refusals that are
 # raised before anything commits. Anything else that is not a success is "unknown".
-NOT_APPLIED = {"no-route", "not-owner", "fenced", "lease-lost", "store-unavailable", "sql-workers-busy",
-               "reserved-table", "invalid-request", "malformed-json", "payload-too-large", "invalid-header"}
+NOT_APPLIED = {
+    "no-route",
+    "not-owner",
+    "fenced",
+    "lease-lost",
+    "store-unavailable",
+    "sql-workers-busy",
+    "reserved-table",
+    "invalid-request",
+    "malformed-json",
+    "payload-too-large",
+    "invalid-header",
+}
 # The SQL table of the clients is a rowid table with no PRIMARY KEY/UNIQUE on ``k``: with one, the
 # node refuses every INSERT and keyed SELECT with ``403 reserved-table`` (its SQL guard takes the
 # automatic index ``sqlite_autoindex_h_1`` for a reserved table). Double execution is caught from
@@ -61,6 +73,7 @@ KINDS = ("kill", "kill-fresh", "pause", "etcd", "minio", "disk-full")
 
 
 # -- the history --------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Op:
@@ -186,12 +199,23 @@ class History:
 
 # -- clients ------------------------------------------------------------------------------
 
+
 class Client:
     """One sequential client: durable KV puts of unique keys and values, ``Memoturn-Min-Txid``
     reads of its own acknowledged keys, and (some) unique SQL inserts."""
 
-    def __init__(self, name: str, url: str, dbs: list[str], history: History, *, seed: int,
-                 read_share: float = 0.3, sql_share: float = 0.15, timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        dbs: list[str],
+        history: History,
+        *,
+        seed: int,
+        read_share: float = 0.3,
+        sql_share: float = 0.15,
+        timeout: float = 90.0,
+    ) -> None:
         self.name, self.dbs, self.history = name, dbs, history
         self.rng = random.Random(seed)
         self.read_share, self.sql_share = read_share, sql_share
@@ -232,8 +256,9 @@ class Client:
             key, value = self._unique()
             op = self.history.invoke(self.name, "put", db, key, value)
             try:
-                resp = self.http.put(f"/v1/databases/{db}/kv/{key}", json={"value": value},
-                                     headers={"Memoturn-Durability": "durable"})
+                resp = self.http.put(
+                    f"/v1/databases/{db}/kv/{key}", json={"value": value}, headers={"Memoturn-Durability": "durable"}
+                )
             except httpx.HTTPError as exc:
                 return self.history.complete(op, exc=exc)
         self.history.complete(op, resp)
@@ -254,6 +279,7 @@ class Client:
 
 # -- a small filesystem for one node's cache ----------------------------------------------
 
+
 class SmallDisk:
     """A tmpfs of its own (``mount -t tmpfs -o size=…``) at ``path``, to fill and free.
 
@@ -271,8 +297,12 @@ class SmallDisk:
     def try_mount(self) -> bool:
         os.makedirs(self.path, exist_ok=True)
         try:
-            out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m", "tmpfs", self.path],
-                                 capture_output=True, text=True, timeout=20)
+            out = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m", "tmpfs", self.path],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             self.reason = f"mount not possible: {exc}"
             return False
@@ -325,6 +355,7 @@ class SmallDisk:
 
 # -- the nemesis --------------------------------------------------------------------------
 
+
 def node_ready(node: Memoturnd) -> bool:
     try:
         return node.proc.poll() is None and node.client.get("/v1/ready", timeout=2).status_code == 200
@@ -348,8 +379,9 @@ def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> float:
     raise TimeoutError(f"cluster not healthy after {timeout}s: {states}")
 
 
-def restart_node(cluster: Cluster, node_id: str, *, fresh: bool = False, disk: SmallDisk | None = None,
-                 timeout: float = 60.0) -> Memoturnd:
+def restart_node(
+    cluster: Cluster, node_id: str, *, fresh: bool = False, disk: SmallDisk | None = None, timeout: float = 60.0
+) -> Memoturnd:
     """Kill -9 ``node_id`` (if alive) and start it again with the same id and address, on the
     same data directory or (``fresh``) an emptied one; waits until it is ready."""
     old = cluster.nodes[node_id]
@@ -376,9 +408,19 @@ def restart_node(cluster: Cluster, node_id: str, *, fresh: bool = False, disk: S
 class Nemesis:
     """Faults, one at a time, each healed before the next: see :data:`KINDS`."""
 
-    def __init__(self, cluster: Cluster, etcd: Any, minio: Any, history: History, *, seed: int, ttl: int,
-                 dbs: list[str], disks: dict[str, SmallDisk] | None = None,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        etcd: Any,
+        minio: Any,
+        history: History,
+        *,
+        seed: int,
+        ttl: int,
+        dbs: list[str],
+        disks: dict[str, SmallDisk] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.cluster, self.etcd, self.minio, self.history = cluster, etcd, minio, history
         self.rng = random.Random(seed)
         self.ttl, self.dbs = ttl, dbs
@@ -422,7 +464,9 @@ class Nemesis:
             t.start()
         try:
             # Held at least ``hold``, longer (up to TTL + 15 s) until the database has moved.
-            while time.monotonic() < paused_at + hold or (not ev["moved"] and time.monotonic() < paused_at + self.ttl + 15):
+            while time.monotonic() < paused_at + hold or (
+                not ev["moved"] and time.monotonic() < paused_at + self.ttl + 15
+            ):
                 time.sleep(0.2)
                 if ev["moved"] or time.monotonic() < paused_at + self.ttl:
                     continue
@@ -455,8 +499,12 @@ class Nemesis:
         key = f"probe-{node_id}-{self.seq}-{self.rng.getrandbits(24):06x}"
         op = self.history.invoke("probe", "probe-put", db, key, key, node=node_id, tag=tag)
         try:
-            resp = httpx.put(f"{node.url}/v1/databases/{db}/kv/{key}", json={"value": key},
-                             headers={"Memoturn-Durability": "durable"}, timeout=90)
+            resp = httpx.put(
+                f"{node.url}/v1/databases/{db}/kv/{key}",
+                json={"value": key},
+                headers={"Memoturn-Durability": "durable"},
+                timeout=90,
+            )
         except httpx.HTTPError as exc:
             self.history.complete(op, exc=exc)
             return
@@ -467,8 +515,12 @@ class Nemesis:
         key = f"nemesis-{self.seq}-{self.rng.getrandbits(24):06x}"
         op = self.history.invoke("nemesis", "put", db, key, key, tag=tag)
         try:
-            resp = self.gw.put(f"/v1/databases/{db}/kv/{key}", json={"value": key},
-                               headers={"Memoturn-Durability": "durable"}, timeout=timeout)
+            resp = self.gw.put(
+                f"/v1/databases/{db}/kv/{key}",
+                json={"value": key},
+                headers={"Memoturn-Durability": "durable"},
+                timeout=timeout,
+            )
         except httpx.HTTPError as exc:
             return self.history.complete(op, exc=exc)
         return self.history.complete(op, resp)
@@ -510,9 +562,12 @@ class Nemesis:
         node_id = self.rng.choice(owners or sorted(mounted))
         disk = mounted[node_id]
         hold = self.rng.uniform(3, 6)
-        ev = self.history.event("disk-full", node=node_id, owns=sorted(db for db in self.dbs
-                                                                      if self.cluster.gateway.owner(db) == node_id),
-                                hold_s=hold)
+        ev = self.history.event(
+            "disk-full",
+            node=node_id,
+            owns=sorted(db for db in self.dbs if self.cluster.gateway.owner(db) == node_id),
+            hold_s=hold,
+        )
         try:
             ev["filled_bytes"] = disk.fill()
             ev["free_bytes_when_full"] = disk.free_bytes()
@@ -524,14 +579,28 @@ class Nemesis:
         return ev
 
     def do(self, kind: str) -> dict[str, Any]:
-        action = {"kill": self.kill, "kill-fresh": lambda: self.kill(fresh=True), "pause": self.pause,
-                  "etcd": self.restart_etcd, "minio": self.restart_minio, "disk-full": self.fill_disk}[kind]
+        action = {
+            "kill": self.kill,
+            "kill-fresh": lambda: self.kill(fresh=True),
+            "pause": self.pause,
+            "etcd": self.restart_etcd,
+            "minio": self.restart_minio,
+            "disk-full": self.fill_disk,
+        }[kind]
         ev = action()
         if not ev.get("skipped"):
             ev["recovered_s"] = wait_healthy(self.cluster, timeout=90)
         ev["end"] = time.monotonic()
-        self.log(f"nemesis: {kind} " + json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
-                                                   for k, v in ev.items() if not k.endswith("_at") and k != "start"}))
+        self.log(
+            f"nemesis: {kind} "
+            + json.dumps(
+                {
+                    k: (round(v, 2) if isinstance(v, float) else v)
+                    for k, v in ev.items()
+                    if not k.endswith("_at") and k != "start"
+                }
+            )
+        )
         return ev
 
     def run(self, stop: threading.Event, *, until: float, gap: tuple[float, float], rounds: int | None = None) -> None:
@@ -572,6 +641,7 @@ class Nemesis:
 
 # -- observing the outcome ----------------------------------------------------------------
 
+
 def _retrying(fn: Callable[[], httpx.Response], timeout: float = 60.0) -> httpx.Response:
     """Reads after recovery: transient refusals (a branch moving, a restore) are retried."""
     deadline = time.monotonic() + timeout
@@ -606,8 +676,14 @@ def read_state(gw: httpx.Client, db: str, branch: str = "main", min_txid: int | 
         cursor = page.get("next_cursor")
         if not cursor:
             break
-    r = _retrying(lambda: gw.post(f"/v1/databases/{db}/sql", params={"branch": branch}, headers=headers,
-                                  json={"statements": [{"sql": "SELECT k, v FROM h"}]}))
+    r = _retrying(
+        lambda: gw.post(
+            f"/v1/databases/{db}/sql",
+            params={"branch": branch},
+            headers=headers,
+            json={"statements": [{"sql": "SELECT k, v FROM h"}]},
+        )
+    )
     if r.status_code != 200:
         return {"error": f"sql select: {r.status_code} {r.text[:300]}", "kv": kv}
     rows = r.json()["results"][0]["rows"]
@@ -687,14 +763,22 @@ def observe(gateway_url: str, history: History, dbs: list[str], *, cuts_per_db: 
 
 # -- the checker ---------------------------------------------------------------------------
 
+
 def _anomaly(check: str, detail: str, history: History, ops: list[Op], **extra: Any) -> dict[str, Any]:
     t0 = history.t0
     lo = min(op.start for op in ops) - 3 if ops else 0
     hi = max((op.end or op.start) for op in ops) + 3 if ops else 0
     events = [e for e in history.events_json() if ops and e["start"] <= hi - t0 and e.get("end", 1e9) >= lo - t0]
-    return {"check": check, "detail": detail, "ops": [op.as_dict(t0) for op in ops[:8]],
-            "events_around": [{"id": e["id"], "kind": e["kind"], "start": e["start"], "end": e.get("end"),
-                               "node": e.get("node")} for e in events], **extra}
+    return {
+        "check": check,
+        "detail": detail,
+        "ops": [op.as_dict(t0) for op in ops[:8]],
+        "events_around": [
+            {"id": e["id"], "kind": e["kind"], "start": e["start"], "end": e.get("end"), "node": e.get("node")}
+            for e in events
+        ],
+        **extra,
+    }
 
 
 def _stored(state: dict[str, Any], op: Op) -> tuple[bool, Any]:
@@ -714,19 +798,27 @@ def check(history: History, observed: dict[str, Any]) -> list[dict[str, Any]]:
     # (a) every acknowledged write is there after recovery, with its value.
     for db, state in final.items():
         if "error" in state:
-            anomalies.append(_anomaly("a-durability", f"{db} could not be read after recovery: {state['error']}",
-                                      history, []))
+            anomalies.append(
+                _anomaly("a-durability", f"{db} could not be read after recovery: {state['error']}", history, [])
+            )
     for op in acked:
         state = final.get(op.db, {})
         if state.get("sql" if op.kind == "sql-insert" else "kv") is None:
             continue  # unreadable: reported above
         present, value = _stored(state, op)
         if not present:
-            anomalies.append(_anomaly("a-durability", f"acknowledged {op.kind} {op.db}/{op.key} (txid {op.txid}) "
-                                      "is missing after recovery", history, [op]))
+            anomalies.append(
+                _anomaly(
+                    "a-durability",
+                    f"acknowledged {op.kind} {op.db}/{op.key} (txid {op.txid}) is missing after recovery",
+                    history,
+                    [op],
+                )
+            )
         elif value != op.value:
-            anomalies.append(_anomaly("a-durability", f"{op.db}/{op.key} reads {value!r}, acknowledged {op.value!r}",
-                                      history, [op]))
+            anomalies.append(
+                _anomaly("a-durability", f"{op.db}/{op.key} reads {value!r}, acknowledged {op.value!r}", history, [op])
+            )
         if op.txid is None:
             anomalies.append(_anomaly("b-txid-unique", "an acknowledged write carried no Memoturn-Txid", history, [op]))
 
@@ -737,8 +829,11 @@ def check(history: History, observed: dict[str, Any]) -> list[dict[str, Any]]:
             by_txid[(op.db, op.txid)].append(op)
     for (db, txid), same in sorted(by_txid.items()):
         if len(same) > 1:
-            anomalies.append(_anomaly("b-txid-unique", f"{db} txid {txid} acknowledged for {len(same)} different "
-                                      "writes", history, same))
+            anomalies.append(
+                _anomaly(
+                    "b-txid-unique", f"{db} txid {txid} acknowledged for {len(same)} different writes", history, same
+                )
+            )
     for cut in observed.get("cuts", []):
         db, t = cut["db"], cut["txid"]
         if "error" in cut:
@@ -749,11 +844,24 @@ def check(history: History, observed: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             present, value = _stored(cut, op)
             if op.txid <= t and (not present or value != op.value):
-                anomalies.append(_anomaly("b-txid-unique", f"store: {db} at txid {t} lacks {op.key}, acknowledged "
-                                          f"at txid {op.txid}", history, [op], found=value))
+                anomalies.append(
+                    _anomaly(
+                        "b-txid-unique",
+                        f"store: {db} at txid {t} lacks {op.key}, acknowledged at txid {op.txid}",
+                        history,
+                        [op],
+                        found=value,
+                    )
+                )
             elif op.txid > t and present:
-                anomalies.append(_anomaly("b-txid-unique", f"store: {db} at txid {t} already holds {op.key}, "
-                                          f"acknowledged at the later txid {op.txid}", history, [op]))
+                anomalies.append(
+                    _anomaly(
+                        "b-txid-unique",
+                        f"store: {db} at txid {t} already holds {op.key}, acknowledged at the later txid {op.txid}",
+                        history,
+                        [op],
+                    )
+                )
 
     # (c) per client: Min-Txid honoured, txids never go back, reads see the client's own writes.
     by_client: dict[str, list[Op]] = defaultdict(list)
@@ -773,25 +881,56 @@ def check(history: History, observed: dict[str, Any]) -> list[dict[str, Any]]:
                     anomalies.append(_anomaly("c-monotonic", "a read answered without Memoturn-Txid", history, [op]))
                     continue
                 if op.min_txid is not None and op.txid < op.min_txid:
-                    anomalies.append(_anomaly("c-monotonic", f"read with Memoturn-Min-Txid {op.min_txid} answered "
-                                              f"txid {op.txid}", history, [op]))
+                    anomalies.append(
+                        _anomaly(
+                            "c-monotonic",
+                            f"read with Memoturn-Min-Txid {op.min_txid} answered txid {op.txid}",
+                            history,
+                            [op],
+                        )
+                    )
                 w = written.get((op.db, op.key))
                 if w is not None and not op.found:
-                    anomalies.append(_anomaly("c-monotonic", f"{client} read its own acknowledged {op.db}/{op.key} "
-                                              f"(txid {w.txid}) as absent at txid {op.txid}", history, [w, op]))
+                    anomalies.append(
+                        _anomaly(
+                            "c-monotonic",
+                            f"{client} read its own acknowledged {op.db}/{op.key} "
+                            f"(txid {w.txid}) as absent at txid {op.txid}",
+                            history,
+                            [w, op],
+                        )
+                    )
                 elif w is not None and op.read_value != w.value:
-                    anomalies.append(_anomaly("c-monotonic", f"{client} read {op.db}/{op.key} = {op.read_value!r}, "
-                                              f"wrote {w.value!r}", history, [w, op]))
+                    anomalies.append(
+                        _anomaly(
+                            "c-monotonic",
+                            f"{client} read {op.db}/{op.key} = {op.read_value!r}, wrote {w.value!r}",
+                            history,
+                            [w, op],
+                        )
+                    )
             if op.txid is None:
                 continue
             prev = seen.get(op.db)
             if prev is not None and op.txid < (prev.txid or 0):
-                anomalies.append(_anomaly("c-monotonic", f"{client} saw {op.db} go back from txid {prev.txid} to "
-                                          f"{op.txid}", history, [prev, op]))
+                anomalies.append(
+                    _anomaly(
+                        "c-monotonic",
+                        f"{client} saw {op.db} go back from txid {prev.txid} to {op.txid}",
+                        history,
+                        [prev, op],
+                    )
+                )
             pw = wrote.get(op.db)
             if op.kind in WRITES and pw is not None and op.txid <= (pw.txid or 0):
-                anomalies.append(_anomaly("c-monotonic", f"{client}'s write after its write at txid {pw.txid} "
-                                          f"was acknowledged at txid {op.txid}", history, [pw, op]))
+                anomalies.append(
+                    _anomaly(
+                        "c-monotonic",
+                        f"{client}'s write after its write at txid {pw.txid} was acknowledged at txid {op.txid}",
+                        history,
+                        [pw, op],
+                    )
+                )
             if prev is None or op.txid >= (prev.txid or 0):
                 seen[op.db] = op
             if op.kind in WRITES:
@@ -806,10 +945,17 @@ def check(history: History, observed: dict[str, Any]) -> list[dict[str, Any]]:
         probes = [op for op in ops if op.kind == "probe-put" and op.tag in (tag, tag + "/after")]
         bad = [op for op in probes if op.outcome == "ok"]
         if bad and ev.get("moved"):
-            anomalies.append(_anomaly("d-paused-owner", f"node {ev['node']} was frozen from "
-                                      f"{ev['paused_at'] - history.t0:.2f}s to {ev['resumed_at'] - history.t0:.2f}s "
-                                      f"while {ev['db']} moved to {ev.get('heir')}; it acknowledged {len(bad)} "
-                                      "writes sent to it directly", history, bad))
+            anomalies.append(
+                _anomaly(
+                    "d-paused-owner",
+                    f"node {ev['node']} was frozen from "
+                    f"{ev['paused_at'] - history.t0:.2f}s to {ev['resumed_at'] - history.t0:.2f}s "
+                    f"while {ev['db']} moved to {ev.get('heir')}; it acknowledged {len(bad)} "
+                    "writes sent to it directly",
+                    history,
+                    bad,
+                )
+            )
 
     # (e) not applied means not applied; nothing runs twice.
     for op in ops:
@@ -818,22 +964,43 @@ def check(history: History, observed: dict[str, Any]) -> list[dict[str, Any]]:
         if op.outcome == "fail":
             present, _ = _stored(final.get(op.db, {}), op)
             if present:
-                anomalies.append(_anomaly("e-not-applied", f"{op.kind} {op.db}/{op.key} was answered {op.status} "
-                                          f"{op.problem} (not applied) but is in the database", history, [op]))
+                anomalies.append(
+                    _anomaly(
+                        "e-not-applied",
+                        f"{op.kind} {op.db}/{op.key} was answered {op.status} "
+                        f"{op.problem} (not applied) but is in the database",
+                        history,
+                        [op],
+                    )
+                )
     for db, state in final.items():
         for key, n in sorted(state.get("sql_duplicates", {}).items()):
             mine = [op for op in ops if op.db == db and op.key == key]
-            anomalies.append(_anomaly("e-not-applied", f"{db}: the insert of {key}, sent once, is there {n} times",
-                                      history, mine))
+            anomalies.append(
+                _anomaly("e-not-applied", f"{db}: the insert of {key}, sent once, is there {n} times", history, mine)
+            )
     return anomalies
 
 
 # -- one whole run ---------------------------------------------------------------------------
 
-def run_history(tmp_path: Any, *, duration: float, clients: int = 4, nodes: int = 3, ttl: int = 3, dbs: int = 4,
-                seed: int | None = None, gap: tuple[float, float] = (2.0, 4.0), rounds: int | None = None,
-                cuts_per_db: int = 2, tail: float = 4.0, disk_mb: int = 24,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
+
+def run_history(
+    tmp_path: Any,
+    *,
+    duration: float,
+    clients: int = 4,
+    nodes: int = 3,
+    ttl: int = 3,
+    dbs: int = 4,
+    seed: int | None = None,
+    gap: tuple[float, float] = (2.0, 4.0),
+    rounds: int | None = None,
+    cuts_per_db: int = 2,
+    tail: float = 4.0,
+    disk_mb: int = 24,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Start private etcd and MinIO, a cluster, clients and the nemesis; heal; observe; check.
 
     The operations run for ``duration`` seconds, and at least until the nemesis has finished
@@ -864,22 +1031,28 @@ def run_history(tmp_path: Any, *, duration: float, clients: int = 4, nodes: int 
     nemesis: Nemesis | None = None
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    results: dict[str, Any] = {"seed": seed, "nodes": nodes, "clients": clients, "databases": names,
-                               "lease_ttl_seconds": ttl, "durability": "durable",
-                               "small_cache_filesystems": {i: (f"tmpfs {disk_mb} MiB" if d.mounted else d.reason)
-                                                           for i, d in disks.items()}}
+    results: dict[str, Any] = {
+        "seed": seed,
+        "nodes": nodes,
+        "clients": clients,
+        "databases": names,
+        "lease_ttl_seconds": ttl,
+        "durability": "durable",
+        "small_cache_filesystems": {i: (f"tmpfs {disk_mb} MiB" if d.mounted else d.reason) for i, d in disks.items()},
+    }
     try:
         env = {"MEMOTURN_DURABILITY": "durable", "MEMOTURN_RETENTION_SECONDS": "86400", **minio.credentials}
         cluster = Cluster(tmp_path, etcd, minio, nodes=nodes, ttl=ttl, env=env)
         with httpx.Client(base_url=cluster.gateway.url, timeout=60) as gw:
             for db in names:
                 assert gw.post("/v1/databases", json={"name": db}).status_code == 201
-                r = gw.post(f"/v1/databases/{db}/sql", json={"statements": [
-                    {"sql": "CREATE TABLE h(k TEXT NOT NULL, v TEXT NOT NULL)"}]})
+                r = gw.post(
+                    f"/v1/databases/{db}/sql",
+                    json={"statements": [{"sql": "CREATE TABLE h(k TEXT NOT NULL, v TEXT NOT NULL)"}]},
+                )
                 assert r.status_code == 200, r.text
         time.sleep(0.5)  # the placement watch delivers the owners
-        nemesis = Nemesis(cluster, etcd, minio, history, seed=seed + 1, ttl=ttl, dbs=names,
-                          disks=disks, log=log)
+        nemesis = Nemesis(cluster, etcd, minio, history, seed=seed + 1, ttl=ttl, dbs=names, disks=disks, log=log)
         workers = [Client(f"c{i}", cluster.gateway.url, names, history, seed=seed + 10 + i) for i in range(clients)]
         threads = [threading.Thread(target=w.run, args=(stop,), name=w.name, daemon=True) for w in workers]
         ops_start = time.monotonic()

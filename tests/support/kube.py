@@ -39,8 +39,9 @@ class KubeAPIServer:
 
     token = "memoturn-e2e-admin"
 
-    def __init__(self, etcd_endpoint: str, *, log_dir: str | os.PathLike[str] | None = None,
-                 extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, etcd_endpoint: str, *, log_dir: str | os.PathLike[str] | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.bin = kube_bin_dir()
         self.dir = tempfile.mkdtemp(prefix="memoturn-kube-")
         self.port = free_port()
@@ -55,15 +56,28 @@ class KubeAPIServer:
         self.log_path = os.path.join(os.fspath(log_dir) if log_dir else self.dir, "kube-apiserver.log")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [os.path.join(self.bin, "kube-apiserver"), f"--etcd-servers=http://{etcd_endpoint}",
-                 f"--etcd-prefix=/registry-{self.port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-                 f"--secure-port={self.port}", f"--cert-dir={self.cert_dir}",
-                 "--service-account-issuer=https://kubernetes.default.svc", f"--service-account-key-file={pub}",
-                 f"--service-account-signing-key-file={key}", f"--token-auth-file={self.dir}/tokens.csv",
-                 "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.96.0.0/24", *extra_args],
-                stdout=log, stderr=subprocess.STDOUT)
-        self.client = httpx.Client(base_url=self.url, verify=False, timeout=30,
-                                   headers={"Authorization": f"Bearer {self.token}"})
+                [
+                    os.path.join(self.bin, "kube-apiserver"),
+                    f"--etcd-servers=http://{etcd_endpoint}",
+                    f"--etcd-prefix=/registry-{self.port}",
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    f"--secure-port={self.port}",
+                    f"--cert-dir={self.cert_dir}",
+                    "--service-account-issuer=https://kubernetes.default.svc",
+                    f"--service-account-key-file={pub}",
+                    f"--service-account-signing-key-file={key}",
+                    f"--token-auth-file={self.dir}/tokens.csv",
+                    "--authorization-mode=Node,RBAC",
+                    "--service-cluster-ip-range=10.96.0.0/24",
+                    *extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.client = httpx.Client(
+            base_url=self.url, verify=False, timeout=30, headers={"Authorization": f"Bearer {self.token}"}
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

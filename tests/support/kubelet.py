@@ -64,7 +64,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -79,11 +79,11 @@ KUBELET_VERSION = "v1.36.3"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _now_micro() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_ip_pool() -> list[str]:
@@ -91,6 +91,7 @@ def default_ip_pool() -> list[str]:
 
 
 # --- the kubelet's $(VAR) expansion (k8s third_party/forked/golang/expansion), verbatim in behaviour ---
+
 
 def expand(text: str, lookup: Callable[[str], str | None]) -> str:
     """``$(NAME)`` becomes NAME's value if defined, else stays as written; ``$$`` is a literal ``$``."""
@@ -100,7 +101,7 @@ def expand(text: str, lookup: Callable[[str], str | None]) -> str:
     while cursor < len(text):
         if text[cursor] == "$" and cursor + 1 < len(text):
             out.append(text[checkpoint:cursor])
-            rest = text[cursor + 1:]
+            rest = text[cursor + 1 :]
             if rest[0] == "$":
                 out.append("$")
                 advance = 1
@@ -130,14 +131,28 @@ def translate(value: str, pod_ip: str, mounts: list[tuple[str, str]]) -> str:
     """The module docstring's rules (a) and (b); ``mounts`` is (mountPath, local dir), longest first."""
     for mount_path, local in mounts:
         if value == mount_path or value.startswith(mount_path + "/"):
-            value = local + value[len(mount_path):]
+            value = local + value[len(mount_path) :]
             break
     return _ANY_ADDRESS.sub(pod_ip, value)
 
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[a-zA-Z]*)$")
-_SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_SUFFIX = {
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
 
 
 def quantity(text: str) -> float:
@@ -186,8 +201,15 @@ class Prober:
     successThreshold successes or failureThreshold failures in a row; ``failed`` says the last
     failureThreshold attempts all failed (for liveness and startup: time to restart)."""
 
-    def __init__(self, kind: str, probe: Obj, check: Callable[[Obj, float], bool], changed: Callable[[], None],
-                 log: logging.Logger, name: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        probe: Obj,
+        check: Callable[[Obj, float], bool],
+        changed: Callable[[], None],
+        log: logging.Logger,
+        name: str,
+    ) -> None:
         self.kind, self.probe, self._check, self._changed, self._log = kind, probe, check, changed, log
         self.result = kind == "liveness"
         self.failed = False
@@ -414,11 +436,16 @@ class PodWorker:
         try:
             for c in self.init_containers + self.containers:
                 if not c.spec.get("command"):
-                    raise PodFailure("NoCommand", f"container {c.name!r} has no command; this harness runs local "
-                                                  "executables and cannot use an image's entrypoint")
+                    raise PodFailure(
+                        "NoCommand",
+                        f"container {c.name!r} has no command; this harness runs local "
+                        "executables and cannot use an image's entrypoint",
+                    )
                 if c.init and c.spec.get("restartPolicy"):
-                    raise PodFailure("Unsupported", f"init container {c.name!r} is a sidecar (restartPolicy), "
-                                                    "which this harness does not support")
+                    raise PodFailure(
+                        "Unsupported",
+                        f"init container {c.name!r} is a sidecar (restartPolicy), which this harness does not support",
+                    )
             if self.ip is None:
                 self.ip = HOST_IP if self._host_network else self.agent.ip_pool.take()
                 if self.ip is None:
@@ -465,7 +492,9 @@ class PodWorker:
                 elif "configMap" in source or "secret" in source:
                     self._write_source(pod, path, source, default_mode)
                 else:
-                    raise PodFailure("Unsupported", f"volume {name!r}: projected source {sorted(source)} is not supported")
+                    raise PodFailure(
+                        "Unsupported", f"volume {name!r}: projected source {sorted(source)} is not supported"
+                    )
         else:
             kind = sorted(k for k in volume if k != "name")
             raise PodFailure("Unsupported", f"volume {name!r} of type {kind} is not supported by this harness")
@@ -496,14 +525,21 @@ class PodWorker:
             self._write_file(path, item["path"], value.encode(), item.get("mode", default_mode))
 
     def _write_token(self, pod: Obj, path: str, source: Obj, default_mode: int) -> None:
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"audiences": [source["audience"]] if source.get("audience") else [],
-                         "expirationSeconds": int(source.get("expirationSeconds", 3600)),
-                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}}}
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [source["audience"]] if source.get("audience") else [],
+                "expirationSeconds": int(source.get("expirationSeconds", 3600)),
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid},
+            },
+        }
         sa = pod["spec"].get("serviceAccountName") or "default"
         r = self.agent.api.post(f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{sa}/token", json=body)
         if r.status_code != 201:
-            raise ConfigError(f"token request for service account {self.namespace}/{sa}: {r.status_code} {r.text[:200]}")
+            raise ConfigError(
+                f"token request for service account {self.namespace}/{sa}: {r.status_code} {r.text[:200]}"
+            )
         self._write_file(path, source.get("path", "token"), r.json()["status"]["token"].encode(), default_mode)
 
     @staticmethod
@@ -520,11 +556,17 @@ class PodWorker:
 
     def _field(self, pod: Obj, path: str, volume: bool = False) -> str:
         meta, spec = pod["metadata"], pod["spec"]
-        simple = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
-                  "spec.nodeName": spec.get("nodeName", self.agent.node_name),
-                  "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-                  "status.podIP": self.ip or "", "status.podIPs": self.ip or "",
-                  "status.hostIP": HOST_IP, "status.hostIPs": HOST_IP}
+        simple = {
+            "metadata.name": meta["name"],
+            "metadata.namespace": meta["namespace"],
+            "metadata.uid": meta["uid"],
+            "spec.nodeName": spec.get("nodeName", self.agent.node_name),
+            "spec.serviceAccountName": spec.get("serviceAccountName", ""),
+            "status.podIP": self.ip or "",
+            "status.podIPs": self.ip or "",
+            "status.hostIP": HOST_IP,
+            "status.hostIPs": HOST_IP,
+        }
         if path in simple:
             return str(simple[path])
         m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
@@ -640,16 +682,24 @@ class PodWorker:
         log_path = os.path.join(self.agent.log_dir, f"{self.namespace}_{self.name}_{c.name}.log")
         with open(log_path, "ab") as out:
             try:
-                c.proc = subprocess.Popen([exe, *argv[1:]], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                c.proc = subprocess.Popen(
+                    [exe, *argv[1:]],
+                    env=env,
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             except OSError as e:
                 self._exited(c, 128, reason="StartError", message=str(e))
                 return
         c.container_id = f"memoturn://{self.uid[:8]}-{c.name}-{c.restart_count}-{c.proc.pid}"
         c.image_id = f"local://{exe}"
         c.state = {"running": {"startedAt": c.started_at}}
-        self.log.info("pod %s container %s started (pid %d, restart %d): %s", self.key, c.name, c.proc.pid,
-                      c.restart_count, argv)
+        self.log.info(
+            "pod %s container %s started (pid %d, restart %d): %s", self.key, c.name, c.proc.pid, c.restart_count, argv
+        )
         c.main_probes = not c.init and not c.spec.get("startupProbe")
         if not c.init:
             self._start_probers(c, "main" if c.main_probes else "startup")
@@ -659,8 +709,14 @@ class PodWorker:
         for kind in kinds:
             probe = c.spec.get(f"{kind}Probe")
             if probe:
-                c.probers[kind] = Prober(kind, probe, lambda p, t, c=c: self._probe(c, p, t), self._wake.set,
-                                         self.log, f"{self.key}/{c.name}")
+                c.probers[kind] = Prober(
+                    kind,
+                    probe,
+                    lambda p, t, c=c: self._probe(c, p, t),
+                    self._wake.set,
+                    self.log,
+                    f"{self.key}/{c.name}",
+                )
 
     def _port(self, c: Container, port: Any) -> int:
         if isinstance(port, int) or str(port).isdigit():
@@ -678,8 +734,11 @@ class PodWorker:
             scheme = str(h.get("scheme", "HTTP")).lower()
             path = h.get("path") or "/"
             headers = {x["name"]: x["value"] for x in h.get("httpHeaders") or []}
-            r = self.agent.probe_client.get(f"{scheme}://{host}:{self._port(c, h['port'])}{path if path.startswith('/') else '/' + path}",
-                                            headers=headers, timeout=timeout)
+            r = self.agent.probe_client.get(
+                f"{scheme}://{host}:{self._port(c, h['port'])}{path if path.startswith('/') else '/' + path}",
+                headers=headers,
+                timeout=timeout,
+            )
             return 200 <= r.status_code < 400
         if "tcpSocket" in probe:
             t = probe["tcpSocket"]
@@ -690,20 +749,32 @@ class PodWorker:
             exe = self._executable(command[0], c.env.get("PATH", os.defpath))
             if exe is None:
                 return False
-            done = subprocess.run([exe, *command[1:]], env=c.env, cwd=c.cwd, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            done = subprocess.run(
+                [exe, *command[1:]],
+                env=c.env,
+                cwd=c.cwd,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             return done.returncode == 0
         raise ValueError(f"unsupported probe {sorted(probe)}")
 
-    def _exited(self, c: Container, code: int, *, reason: str | None = None, message: str | None = None,
-                final: bool = False) -> None:
+    def _exited(
+        self, c: Container, code: int, *, reason: str | None = None, message: str | None = None, final: bool = False
+    ) -> None:
         """Records a finished process and decides, by restartPolicy, whether it runs again."""
         c.stop_probers()
         if c.proc is not None:
             _signal_group(c.proc, signal.SIGKILL)  # leftovers of the container's process group
         c.proc = None
-        terminated: Obj = {"exitCode": code, "reason": reason or ("Completed" if code == 0 else "Error"),
-                           "startedAt": c.started_at or _now(), "finishedAt": _now()}
+        terminated: Obj = {
+            "exitCode": code,
+            "reason": reason or ("Completed" if code == 0 else "Error"),
+            "startedAt": c.started_at or _now(),
+            "finishedAt": _now(),
+        }
         if message:
             terminated["message"] = message
         if c.container_id:
@@ -713,14 +784,24 @@ class PodWorker:
         if c.init:  # init containers are retried on failure unless the pod never restarts
             again = code != 0 and policy != "Never"
         again = again and not final and not self.deleting
-        self.log.info("pod %s container %s exited %d (%s)%s", self.key, c.name, code, terminated["reason"],
-                      ", restarting" if again else "")
+        self.log.info(
+            "pod %s container %s exited %d (%s)%s",
+            self.key,
+            c.name,
+            code,
+            terminated["reason"],
+            ", restarting" if again else "",
+        )
         if again:
             if time.monotonic() - c.started_mono > BACKOFF_CAP:
                 c.backoff = BACKOFF_START  # it ran a while: start the backoff over
             c.last_state = {"terminated": terminated}
-            c.state = {"waiting": {"reason": "CrashLoopBackOff",
-                                   "message": f"back-off {c.backoff:g}s restarting failed container={c.name} pod={self.name}"}}
+            c.state = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {c.backoff:g}s restarting failed container={c.name} pod={self.name}",
+                }
+            }
             c.next_start = time.monotonic() + c.backoff
             c.backoff = min(c.backoff * 2, BACKOFF_CAP)
         else:
@@ -802,8 +883,11 @@ class PodWorker:
 
     def _delete_object(self) -> bool:
         """Removes the pod object for good; True once it is gone (or was never ours)."""
-        r = self.agent.api.request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{self.name}",
-                                   json={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}})
+        r = self.agent.api.request(
+            "DELETE",
+            f"/api/v1/namespaces/{self.namespace}/pods/{self.name}",
+            json={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}},
+        )
         if r.status_code in (200, 202, 404, 409):
             self.log.info("pod %s deleted (%d)", self.key, r.status_code)
             return True
@@ -840,15 +924,29 @@ class PodWorker:
         previous = self._conditions.get(type_)
         since = previous[1] if previous and previous[0] == status else _now()
         self._conditions[type_] = (status, since)
-        cond: Obj = {"type": type_, "status": status, "lastProbeTime": None, "lastTransitionTime": since,
-                     "reason": reason or None, "message": message or None}
+        cond: Obj = {
+            "type": type_,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": since,
+            "reason": reason or None,
+            "message": message or None,
+        }
         return cond
 
     def _container_status(self, c: Container) -> Obj:
         state = {"waiting": None, "running": None, "terminated": None, **c.state}
-        return {"name": c.name, "image": c.spec.get("image") or "local", "imageID": c.image_id,
-                "containerID": c.container_id or None, "ready": c.ready, "started": c.started,
-                "restartCount": max(c.restart_count, 0), "state": state, "lastState": c.last_state}
+        return {
+            "name": c.name,
+            "image": c.spec.get("image") or "local",
+            "imageID": c.image_id,
+            "containerID": c.container_id or None,
+            "ready": c.ready,
+            "started": c.started,
+            "restartCount": max(c.restart_count, 0),
+            "state": state,
+            "lastState": c.last_state,
+        }
 
     def _status(self) -> Obj:
         pod = self.pod
@@ -865,17 +963,20 @@ class PodWorker:
         status: Obj = {
             "phase": phase,
             "observedGeneration": pod["metadata"].get("generation"),
-            "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}],
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
             "startTime": self.start_time,
             "conditions": [
                 self._condition("PodReadyToStartContainers", self.prepared and not terminal),
                 self._condition("Initialized", initialized, "" if initialized else "ContainersNotInitialized"),
                 self._condition("ContainersReady", containers_ready, why, note),
-                self._condition("Ready", containers_ready and gates_ok,
-                                why or ("" if gates_ok else "ReadinessGatesNotReady"), note),
+                self._condition(
+                    "Ready", containers_ready and gates_ok, why or ("" if gates_ok else "ReadinessGatesNotReady"), note
+                ),
             ],
             "containerStatuses": [self._container_status(c) for c in self.containers],
-            "reason": None, "message": None,
+            "reason": None,
+            "message": None,
         }
         if self.init_containers:
             status["initContainerStatuses"] = [self._container_status(c) for c in self.init_containers]
@@ -900,9 +1001,11 @@ class PodWorker:
             status = self._status()
             if status == self._reported:
                 return
-            r = self.agent.api.patch(f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status",
-                                     json={"metadata": {"uid": self.uid}, "status": status},
-                                     headers={"Content-Type": "application/strategic-merge-patch+json"})
+            r = self.agent.api.patch(
+                f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status",
+                json={"metadata": {"uid": self.uid}, "status": status},
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            )
             if r.status_code == 200:
                 self._reported, self._report_failing = status, False
             elif r.status_code == 404:
@@ -925,18 +1028,29 @@ class NodeAgent:
     ``base_env`` is added to every container's starting environment; ``ip_pool`` lists the pod IPs
     (default 127.0.20.1-254); ``log_dir`` receives one log per container and ``node-agent.log``."""
 
-    def __init__(self, api_url: str, token: str, node_name: str, log_dir: str | os.PathLike[str], *,
-                 ip_pool: Iterable[str] | None = None,
-                 commands: Mapping[str, str] | None = None, base_env: Mapping[str, str] | None = None,
-                 heartbeat_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        node_name: str,
+        log_dir: str | os.PathLike[str],
+        *,
+        ip_pool: Iterable[str] | None = None,
+        commands: Mapping[str, str] | None = None,
+        base_env: Mapping[str, str] | None = None,
+        heartbeat_seconds: float = 10.0,
+    ) -> None:
         self.node_name = node_name
         self.log_dir = os.fspath(log_dir)
         os.makedirs(self.log_dir, exist_ok=True)
         self.work_dir = tempfile.mkdtemp(prefix=f"memoturn-kubelet-{node_name}-")
         self.ip_pool = IPPool(ip_pool if ip_pool is not None else default_ip_pool())
         self.commands = dict(commands or {})
-        self.base_env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/root"),
-                         "LANG": os.environ.get("LANG", "C.UTF-8")}
+        self.base_env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
         self.extra_env = dict(base_env or {})
         self.heartbeat_seconds = heartbeat_seconds
         self.closing = False
@@ -946,12 +1060,20 @@ class NodeAgent:
         self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(threadName)s] %(message)s"))
         self.log.addHandler(self._log_handler)
         headers = {"Authorization": f"Bearer {token}"}
-        self.api = httpx.Client(base_url=api_url, verify=False, timeout=30, headers=headers, trust_env=False,
-                                limits=httpx.Limits(max_connections=50))
-        self._watch_api = httpx.Client(base_url=api_url, verify=False, headers=headers, trust_env=False,
-                                       timeout=httpx.Timeout(30, read=90))
-        self.probe_client = httpx.Client(verify=False, trust_env=False, follow_redirects=False,
-                                          limits=httpx.Limits(max_keepalive_connections=0))
+        self.api = httpx.Client(
+            base_url=api_url,
+            verify=False,
+            timeout=30,
+            headers=headers,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=50),
+        )
+        self._watch_api = httpx.Client(
+            base_url=api_url, verify=False, headers=headers, trust_env=False, timeout=httpx.Timeout(30, read=90)
+        )
+        self.probe_client = httpx.Client(
+            verify=False, trust_env=False, follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         self._watch_response: httpx.Response | None = None
         self._workers: dict[str, PodWorker] = {}
         self._finished: set[str] = set()
@@ -963,8 +1085,10 @@ class NodeAgent:
         except BaseException:
             self.close()
             raise
-        self._threads = [threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{node_name}", daemon=True),
-                         threading.Thread(target=self._watch_loop, name=f"watch-{node_name}", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{node_name}", daemon=True),
+            threading.Thread(target=self._watch_loop, name=f"watch-{node_name}", daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -1052,44 +1176,77 @@ class NodeAgent:
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
         def cond(type_: str, status: str, reason: str, message: str) -> Obj:
-            return {"type": type_, "status": status, "reason": reason, "message": message,
-                    "lastHeartbeatTime": now, "lastTransitionTime": self._started_at}
+            return {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": self._started_at,
+            }
 
-        return {"capacity": CAPACITY, "allocatable": CAPACITY,
-                "conditions": [cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "enough memory"),
-                               cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "enough disk"),
-                               cond("PIDPressure", "False", "KubeletHasSufficientPID", "enough PIDs"),
-                               cond("Ready", "True", "KubeletReady", "memoturn test node agent is posting ready status")],
-                "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": self.node_name}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
-                "nodeInfo": {"machineID": "memoturn", "systemUUID": "memoturn", "bootID": "memoturn",
-                             "kernelVersion": platform.release(), "osImage": "memoturn test node",
-                             "containerRuntimeVersion": "local://processes", "kubeletVersion": KUBELET_VERSION,
-                             "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch}}
+        return {
+            "capacity": CAPACITY,
+            "allocatable": CAPACITY,
+            "conditions": [
+                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "enough memory"),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "enough disk"),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID", "enough PIDs"),
+                cond("Ready", "True", "KubeletReady", "memoturn test node agent is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": self.node_name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "nodeInfo": {
+                "machineID": "memoturn",
+                "systemUUID": "memoturn",
+                "bootID": "memoturn",
+                "kernelVersion": platform.release(),
+                "osImage": "memoturn test node",
+                "containerRuntimeVersion": "local://processes",
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": arch,
+            },
+        }
 
     def _register(self) -> None:
         self._started_at = _now()
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-        node = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.node_name,
-                             "labels": {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-                                        "kubernetes.io/arch": arch}}}
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": arch,
+                },
+            },
+        }
         r = self.api.post("/api/v1/nodes", json=node)
         if r.status_code not in (201, 409):
             raise RuntimeError(f"registering node {self.node_name}: {r.status_code} {r.text}")
         # The TaintNodesByCondition admission plugin taints a new node not-ready; with no node
         # lifecycle controller to lift it, the agent does, once it has reported Ready.
         self._patch_node_status()
-        r = self.api.patch(f"/api/v1/nodes/{self.node_name}", json={"spec": {"taints": None}},
-                           headers={"Content-Type": "application/merge-patch+json"})
+        r = self.api.patch(
+            f"/api/v1/nodes/{self.node_name}",
+            json={"spec": {"taints": None}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         r.raise_for_status()
         self._node_uid = r.json()["metadata"]["uid"]
         self._renew_lease()
         self.log.info("node %s registered", self.node_name)
 
     def _patch_node_status(self) -> None:
-        r = self.api.patch(f"/api/v1/nodes/{self.node_name}/status", json={"status": self._node_status()},
-                           headers={"Content-Type": "application/strategic-merge-patch+json"})
+        r = self.api.patch(
+            f"/api/v1/nodes/{self.node_name}/status",
+            json={"status": self._node_status()},
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+        )
         if r.status_code == 404 and not self._stop.is_set():
             self._register()  # someone deleted the node: register again
             return
@@ -1100,11 +1257,18 @@ class NodeAgent:
         spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": _now_micro()}
         r = self.api.patch(path, json={"spec": spec}, headers={"Content-Type": "application/merge-patch+json"})
         if r.status_code == 404:
-            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                     "metadata": {"name": self.node_name, "namespace": "kube-node-lease",
-                                  "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": self.node_name,
-                                                       "uid": self._node_uid}]},
-                     "spec": spec}
+            lease = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": self.node_name,
+                    "namespace": "kube-node-lease",
+                    "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": self._node_uid}
+                    ],
+                },
+                "spec": spec,
+            }
             r = self.api.post("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", json=lease)
         if r.status_code >= 300 and r.status_code != 409:
             raise RuntimeError(f"lease: {r.status_code} {r.text[:300]}")
@@ -1127,8 +1291,13 @@ class NodeAgent:
             try:
                 if resource_version is None:
                     resource_version = self._relist(selector)
-                params = {"watch": "1", "fieldSelector": selector, "resourceVersion": resource_version,
-                          "allowWatchBookmarks": "true", "timeoutSeconds": "60"}
+                params = {
+                    "watch": "1",
+                    "fieldSelector": selector,
+                    "resourceVersion": resource_version,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": "60",
+                }
                 with self._watch_api.stream("GET", "/api/v1/pods", params=params) as r:
                     self._watch_response = r
                     if r.status_code == 410:

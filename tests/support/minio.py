@@ -62,7 +62,7 @@ class MinioServer:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> "MinioServer":
+    def start(self, timeout: float = 30.0) -> MinioServer:
         """Start (or restart) the server on the same port and data dir; wait until live."""
         if self.proc is not None and self.proc.poll() is None:
             return self
@@ -78,11 +78,19 @@ class MinioServer:
         try:
             self.proc = subprocess.Popen(
                 [
-                    self.binary, "server", self.data_dir, "--quiet",
-                    "--address", f"127.0.0.1:{self.port}",
-                    "--console-address", f"127.0.0.1:{self.console_port}",
+                    self.binary,
+                    "server",
+                    self.data_dir,
+                    "--quiet",
+                    "--address",
+                    f"127.0.0.1:{self.port}",
+                    "--console-address",
+                    f"127.0.0.1:{self.console_port}",
                 ],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         finally:
             log.close()
@@ -140,7 +148,7 @@ class MinioServer:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "MinioServer":
+    def __enter__(self) -> MinioServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import libsql
-
 from memoturn.config import Settings
 from memoturn.node import Node
 
@@ -26,9 +25,7 @@ def dump(path: str) -> list[Any]:
     """Logical content of a database file: schema then every row of every table, in order."""
     conn = libsql.connect(path)
     try:
-        schema = conn.execute(
-            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"
-        ).fetchall()
+        schema = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name").fetchall()
         out: list[Any] = [("schema", tuple(r)) for r in schema]
         for type_, name, _tbl, sql in schema:
             if type_ != "table" or (sql or "").upper().startswith("CREATE VIRTUAL"):
@@ -57,7 +54,9 @@ def free_port() -> int:
 class Memoturnd:
     """A ``memoturnd`` child process on 127.0.0.1 with its own data directory."""
 
-    def __init__(self, data_dir: str, store_url: str, *, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, data_dir: str, store_url: str, *, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
         self.log_path = os.path.join(data_dir, "memoturnd.log")
@@ -65,15 +64,21 @@ class Memoturnd:
         full_env = {**os.environ, **(env or {})}
         full_env.update(MEMOTURN_DATA_DIR=data_dir, MEMOTURN_STORE_URL=store_url, MEMOTURN_LISTEN=f"{host}:{self.port}")
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "memoturn.server", "--log-level", "warning"],
-                                     env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "memoturn.server", "--log-level", "warning"],
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"memoturnd exited with {self.proc.returncode}: {open(self.log_path).read()[-2000:]}")
+                raise RuntimeError(
+                    f"memoturnd exited with {self.proc.returncode}: {open(self.log_path).read()[-2000:]}"
+                )
             try:
                 if self.client.get("/v1/ready").status_code == 200:
                     return

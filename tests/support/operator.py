@@ -21,15 +21,20 @@ from support.processes import terminate
 
 
 def service_account_kubeconfig(api: httpx.Client, url: str, namespace: str, account: str, path: str) -> str:
-    r = api.post(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
-                 json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                       "spec": {"expirationSeconds": 7200}})
+    r = api.post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+        json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}},
+    )
     r.raise_for_status()
     token = r.json()["status"]["token"]
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "e2e",
-              "clusters": [{"name": "e2e", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
-              "users": [{"name": account, "user": {"token": token}}],
-              "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": account}}]}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "e2e",
+        "clusters": [{"name": "e2e", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": account}}],
+    }
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
     return path
@@ -38,21 +43,27 @@ def service_account_kubeconfig(api: httpx.Client, url: str, namespace: str, acco
 class Operator:
     """``memoturn-operator`` (kopf) in a subprocess, with its Prometheus metrics on loopback."""
 
-    def __init__(self, kubeconfig: str, log_path: str, *, args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: str, log_path: str, *, args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.kubeconfig, self.log_path = kubeconfig, log_path
         self.args = args if args is not None else ["--all-namespaces", "--peering", "memoturn"]
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
 
-    def start(self) -> "Operator":
+    def start(self) -> Operator:
         self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig,
-               "MEMOTURN_OPERATOR_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}", **self.env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "MEMOTURN_OPERATOR_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
+            **self.env,
+        }
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "memoturn_operator", *self.args], env=env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "memoturn_operator", *self.args], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

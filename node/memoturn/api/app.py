@@ -22,19 +22,35 @@ from ..errors import BadRequest, MemoturnError, NotFound
 from ..names import DEFAULT_BRANCH
 from ..node import Node
 from . import problems
-from .strict import StrictRoute
 from .models import (
+    CreateDatabase,
+    DatabaseInfo,
+    DatabaseList,
+    Health,
+    KVDeleted,
+    KVItem,
+    KVList,
+    KVPut,
+    KVWritten,
+    Problem,
+    SQLRequest,
+    SQLResponse,
     TokenRequest,
-    CreateDatabase, DatabaseInfo, DatabaseList, Health, KVDeleted, KVItem, KVList, KVPut, KVWritten,
-    Problem, SQLRequest, SQLResponse,
 )
+from .strict import StrictRoute
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (400, 404, 409, 412, 413, 422, 503)
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (400, 404, 409, 412, 413, 422, 503)
 }
 Branch = Annotated[str, Query(description="Branch of the database")]
 MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
-ReadFrom = Annotated[str | None, Header(alias="Memoturn-Read", description="'primary' (default, strong) or 'replica' (bounded-stale, says its txid)")]
+ReadFrom = Annotated[
+    str | None,
+    Header(
+        alias="Memoturn-Read", description="'primary' (default, strong) or 'replica' (bounded-stale, says its txid)"
+    ),
+]
 
 
 def _replica(value: str | None) -> bool:
@@ -43,6 +59,8 @@ def _replica(value: str | None) -> bool:
     if value != "replica":
         raise BadRequest("Memoturn-Read must be 'primary' or 'replica'", type="invalid-header")
     return True
+
+
 DurabilityHeader = Annotated[str | None, Header(alias="Memoturn-Durability")]
 
 
@@ -71,8 +89,11 @@ class BodyLimit:
         self.app, self.limit, self.metrics, self.auth = app, limit, metrics, auth
 
     def _too_large(self, size: int | None) -> JSONResponse:
-        detail = (f"request body is {size} bytes; the limit is {self.limit}" if size is not None
-                  else f"request body is larger than the limit of {self.limit} bytes")
+        detail = (
+            f"request body is {size} bytes; the limit is {self.limit}"
+            if size is not None
+            else f"request body is larger than the limit of {self.limit} bytes"
+        )
         return problems.problem(413, "payload-too-large", "Payload too large", detail)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -83,12 +104,19 @@ class BodyLimit:
                 resp = self._too_large(int(value))
                 return await resp(scope, receive, send)
         if self.auth.enabled:
-            authorization = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+            authorization = next(
+                (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"), None
+            )
             try:
                 self.auth.authorize(scope["path"], authorization)
             except MemoturnError as exc:
-                resp = problems.problem(exc.status, exc.type, exc.title, exc.detail,
-                                        {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+                resp = problems.problem(
+                    exc.status,
+                    exc.type,
+                    exc.title,
+                    exc.detail,
+                    {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
+                )
                 return await resp(scope, receive, send)
         start = time.perf_counter()
         status = {"code": 500}
@@ -125,7 +153,9 @@ class BodyLimit:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], path, str(status["code"])).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(scope["method"], path, str(status["code"])).observe(
+                time.perf_counter() - start
+            )
 
 
 def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -137,9 +167,16 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         if manage_lifecycle:
             shipped = node.stop()
             left = node.shipper.unshipped_txids
-            print(f"memoturnd {settings.node_id}: stopped; "
-                  + ("every committed txid is in object storage" if shipped and not left
-                     else f"{left} committed txids could not be shipped"), file=sys.stderr, flush=True)
+            print(
+                f"memoturnd {settings.node_id}: stopped; "
+                + (
+                    "every committed txid is in object storage"
+                    if shipped and not left
+                    else f"{left} committed txids could not be shipped"
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
 
     app = FastAPI(
         title="Memoturn node API",
@@ -192,24 +229,39 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     # -- KV -------------------------------------------------------------------------------
 
     @app.put("/v1/databases/{db}/kv/{key:path}", response_model=KVWritten, responses=ERRORS, tags=["kv"])
-    def kv_put(db: str, key: str, body: KVPut, response: Response, branch: Branch = DEFAULT_BRANCH,
-               durability: DurabilityHeader = None) -> KVWritten:
+    def kv_put(
+        db: str,
+        key: str,
+        body: KVPut,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        durability: DurabilityHeader = None,
+    ) -> KVWritten:
         kv.check_key(key)
         text = kv.encode_value(body.value, settings.max_value_bytes)
-        _, txid = node.write(db, lambda c: kv.put(c, key, text, body.ttl_seconds), branch=branch, durable=_durable(durability))
+        _, txid = node.write(
+            db, lambda c: kv.put(c, key, text, body.ttl_seconds), branch=branch, durable=_durable(durability)
+        )
         _txid(response, txid)
         return KVWritten(key=key, txid=txid)
 
     @app.get("/v1/databases/{db}/kv/{key:path}", response_model=KVItem, responses=ERRORS, tags=["kv"])
-    async def kv_get(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH, min_txid: MinTxid = None,
-                     read_from: ReadFrom = None) -> KVItem:
+    async def kv_get(
+        db: str,
+        key: str,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        min_txid: MinTxid = None,
+        read_from: ReadFrom = None,
+    ) -> KVItem:
         # async: a hit in the hot handle's KV cache is answered on the event loop (no thread
         # hand-off, the largest cost of a cached read); anything that may do I/O runs in a thread.
         kv.check_key(key)
         replica = _replica(read_from)
         if replica and node.serves_replica(db, branch):
             item, txid = await run_in_threadpool(
-                node.read, db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True)
+                node.read, db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True
+            )
         elif (hit := node.kv_cached(db, key, branch=branch, min_txid=min_txid)) is not None:
             item, txid = hit
         else:
@@ -221,20 +273,34 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         return KVItem(**item)
 
     @app.delete("/v1/databases/{db}/kv/{key:path}", response_model=KVDeleted, responses=ERRORS, tags=["kv"])
-    def kv_delete(db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH,
-                  durability: DurabilityHeader = None) -> KVDeleted:
+    def kv_delete(
+        db: str, key: str, response: Response, branch: Branch = DEFAULT_BRANCH, durability: DurabilityHeader = None
+    ) -> KVDeleted:
         kv.check_key(key)
         existed, txid = node.write(db, lambda c: kv.delete(c, key), branch=branch, durable=_durable(durability))
         _txid(response, txid)
         return KVDeleted(key=key, deleted=existed, txid=txid)
 
     @app.get("/v1/databases/{db}/kv", response_model=KVList, responses=ERRORS, tags=["kv"])
-    def kv_list(db: str, response: Response, prefix: str = "", limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                cursor: str | None = None, values: bool = True, branch: Branch = DEFAULT_BRANCH,
-                min_txid: MinTxid = None, read_from: ReadFrom = None) -> KVList:
+    def kv_list(
+        db: str,
+        response: Response,
+        prefix: str = "",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: str | None = None,
+        values: bool = True,
+        branch: Branch = DEFAULT_BRANCH,
+        min_txid: MinTxid = None,
+        read_from: ReadFrom = None,
+    ) -> KVList:
         replica = _replica(read_from)
-        items, txid = node.read(db, lambda c: kv.list_keys(c, prefix, limit + 1, cursor, values), branch=branch,
-                                min_txid=min_txid, replica=replica)
+        items, txid = node.read(
+            db,
+            lambda c: kv.list_keys(c, prefix, limit + 1, cursor, values),
+            branch=branch,
+            min_txid=min_txid,
+            replica=replica,
+        )
         _served_by(response, db, branch, replica)
         nxt = items[limit - 1]["key"] if len(items) > limit else None
         _txid(response, txid)
@@ -258,13 +324,23 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
         head = request.headers.get("Memoturn-Head-Txid")
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(node.replicas.apply, db, branch, data, int(head) if head and head.isdigit() else None)
+        return await run_in_threadpool(
+            node.replicas.apply, db, branch, data, int(head) if head and head.isdigit() else None
+        )
 
     # -- SQL ------------------------------------------------------------------------------
 
-    @app.post("/v1/databases/{db}/sql", response_model=SQLResponse, responses={**ERRORS, 403: ERRORS[400]}, tags=["sql"])
-    def sql(db: str, body: SQLRequest, response: Response, branch: Branch = DEFAULT_BRANCH,
-            durability: DurabilityHeader = None, min_txid: MinTxid = None) -> SQLResponse:
+    @app.post(
+        "/v1/databases/{db}/sql", response_model=SQLResponse, responses={**ERRORS, 403: ERRORS[400]}, tags=["sql"]
+    )
+    def sql(
+        db: str,
+        body: SQLRequest,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        durability: DurabilityHeader = None,
+        min_txid: MinTxid = None,
+    ) -> SQLResponse:
         statements = [(s.sql, s.params) for s in body.statements]
         durable = _durable(durability)
         if min_txid is not None:
@@ -278,6 +354,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     memory.install(app, node, settings.embedder, settings.embedding_url, settings.embedding_api_key)
     data.install(app, node)
     branching.install(app, node)
+
     @app.post("/v1/admin/tokens", status_code=201, responses=ERRORS, tags=["admin"])
     def mint_token(body: TokenRequest) -> dict:
         """Mint a token for one namespace (admin only), optionally expiring. The token is shown once."""

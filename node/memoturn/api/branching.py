@@ -53,8 +53,16 @@ def install(app: FastAPI, node: Node) -> None:
 
     @app.post(base, status_code=201, responses=ERRORS, tags=["branches"])
     def fork(db: str, body: ForkIn) -> dict[str, Any]:
-        m = branches.fork(node, db, body.name, parent=body.parent, txid=body.txid, checkpoint=body.checkpoint,
-                          timestamp=body.timestamp, ttl_seconds=body.ttl_seconds)
+        m = branches.fork(
+            node,
+            db,
+            body.name,
+            parent=body.parent,
+            txid=body.txid,
+            checkpoint=body.checkpoint,
+            timestamp=body.timestamp,
+            ttl_seconds=body.ttl_seconds,
+        )
         return branches.describe(m)
 
     @app.get(base, responses=ERRORS, tags=["branches"])

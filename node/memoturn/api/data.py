@@ -99,52 +99,104 @@ def install(app: FastAPI, node: Node) -> None:
         response.headers["Memoturn-Txid"] = str(t)
 
     @app.post(docs + "/documents", status_code=201, response_model=Document, responses=ERRORS, tags=["documents"])
-    def insert(db: str, collection: str, body: DocumentIn, response: Response, branch: Branch = DEFAULT_BRANCH,
-               durability: Durability = None) -> Any:
+    def insert(
+        db: str,
+        collection: str,
+        body: DocumentIn,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        durability: Durability = None,
+    ) -> Any:
         documents.check_collection(collection)
-        doc, t = node.write(db, lambda c: documents.insert(c, collection, body.id, body.body, limit), branch=branch,
-                            durable=durable(durability))
+        doc, t = node.write(
+            db,
+            lambda c: documents.insert(c, collection, body.id, body.body, limit),
+            branch=branch,
+            durable=durable(durability),
+        )
         txid(response, t)
         return doc
 
     @app.get(docs + "/documents/{doc_id}", response_model=Document, responses=ERRORS, tags=["documents"])
-    def get(db: str, collection: str, doc_id: str, response: Response, branch: Branch = DEFAULT_BRANCH,
-            min_txid: MinTxid = None) -> Any:
+    def get(
+        db: str,
+        collection: str,
+        doc_id: str,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        min_txid: MinTxid = None,
+    ) -> Any:
         doc, t = node.read(db, lambda c: documents.get(c, collection, doc_id), branch=branch, min_txid=min_txid)
         txid(response, t)
         return doc
 
     @app.put(docs + "/documents/{doc_id}", response_model=Document, responses=ERRORS, tags=["documents"])
-    def replace(db: str, collection: str, doc_id: str, body: DocumentBody, response: Response,
-                branch: Branch = DEFAULT_BRANCH, durability: Durability = None) -> Any:
-        doc, t = node.write(db, lambda c: documents.replace(c, collection, doc_id, body.body, limit), branch=branch,
-                            durable=durable(durability))
+    def replace(
+        db: str,
+        collection: str,
+        doc_id: str,
+        body: DocumentBody,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        durability: Durability = None,
+    ) -> Any:
+        doc, t = node.write(
+            db,
+            lambda c: documents.replace(c, collection, doc_id, body.body, limit),
+            branch=branch,
+            durable=durable(durability),
+        )
         txid(response, t)
         return doc
 
     @app.patch(docs + "/documents/{doc_id}", response_model=Document, responses=ERRORS, tags=["documents"])
-    def patch(db: str, collection: str, doc_id: str, body: DocumentBody, response: Response,
-              branch: Branch = DEFAULT_BRANCH, durability: Durability = None) -> Any:
+    def patch(
+        db: str,
+        collection: str,
+        doc_id: str,
+        body: DocumentBody,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        durability: Durability = None,
+    ) -> Any:
         """Apply a JSON merge patch (RFC 7386): null removes a key."""
-        doc, t = node.write(db, lambda c: documents.patch(c, collection, doc_id, body.body, limit), branch=branch,
-                            durable=durable(durability))
+        doc, t = node.write(
+            db,
+            lambda c: documents.patch(c, collection, doc_id, body.body, limit),
+            branch=branch,
+            durable=durable(durability),
+        )
         txid(response, t)
         return doc
 
     @app.delete(docs + "/documents/{doc_id}", status_code=204, responses=ERRORS, tags=["documents"])
-    def delete(db: str, collection: str, doc_id: str, branch: Branch = DEFAULT_BRANCH,
-               durability: Durability = None) -> Response:
-        _, t = node.write(db, lambda c: documents.delete(c, collection, doc_id), branch=branch, durable=durable(durability))
+    def delete(
+        db: str, collection: str, doc_id: str, branch: Branch = DEFAULT_BRANCH, durability: Durability = None
+    ) -> Response:
+        _, t = node.write(
+            db, lambda c: documents.delete(c, collection, doc_id), branch=branch, durable=durable(durability)
+        )
         return Response(status_code=204, headers={"Memoturn-Txid": str(t)})
 
     @app.post(docs + "/query", response_model=DocumentPage, responses=ERRORS, tags=["documents"])
-    def query(db: str, collection: str, body: DocumentQuery, response: Response, branch: Branch = DEFAULT_BRANCH,
-              min_txid: MinTxid = None) -> DocumentPage:
+    def query(
+        db: str,
+        collection: str,
+        body: DocumentQuery,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        min_txid: MinTxid = None,
+    ) -> DocumentPage:
         documents.check_collection(collection)
         sort = [s.model_dump() for s in body.sort]
-        (items, nxt), t = node.read(db, lambda c: documents.query(c, collection, filter=body.filter, sort=sort,
-                                                                  limit=body.limit, cursor=body.cursor),
-                                    branch=branch, min_txid=min_txid)
+        (items, nxt), t = node.read(
+            db,
+            lambda c: documents.query(
+                c, collection, filter=body.filter, sort=sort, limit=body.limit, cursor=body.cursor
+            ),
+            branch=branch,
+            min_txid=min_txid,
+        )
         txid(response, t)
         return DocumentPage(documents=[Document(**d) for d in items], next_cursor=nxt, txid=t)
 
@@ -156,25 +208,44 @@ def install(app: FastAPI, node: Node) -> None:
         return {"index": name, "path": body.path, "txid": t}
 
     @app.put(vecs, status_code=201, responses=ERRORS, tags=["vectors"])
-    def create_vectors(db: str, collection: str, body: VectorCollectionIn, response: Response,
-                       branch: Branch = DEFAULT_BRANCH) -> dict:
+    def create_vectors(
+        db: str, collection: str, body: VectorCollectionIn, response: Response, branch: Branch = DEFAULT_BRANCH
+    ) -> dict:
         _, t = node.write(db, lambda c: vectors.create(c, collection, body.dimensions), branch=branch)
         txid(response, t)
         return {"collection": collection, "dimensions": body.dimensions, "txid": t}
 
     @app.post(vecs + "/upsert", responses=ERRORS, tags=["vectors"])
-    def upsert(db: str, collection: str, body: VectorUpsert, response: Response, branch: Branch = DEFAULT_BRANCH,
-               durability: Durability = None) -> dict:
+    def upsert(
+        db: str,
+        collection: str,
+        body: VectorUpsert,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        durability: Durability = None,
+    ) -> dict:
         items = [i.model_dump() for i in body.items]
-        n, t = node.write(db, lambda c: vectors.upsert(c, collection, items), branch=branch, durable=durable(durability))
+        n, t = node.write(
+            db, lambda c: vectors.upsert(c, collection, items), branch=branch, durable=durable(durability)
+        )
         txid(response, t)
         return {"upserted": n, "txid": t}
 
     @app.post(vecs + "/query", responses=ERRORS, tags=["vectors"])
-    def vector_query(db: str, collection: str, body: VectorQuery, response: Response, branch: Branch = DEFAULT_BRANCH,
-                     min_txid: MinTxid = None) -> dict:
-        hits, t = node.read(db, lambda c: vectors.query(c, collection, body.vector, body.k, body.filter),
-                            branch=branch, min_txid=min_txid)
+    def vector_query(
+        db: str,
+        collection: str,
+        body: VectorQuery,
+        response: Response,
+        branch: Branch = DEFAULT_BRANCH,
+        min_txid: MinTxid = None,
+    ) -> dict:
+        hits, t = node.read(
+            db,
+            lambda c: vectors.query(c, collection, body.vector, body.k, body.filter),
+            branch=branch,
+            min_txid=min_txid,
+        )
         txid(response, t)
         return {"results": hits, "txid": t}
 

@@ -23,7 +23,8 @@ from ..node import Node
 from .models import Bool, Filter, Float, Int, Problem, Text, Timestamp
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (400, 404, 409, 412, 413, 422, 503)
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (400, 404, 409, 412, 413, 422, 503)
 }
 Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
 MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
@@ -41,7 +42,9 @@ class MemoryIn(BaseModel):
     content: Text = Field(min_length=1, max_length=100_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[Annotated[Text, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=64)
-    subject: Text | None = Field(None, max_length=512, description="A new memory with the same subject supersedes the current one")
+    subject: Text | None = Field(
+        None, max_length=512, description="A new memory with the same subject supersedes the current one"
+    )
     supersedes: Text | None = Field(None, description="Id of the memory this one replaces")
     event_time: Timestamp | None = Field(None, description="When it happened or became true (unix seconds or ISO 8601)")
     embedding: list[Float] | None = Field(None, description="Your own vector; otherwise the server embeds the content")
@@ -134,8 +137,13 @@ class ProfileList(BaseModel):
 KNOWN_PROFILES = 100_000
 
 
-def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_url: str | None = None,
-            embedding_key: str | None = None) -> None:
+def install(
+    app: FastAPI,
+    node: Node,
+    embedder_spec: str = "default",
+    embedding_url: str | None = None,
+    embedding_key: str | None = None,
+) -> None:
     base = "/v1/namespaces/{namespace}/profiles/{profile}"
 
     def embedder() -> Embedder:
@@ -175,7 +183,9 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
                 out[i] = as_vector(v, dim or len(v))
         dims = {len(v) for v in out}
         if len(dims) > 1:
-            raise BadRequest(f"embeddings of different dimensions in one request: {sorted(dims)}", type="dimension-mismatch")
+            raise BadRequest(
+                f"embeddings of different dimensions in one request: {sorted(dims)}", type="dimension-mismatch"
+            )
         return out
 
     def store(db: str, items: list[MemoryIn], durable: bool | None) -> tuple[list[tuple[dict, bool]], int]:
@@ -186,7 +196,7 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
 
         def tx(conn: Any) -> list[tuple[dict, bool]]:
             memories.ensure_schema(conn, dim, name)
-            return [memories.add(conn, p, v) for p, v in zip(payload, vecs)]
+            return [memories.add(conn, p, v) for p, v in zip(payload, vecs, strict=False)]
 
         try:
             return node.write(db, tx, durable=durable)
@@ -204,8 +214,9 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
         return value == "durable"
 
     @app.post(base + "/memories", status_code=201, response_model=Stored, responses=ERRORS, tags=["memory"])
-    def add_memory(namespace: str, profile: str, body: MemoryIn, response: Response,
-                   durability: Durability = None) -> Stored:
+    def add_memory(
+        namespace: str, profile: str, body: MemoryIn, response: Response, durability: Durability = None
+    ) -> Stored:
         db = profile_database(namespace, profile)
         ensure_profile(db)
         (result,), txid = store(db, [body], durable_flag(durability))
@@ -213,8 +224,9 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
         return Stored(memory=MemoryOut(**result[0]), duplicate=result[1], txid=txid)
 
     @app.post(base + "/memories/batch", status_code=201, response_model=BatchOut, responses=ERRORS, tags=["memory"])
-    def add_memories(namespace: str, profile: str, body: BatchIn, response: Response,
-                     durability: Durability = None) -> BatchOut:
+    def add_memories(
+        namespace: str, profile: str, body: BatchIn, response: Response, durability: Durability = None
+    ) -> BatchOut:
         db = profile_database(namespace, profile)
         ensure_profile(db)
         results, txid = store(db, body.memories, durable_flag(durability))
@@ -235,28 +247,57 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
         elif dim is not None:
             model = embedder()
             if model.dim != dim:
-                raise BadRequest(f"this profile stores {dim}-dimensional embeddings; the server's embedder makes "
-                                 f"{model.dim}: send your own query embedding", type="dimension-mismatch")
+                raise BadRequest(
+                    f"this profile stores {dim}-dimensional embeddings; the server's embedder makes "
+                    f"{model.dim}: send your own query embedding",
+                    type="dimension-mismatch",
+                )
             vector = model.embed([body.query])[0]
-        hits, txid = node.read(db, lambda conn: memories.recall(
-            conn, query=body.query, vector=vector, limit=body.limit, types=body.types, tags=body.tags,
-            since=_ts(body.since), until=_ts(body.until), metadata=body.metadata, as_of=_ts(body.as_of),
-            include_superseded=body.include_superseded, recency_half_life_days=body.recency_half_life_days),
-            min_txid=min_txid)
+        hits, txid = node.read(
+            db,
+            lambda conn: memories.recall(
+                conn,
+                query=body.query,
+                vector=vector,
+                limit=body.limit,
+                types=body.types,
+                tags=body.tags,
+                since=_ts(body.since),
+                until=_ts(body.until),
+                metadata=body.metadata,
+                as_of=_ts(body.as_of),
+                include_superseded=body.include_superseded,
+                recency_half_life_days=body.recency_half_life_days,
+            ),
+            min_txid=min_txid,
+        )
         response.headers["Memoturn-Txid"] = str(txid)
-        return RecallOut(results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits],
-                         txid=txid)
+        return RecallOut(
+            results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits], txid=txid
+        )
 
     @app.get(base + "/memories", response_model=MemoryList, responses=ERRORS, tags=["memory"])
-    def list_memories(namespace: str, profile: str, response: Response, type: Annotated[list[str] | None, Query()] = None,
-                      include_superseded: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      cursor: str | None = None) -> MemoryList:
+    def list_memories(
+        namespace: str,
+        profile: str,
+        response: Response,
+        type: Annotated[list[str] | None, Query()] = None,
+        include_superseded: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: str | None = None,
+    ) -> MemoryList:
         db = profile_database(namespace, profile)
-        items, txid = node.read(db, lambda c: memories.list_memories(
-            c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor))
+        items, txid = node.read(
+            db,
+            lambda c: memories.list_memories(
+                c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor
+            ),
+        )
         response.headers["Memoturn-Txid"] = str(txid)
-        return MemoryList(memories=[MemoryOut(**m) for m in items[:limit]],
-                          next_cursor=items[limit - 1]["id"] if len(items) > limit else None)
+        return MemoryList(
+            memories=[MemoryOut(**m) for m in items[:limit]],
+            next_cursor=items[limit - 1]["id"] if len(items) > limit else None,
+        )
 
     @app.get(base + "/memories/{memory_id}", response_model=MemoryOut, responses=ERRORS, tags=["memory"])
     def get_memory(namespace: str, profile: str, memory_id: str, response: Response) -> MemoryOut:
@@ -272,8 +313,11 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
 
     @app.delete(base + "/memories/{memory_id}", status_code=204, responses=ERRORS, tags=["memory"])
     def forget(namespace: str, profile: str, memory_id: str, durability: Durability = None) -> Response:
-        _, txid = node.write(profile_database(namespace, profile), lambda c: memories.forget(c, memory_id),
-                             durable=durable_flag(durability))
+        _, txid = node.write(
+            profile_database(namespace, profile),
+            lambda c: memories.forget(c, memory_id),
+            durable=durable_flag(durability),
+        )
         return Response(status_code=204, headers={"Memoturn-Txid": str(txid)})
 
     @app.get(base, response_model=ProfileStats, responses=ERRORS, tags=["memory"])
@@ -289,12 +333,13 @@ def install(app: FastAPI, node: Node, embedder_spec: str = "default", embedding_
         return Response(status_code=204)
 
     @app.get("/v1/namespaces/{namespace}/profiles", response_model=ProfileList, responses=ERRORS, tags=["memory"])
-    def list_profiles(namespace: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      cursor: str | None = None) -> ProfileList:
+    def list_profiles(
+        namespace: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+    ) -> ProfileList:
         prefix = check_namespace(namespace) + SEPARATOR
         names, nxt = node.list_databases(limit=limit, cursor=prefix + cursor if cursor else None, prefix=prefix)
         # The prefix also matches names that are no profile of this namespace ('acme---x',
         # 'acme--x--y'): keep only exact splits. The cursor stays the position of the last
         # name read, so a page of skipped names does not end the listing.
         profiles = [split[1] for n in names if (split := split_profile_database(n)) and split[0] == namespace]
-        return ProfileList(profiles=profiles, next_cursor=nxt[len(prefix):] if nxt else None)
+        return ProfileList(profiles=profiles, next_cursor=nxt[len(prefix) :] if nxt else None)

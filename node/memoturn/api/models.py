@@ -20,7 +20,9 @@ Bool = Annotated[bool, Strict()]
 
 def _no_nul(value: str) -> str:
     if "\x00" in value:
-        raise PydanticCustomError("invalid_string", "contains NUL (U+0000), which SQLite cannot store: it cuts the string there")
+        raise PydanticCustomError(
+            "invalid_string", "contains NUL (U+0000), which SQLite cannot store: it cuts the string there"
+        )
     return value
 
 
@@ -60,7 +62,7 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 # A filter: its values are bound as SQL parameters.
 Filter = Annotated[dict[str, Any], AfterValidator(_no_nul_within)]
 # Unix seconds or an ISO 8601 string (not a number in a string); unix seconds once validated.
-Timestamp = Union[Float, Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_unix)]]
+Timestamp = Union[Float, Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_unix)]]  # noqa: UP007 - pydantic reads this alias at run time; Union keeps Annotated members as they are
 
 
 class Problem(BaseModel):
@@ -81,10 +83,14 @@ class Health(BaseModel):
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    namespace: str = Field(description="1-63 characters of a-z, 0-9, '.', '_', '-', starting and ending with a "
-                                       "letter or digit, without '--' or '..'")
+    namespace: str = Field(
+        description="1-63 characters of a-z, 0-9, '.', '_', '-', starting and ending with a "
+        "letter or digit, without '--' or '..'"
+    )
     ttl_seconds: Int | None = Field(None, gt=0, description="The token expires this many seconds after minting")
-    expires_at: Float | None = Field(None, description="The token expires at this time (unix seconds); not with ttl_seconds")
+    expires_at: Float | None = Field(
+        None, description="The token expires at this time (unix seconds); not with ttl_seconds"
+    )
 
 
 class CreateDatabase(BaseModel):
@@ -145,16 +151,16 @@ class Blob(BaseModel):
     base64: str = Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="The bytes in standard base64")
 
 
-SQLValue = Union[None, bool, int, float, str, Blob]
+SQLValue = Union[None, bool, int, float, str, Blob]  # noqa: UP007 - a run-time alias, written as pydantic documents it
 
 
 def _int64(value: Any) -> Any:
-    if type(value) is int and not -2**63 <= value < 2**63:
+    if type(value) is int and not -(2**63) <= value < 2**63:
         raise PydanticCustomError("int_range", "SQLite integers are 64-bit; this one would become a float")
     return value
 
 
-SQLParam = Annotated[Union[None, Bool, Int, Float, Text, Blob], BeforeValidator(_int64)]
+SQLParam = Annotated[None | Bool | Int | Float | Text | Blob, BeforeValidator(_int64)]
 
 
 class Statement(BaseModel):

@@ -14,7 +14,9 @@ from ..errors import MemoturnError
 log = logging.getLogger("memoturn.api")
 
 
-def problem(status: int, type_: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
+def problem(
+    status: int, type_: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
     body = {"type": type_, "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
@@ -37,8 +39,12 @@ def install(app: FastAPI) -> None:
         for e in errors:
             if e.get("type") == "json_invalid":
                 why = (e.get("ctx") or {}).get("error")
-                return problem(400, "malformed-json", "Malformed JSON",
-                               "the request body is not valid JSON" + (f": {why}" if why else ""))
+                return problem(
+                    400,
+                    "malformed-json",
+                    "Malformed JSON",
+                    "the request body is not valid JSON" + (f": {why}" if why else ""),
+                )
 
         def described(some: list) -> str:
             parts = []

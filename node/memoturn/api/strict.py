@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -32,8 +33,12 @@ _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 def _suspect(body: bytes) -> bool:
     shape = body.translate(_SHAPE)
-    return (b"e000" in shape or b"e+000" in shape or b"0" * 200 in shape
-            or ((b"\\u" in body or b"\xed" in body) and _SURROGATE.search(body) is not None))
+    return (
+        b"e000" in shape
+        or b"e+000" in shape
+        or b"0" * 200 in shape
+        or ((b"\\u" in body or b"\xed" in body) and _SURROGATE.search(body) is not None)
+    )
 
 
 def _constant(name: str) -> Any:
@@ -77,8 +82,9 @@ def loads(body: bytes) -> Any:
     except UnicodeEncodeError:
         raise json.JSONDecodeError("a string holds a lone surrogate (not Unicode text)", "", 0) from None
     except (ValueError, RecursionError) as exc:  # the hooks above, invalid UTF-8, too deep, 4300+ digits
-        raise json.JSONDecodeError(str(exc) if not isinstance(exc, RecursionError) else "nested too deeply",
-                                   "", 0) from None
+        raise json.JSONDecodeError(
+            str(exc) if not isinstance(exc, RecursionError) else "nested too deeply", "", 0
+        ) from None
 
 
 class StrictRequest(Request):
@@ -92,8 +98,10 @@ def _check_params(request: Request) -> None:
     for where, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
         for name, value in items:
             if "\x00" in name or "\x00" in str(value):
-                raise BadRequest(f"{where} parameter {name!r} contains NUL (U+0000), which SQLite cannot store",
-                                 type="invalid-string")
+                raise BadRequest(
+                    f"{where} parameter {name!r} contains NUL (U+0000), which SQLite cannot store",
+                    type="invalid-string",
+                )
 
 
 class StrictRoute(APIRoute):

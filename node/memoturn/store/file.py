@@ -15,8 +15,8 @@ import hashlib
 import os
 import tempfile
 import urllib.parse
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from . import ListPage, ObjectNotFound, ObjectStore, PreconditionFailed, StoreUnavailable
 
@@ -39,7 +39,7 @@ class FileStore(ObjectStore):
         os.makedirs(self._locks, exist_ok=True)
 
     @classmethod
-    def from_url(cls, url: str) -> "FileStore":
+    def from_url(cls, url: str) -> FileStore:
         parsed = urllib.parse.urlparse(url)
         if not parsed.path:
             raise ValueError(f"file store URL needs a path: {url!r}")
@@ -92,7 +92,9 @@ class FileStore(ObjectStore):
 
     @staticmethod
     def _unavailable(exc: OSError) -> StoreUnavailable:
-        return StoreUnavailable(f"file store I/O error: {exc.strerror or exc} ({errno.errorcode.get(exc.errno or 0, '?')})")
+        return StoreUnavailable(
+            f"file store I/O error: {exc.strerror or exc} ({errno.errorcode.get(exc.errno or 0, '?')})"
+        )
 
     # -- interface -----------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class FileStore(ObjectStore):
                     if not key.startswith(prefix):
                         continue
                     if delimiter:
-                        rest = key[len(prefix):]
+                        rest = key[len(prefix) :]
                         if delimiter in rest:
                             prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
                             continue

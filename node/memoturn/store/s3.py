@@ -72,10 +72,7 @@ class S3Store(ObjectStore):
         prefix = prefix.strip("/")
         self.prefix = prefix + "/" if prefix else ""
         endpoint_url = (
-            endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None
+            endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
         )
         self.endpoint_url = endpoint_url
         session = boto3.session.Session(region_name=region)  # sessions are not thread-safe; clients are
@@ -108,7 +105,7 @@ class S3Store(ObjectStore):
         self._cas_client = client(1)  # conditional PUTs: exactly one try, see module docstring
 
     @classmethod
-    def from_url(cls, url: str) -> "S3Store":
+    def from_url(cls, url: str) -> S3Store:
         parsed = urllib.parse.urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"S3 store URL must be s3://bucket/prefix: {url!r}")
@@ -207,7 +204,7 @@ class S3Store(ObjectStore):
             args["Delimiter"] = delimiter
         if start_after is not None:
             resume = start_after
-            rest = start_after[len(prefix):] if start_after.startswith(prefix) else ""
+            rest = start_after[len(prefix) :] if start_after.startswith(prefix) else ""
             if delimiter and delimiter in rest:
                 # start_after lies inside (or is) a common prefix already returned: every key
                 # under it rolls up into that prefix, so resume after all of them.
