@@ -110,3 +110,51 @@ def test_branches_from_the_sdk_and_the_cli(daemon):
     r = cli("branch", "policy", "br", "main", "--keep-snapshots", "0")
     assert r.returncode == 1 and "422" in r.stderr
     assert cli("branch", "delete", "br", "scratch").returncode == 0
+
+
+def test_the_sdk_never_retries_a_write_whose_outcome_is_unknown():
+    """A refusal that names a txid was committed: the SDK raises it instead of sending it again."""
+    import http.server
+    import json as _json
+    import threading
+
+    from memoturn.client import Memoturn, MemoturnError
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:  # noqa: N802 - the http.server naming
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            seen.append(self.path.split("?")[0])
+            with_txid = "unknown" in self.path
+            if with_txid or len(seen) == 1:
+                body = {"type": "lease-lost", "title": "x", "status": 503, "detail": "lapsed"}
+                if with_txid:
+                    body["txid"] = 7
+                status = 503
+            else:
+                body, status = {"key": "k", "txid": 8}, 200
+            data = _json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/problem+json" if status == 503 else "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.send_header("memoturn-txid", str(body["txid"]) if "txid" in body else "0")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        db = Memoturn(f"http://127.0.0.1:{server.server_address[1]}", retries=3, backoff=0.01).database("x")
+        with pytest.raises(MemoturnError) as exc:
+            db.kv_put("unknown", 1)
+        assert exc.value.type == "lease-lost" and exc.value.txid == 7
+        assert seen == ["/v1/databases/x/kv/unknown"]  # sent once
+        seen.clear()
+        db.kv_put("retried", 1)  # no txid: nothing was applied, so the SDK retries
+        assert seen == ["/v1/databases/x/kv/retried"] * 2
+    finally:
+        server.shutdown()

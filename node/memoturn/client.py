@@ -86,12 +86,17 @@ def _error(r: httpx.Response) -> MemoturnError:
 
 
 def _retryable(r: httpx.Response) -> bool:
+    """A refusal that says nothing was applied. A problem carrying a ``txid`` was committed
+    (ownership lapsed, or not yet durable): its outcome is unknown, and a retry could apply it twice."""
     if r.status_code not in (409, 503):
         return False
     try:
-        return r.json().get("type") in _RETRY_TYPES or r.status_code == 503
+        body = r.json()
     except ValueError:
         return r.status_code == 503
+    if body.get("txid") is not None:
+        return False
+    return body.get("type") in _RETRY_TYPES or r.status_code == 503
 
 
 class _Base:
