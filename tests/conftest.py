@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 
 import pytest
@@ -52,3 +53,25 @@ def etcd():
 
     with EtcdServer() as server:
         yield server
+
+
+class ManualClock:
+    """The wall clock expiries are judged by (``memoturn.clock.now``), moved by the test, not by sleeping."""
+
+    def __init__(self) -> None:
+        self.at = time.time()
+
+    def now(self) -> float:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += seconds
+
+
+@pytest.fixture
+def manual_clock(monkeypatch):
+    from memoturn import clock
+
+    fake = ManualClock()
+    monkeypatch.setattr(clock, "now", fake.now)
+    return fake

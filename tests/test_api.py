@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 from memoturn.api.app import create_app
@@ -45,11 +43,11 @@ def test_database_lifecycle(client):
     assert client.get("/v1/databases").json()["databases"] == ["acme--bob"]
 
 
-def test_kv_carries_txids_and_honours_ttl_and_min_txid(client):
+def test_kv_carries_txids_and_honours_ttl_and_min_txid(client, manual_clock):
     client.post("/v1/databases", json={"name": "kv"})
     r1 = client.put("/v1/databases/kv/kv/a/b", json={"value": {"n": 1}})
     t1 = int(r1.headers["Memoturn-Txid"])
-    r2 = client.put("/v1/databases/kv/kv/a/c", json={"value": [1, 2], "ttl_seconds": 0.3})
+    r2 = client.put("/v1/databases/kv/kv/a/c", json={"value": [1, 2], "ttl_seconds": 30})
     t2 = int(r2.headers["Memoturn-Txid"])
     assert t2 == t1 + 1 == r2.json()["txid"]
     g = client.get("/v1/databases/kv/kv/a/b", headers={"Memoturn-Min-Txid": str(t2)})
@@ -58,7 +56,9 @@ def test_kv_carries_txids_and_honours_ttl_and_min_txid(client):
         "a/b",
         "a/c",
     ]
-    time.sleep(0.35)
+    manual_clock.advance(29.9)
+    assert client.get("/v1/databases/kv/kv/a/c").status_code == 200
+    manual_clock.advance(0.2)
     _problem(client.get("/v1/databases/kv/kv/a/c"), 404, "key-not-found")
     assert [i["key"] for i in client.get("/v1/databases/kv/kv", params={"prefix": "a/"}).json()["items"]] == ["a/b"]
     body = _problem(
@@ -203,7 +203,7 @@ def test_openapi_and_ops_endpoints(client):
     assert "memoturn_unshipped_txids" in text and "memoturn_request_seconds_bucket" in text
 
 
-def test_kv_read_cache_never_serves_an_older_state(client):
+def test_kv_read_cache_never_serves_an_older_state(client, manual_clock):
     client.post("/v1/databases", json={"name": "cache"})
     client.put("/v1/databases/cache/kv/k", json={"value": 1})
     hits = client.node.metrics.kv_cache_hits
@@ -219,9 +219,8 @@ def test_kv_read_cache_never_serves_an_older_state(client):
     before = sample(hits)
     r = client.get("/v1/databases/cache/kv/k")
     assert sample(hits) == before and r.json()["value"] == 2
-    client.put("/v1/databases/cache/kv/ttl", json={"value": "x", "ttl_seconds": 0.2})
+    client.put("/v1/databases/cache/kv/ttl", json={"value": "x", "ttl_seconds": 30})
     assert client.get("/v1/databases/cache/kv/ttl").status_code == 200
-    import time
-
-    time.sleep(0.25)
+    assert client.get("/v1/databases/cache/kv/ttl").status_code == 200  # now served from the cache
+    manual_clock.advance(31)
     assert client.get("/v1/databases/cache/kv/ttl").status_code == 404  # an expired cached item is not served

@@ -166,15 +166,15 @@ def test_rewind_and_undo_within_grace_and_rewind_under_concurrent_writes(tmp_pat
     assert_a_fresh_node_restores(tmp_path, file_store, "r", final)
 
 
-def test_burner_branch_expires_and_gc_removes_it(tmp_path, file_store):
+def test_burner_branch_expires_and_gc_removes_it(tmp_path, file_store, manual_clock):
     node = make_node(tmp_path, file_store, gc_interval_seconds=0.1, gc_grace_seconds=0)
     try:
         node.create_database("burn")
         put(node, "burn", "a", 1)
-        branches.fork(node, "burn", "scratch", ttl_seconds=0.3)
+        branches.fork(node, "burn", "scratch", ttl_seconds=60)
         put(node, "burn", "b", 2, branch="scratch")
         node.shipper.ship_all(10)
-        time.sleep(0.35)
+        manual_clock.advance(61)
         with pytest.raises(NotFound, match="expired"):
             put(node, "burn", "c", 3, branch="scratch")
         # The node's own periodic GC (tier loop) deletes the expired branch, then its objects.

@@ -41,8 +41,7 @@ def test_gateway_routes_to_the_owner_and_every_node_agrees(cluster):
         assert gw.post("/v1/databases", json={"name": f"r{i}"}).status_code == 201
         r = gw.put(f"/v1/databases/r{i}/kv/a", json={"value": i})
         assert r.status_code == 200, r.text
-    time.sleep(0.3)  # the watch delivers the owner keys
-    owners = {cluster.gateway.owner(f"r{i}") for i in range(6)}
+    owners = {cluster.gateway.wait_owner(f"r{i}") for i in range(6)}
     assert owners <= set(cluster.nodes) and None not in owners
     assert len(owners) > 1, "rendezvous hashing spreads databases over nodes"
     for i in range(6):
@@ -81,8 +80,7 @@ def test_kill_9_the_owner_under_durable_load_loses_no_acknowledged_write(cluster
     for db in dbs:
         gw.post("/v1/databases", json={"name": db})
         assert gw.put(f"/v1/databases/{db}/kv/seed", json={"value": 0}).status_code == 200
-    time.sleep(0.3)
-    victim = cluster.gateway.owner("f0")
+    victim = cluster.gateway.wait_owner("f0")
     stop = threading.Event()
     acked = {db: [] for db in dbs}
     errors = {db: [] for db in dbs}
@@ -124,9 +122,10 @@ def test_a_zombie_owner_can_never_land_a_write(tmp_path, etcd, minio):
     try:
         gw = c.gateway.client
         gw.post("/v1/databases", json={"name": "z"})
-        assert gw.put("/v1/databases/z/kv/before", json={"value": 1}).status_code == 200
-        time.sleep(0.3)
-        zombie_id = c.gateway.owner("z")
+        # Durable, so "before" is in the store ahead of the pause (a standard write may be in its loss window).
+        before = gw.put("/v1/databases/z/kv/before", json={"value": 1}, headers={"Memoturn-Durability": "durable"})
+        assert before.status_code == 200
+        zombie_id = c.gateway.wait_owner("z")
         zombie = c.nodes[zombie_id]
         heir = next(n for i, n in c.nodes.items() if i != zombie_id)
         zombie.proc.send_signal(signal.SIGSTOP)
@@ -160,7 +159,8 @@ def test_a_zombie_owner_can_never_land_a_write(tmp_path, etcd, minio):
         manifest = _chain_unbroken(store, "z")
         assert manifest.owner != zombie_id
         for key, expected in [("before", 1), ("heir", 2)] + [(f"heir{i}", i) for i in range(5)]:
-            assert heir.client.get(f"/v1/databases/z/kv/{key}").json()["value"] == expected
+            r = heir.client.get(f"/v1/databases/z/kv/{key}")
+            assert r.status_code == 200 and r.json()["value"] == expected, (key, r.text)
         for key in ["zombie-late"] + [f"zombie{i}" for i in range(5)]:
             assert heir.client.get(f"/v1/databases/z/kv/{key}").status_code == 404
     finally:
@@ -220,8 +220,7 @@ def test_s3_outage_standard_keeps_acking_durable_gets_503_then_everything_ships(
             ).status_code
             == 200
         )
-        time.sleep(0.3)
-        owner = c.nodes[c.gateway.owner("s3out")]
+        owner = c.nodes[c.gateway.wait_owner("s3out")]
         minio.stop()
         try:
             acked = []

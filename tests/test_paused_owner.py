@@ -30,8 +30,7 @@ def test_a_paused_owner_does_not_acknowledge_after_its_ownership_moved(tmp_path,
         gw = c.gateway.client
         gw.post("/v1/databases", json={"name": "p"})
         assert gw.post("/v1/databases/p/sql", json={"statements": [{"sql": "CREATE TABLE t(n)"}]}).status_code == 200
-        time.sleep(0.3)
-        owner_id = c.gateway.owner("p")
+        owner_id = c.gateway.wait_owner("p")
         owner = c.nodes[owner_id]
         heir = next(n for i, n in c.nodes.items() if i != owner_id)
         answer: list = []

@@ -389,8 +389,8 @@ def test_a_change_that_bypasses_capture_is_never_acknowledged(client):
 
 
 def test_the_standard_loss_window_holds_while_a_long_statement_runs(client):
-    """Shipping is not starved by user SQL: standard writes reach the store within a few ship
-    intervals while another database's statement runs to its deadline."""
+    """Shipping is not starved by user SQL: standard writes reach the store while another
+    database's statement is still running to its deadline."""
     from memoturn.manifest import load_manifest
 
     _seed(client)
@@ -411,14 +411,13 @@ def test_the_standard_loss_window_holds_while_a_long_statement_runs(client):
     )
     th.start()
     time.sleep(0.3)
-    lags = []
-    for i in range(5):
+    assert th.is_alive(), "the statement should be running: the test proves nothing otherwise"
+    for i in range(3):
         r = client.put(f"/v1/databases/{DB}/kv/w{i}", headers=TOKEN, json={"value": i})
         assert r.status_code == 200
-        txid, acked = int(r.headers["Memoturn-Txid"]), time.monotonic()
+        txid = int(r.headers["Memoturn-Txid"])
+        # Causal, not a stopwatch: the write must reach the store while the statement still runs.
         while load_manifest(client.store, DB, "main")[0].head_txid < txid:
-            assert time.monotonic() - acked < 1.0, "an acknowledged standard write stayed unshipped past 1 s"
+            assert th.is_alive(), "the write shipped only after the long statement ended: shipping was starved"
             time.sleep(0.01)
-        lags.append(time.monotonic() - acked)
-    assert th.is_alive(), "the statement should still be running: the test proves nothing otherwise"
     th.join()

@@ -26,6 +26,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import clock
 from . import store as st
 from .errors import BadRequest, Conflict, NotFound, Unavailable
 from .manifest import AbandonedTail, Manifest, ParentRef, create_manifest, load_manifest, swap_manifest
@@ -93,7 +94,7 @@ def fork(
     node.flush(name, parent)  # commits still on this node's disk become visible to the fork
     started = time.monotonic()
     pm, _ = load_manifest(node.store, name, parent)
-    if pm.expires_at is not None and pm.expires_at <= time.time():
+    if pm.expires_at is not None and pm.expires_at <= clock.now():
         raise NotFound(f"branch {parent!r} has expired", type="branch-expired")
     at = resolve_point(node.store, pm, txid=txid, checkpoint=checkpoint, timestamp=timestamp)
     base, steps = _plan(pm, at)
@@ -106,7 +107,7 @@ def fork(
         head_txid=at,
         head_ts=pm.head_ts if at == pm.head_txid else None,
         page_size=pm.page_size,
-        expires_at=time.time() + ttl_seconds if ttl_seconds else None,
+        expires_at=clock.now() + ttl_seconds if ttl_seconds else None,
     )
     create_manifest(node.store, child)
     # GC safety (docs/branching.md): the objects named were referenced by the parent when we
@@ -308,7 +309,7 @@ def collect(node: Node, name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_
     """One GC pass over a database; see the module docstring and docs/branching.md."""
     check_database_name(name)
     store = node.store
-    now = time.time()
+    now = clock.now()
     manifests: dict[str, tuple[Manifest, str]] = {}
     for prefix in store.list(f"db/{name}/", delimiter="/", limit=10_000).prefixes:
         branch = prefix[len(f"db/{name}/") :].rstrip("/")

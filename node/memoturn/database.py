@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import libsql
 
+from . import clock
 from . import store as st
 from .errors import DataCorrupt, NotFound, NotOwner, PreconditionFailed, Unavailable
 from .manifest import Fenced, Manifest, SnapshotRef, load_manifest, swap_manifest
@@ -430,7 +431,7 @@ class Database:
         if self.closed:
             raise Closed(self.key)
         expires = self.manifest.expires_at
-        if expires is not None and expires <= time.time():
+        if expires is not None and expires <= clock.now():
             raise NotFound(f"branch {self.branch!r} of {self.name!r} has expired", type="branch-expired")
 
     def reset_to_manifest(self) -> None:

@@ -8,9 +8,9 @@ costs no background scan.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
+from . import clock
 from .errors import BadRequest, PayloadTooLarge
 
 MAX_KEY_BYTES = 1024
@@ -31,7 +31,7 @@ def encode_value(value: Any, max_bytes: int) -> str:
 
 
 def put(conn: Any, key: str, text: str, ttl_seconds: float | None) -> None:
-    now = time.time()
+    now = clock.now()
     expires = now + ttl_seconds if ttl_seconds is not None else None
     conn.execute(
         "INSERT INTO __memoturn_kv(key, value, expires_at, updated_at) VALUES (?, ?, ?, ?) "
@@ -45,7 +45,7 @@ def put(conn: Any, key: str, text: str, ttl_seconds: float | None) -> None:
 def get(conn: Any, key: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT value, expires_at, updated_at FROM __memoturn_kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-        (key, time.time()),
+        (key, clock.now()),
     ).fetchone()
     if row is None:
         return None
@@ -54,7 +54,7 @@ def get(conn: Any, key: str) -> dict[str, Any] | None:
 
 def delete(conn: Any, key: str) -> bool:
     existed = conn.execute(
-        "SELECT 1 FROM __memoturn_kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, time.time())
+        "SELECT 1 FROM __memoturn_kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, clock.now())
     ).fetchone()
     conn.execute("DELETE FROM __memoturn_kv WHERE key = ?", (key,))
     return existed is not None
@@ -67,7 +67,7 @@ def list_keys(conn: Any, prefix: str, limit: int, after: str | None, with_values
     rows = conn.execute(
         f"SELECT key, value, expires_at, updated_at FROM __memoturn_kv WHERE key {op} ? AND key < ? "
         "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?",
-        (lo, prefix + "\U0010ffff", time.time(), limit),
+        (lo, prefix + "\U0010ffff", clock.now(), limit),
     ).fetchall()
     out = []
     for key, value, expires_at, updated_at in rows:

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from . import clock
 from . import store as st
 from .auth import Authenticator
 from .config import Settings
@@ -260,7 +261,7 @@ class Node:
         hit = db.kv_cache.get(key) if fresh else None
         if hit is not None and hit[1] == db.head_txid and (min_txid is None or hit[1] >= min_txid):
             item = hit[0]
-            if item is None or item["expires_at"] is None or item["expires_at"] > time.time():
+            if item is None or item["expires_at"] is None or item["expires_at"] > clock.now():
                 self.metrics.kv_cache_hits.inc()
                 return item, hit[1]
         return None
@@ -405,7 +406,7 @@ class Node:
 
     def _materialise(self, name: str, branch: str) -> Database:
         manifest, etag = load_manifest(self.store, name, branch)
-        if manifest.expires_at is not None and manifest.expires_at <= time.time():
+        if manifest.expires_at is not None and manifest.expires_at <= clock.now():
             raise NotFound(f"branch {branch!r} of {name!r} has expired", type="branch-expired")
         path = self._path(name, branch)
         if not self.tiers.reuse_warm(f"{name}/{branch}", path, manifest):

@@ -56,6 +56,14 @@ class Gateway:
     def owner(self, db: str) -> str | None:
         return self.client.get(f"/v1/cluster/placement/{db}").json()["owner"]
 
+    def wait_owner(self, db: str, timeout: float = 30) -> str:
+        """The owner once the gateway's etcd watch has delivered it (polled, not slept for)."""
+        deadline = time.monotonic() + timeout
+        while (owner := self.owner(db)) is None:
+            assert time.monotonic() < deadline, f"the gateway never learned an owner for {db!r}"
+            time.sleep(0.05)
+        return owner
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
