@@ -2,7 +2,7 @@
 
 The conditional-write tests are the ones the manifest compare-and-swap relies on: of N
 concurrent ``If-None-Match: *`` creators exactly one wins, and of N concurrent ``If-Match``
-replacers from the same ETag exactly one wins; the rest get PreconditionFailed.
+replacers from the same ETag exactly one wins; the rest get ConditionFailed.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from memoturn.store import (
+    ConditionFailed,
     ObjectNotFound,
     ObjectStore,
-    PreconditionFailed,
     StoreUnavailable,
     open_store,
 )
@@ -88,7 +88,7 @@ def test_invalid_keys(store, key):
 
 def test_if_none_match_creates_once(store):
     etag = store.put("m", b"v1", if_none_match=True)
-    with pytest.raises(PreconditionFailed):
+    with pytest.raises(ConditionFailed):
         store.put("m", b"v2", if_none_match=True)
     assert store.get("m") == (b"v1", etag)
 
@@ -97,7 +97,7 @@ def test_if_match_replaces_only_current_etag(store):
     e1 = store.put("m", b"v1", if_none_match=True)
     e2 = store.put("m", b"v2", if_match=e1)
     assert e2 != e1
-    with pytest.raises(PreconditionFailed):
+    with pytest.raises(ConditionFailed):
         store.put("m", b"v3", if_match=e1)  # stale
     assert store.get("m") == (b"v2", e2)
     e3 = store.put("m", b"v3", if_match=f'"{e2}"')  # a quoted ETag is accepted too
@@ -105,7 +105,7 @@ def test_if_match_replaces_only_current_etag(store):
 
 
 def test_if_match_on_missing_key_fails(store):
-    with pytest.raises(PreconditionFailed):
+    with pytest.raises(ConditionFailed):
         store.put("absent", b"x", if_match=hashlib.md5(b"x").hexdigest())
     with pytest.raises(ObjectNotFound):
         store.get("absent")
@@ -142,7 +142,7 @@ def _assert_one_winner(store: ObjectStore, key: str, payloads: list[bytes], resu
     winners = [i for i, r in enumerate(results) if isinstance(r, str)]
     losers = [r for r in results if not isinstance(r, str)]
     assert len(winners) == 1, results
-    assert all(isinstance(r, PreconditionFailed) for r in losers), losers
+    assert all(isinstance(r, ConditionFailed) for r in losers), losers
     assert store.get(key) == (payloads[winners[0]], results[winners[0]])
 
 
@@ -167,7 +167,7 @@ def _process_attempt(url: str, key: str, data: bytes, condition: dict, barrier) 
     barrier.wait()
     try:
         return "won:" + store.put(key, data, **condition)
-    except PreconditionFailed:
+    except ConditionFailed:
         return "lost"
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         return f"error:{type(exc).__name__}:{exc}"
@@ -377,7 +377,7 @@ def test_s3_hung_server_times_out_instead_of_hanging():
         finally:
             server.resume()
         # The timed-out CAS may still land once the server thaws: its outcome is unknown,
-        # which is why StoreUnavailable (not PreconditionFailed) reports it. Re-read and go on.
+        # which is why StoreUnavailable (not ConditionFailed) reports it. Re-read and go on.
         data, current = store.get("manifest")
         assert data in (b"v1", b"v2")
         store.put("manifest", b"v3", if_match=current)

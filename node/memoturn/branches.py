@@ -335,7 +335,7 @@ def collect(node: Node, name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_
                 try:
                     new, new_etag = swap_manifest(store, m.model_copy(update={"abandoned": live}), etag)
                     manifests[branch] = (new, new_etag)
-                except (st.PreconditionFailed, Conflict):
+                except (st.ConditionFailed, Conflict):
                     pass  # changed meanwhile: its tails stay referenced until the next pass
     referenced: set[str] = set()
     for m, _ in manifests.values():

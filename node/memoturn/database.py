@@ -480,7 +480,7 @@ class Database:
             new, new_etag = swap_manifest(store, manifest.model_copy(update={"epoch": epoch, "owner": me}), etag)
         except Fenced as exc:
             raise NotOwner(str(exc)) from None
-        except st.PreconditionFailed:
+        except st.ConditionFailed:
             raise NotOwner(f"{self.key}: manifest changed during acquisition; retry") from None
         with self.ship_cond:
             self.manifest, self.etag = new, new_etag

@@ -147,7 +147,7 @@ def create_manifest(store: st.ObjectStore, manifest: Manifest) -> str:
     key = manifest_key(manifest.database, manifest.branch)
     try:
         return store.put(key, manifest.encode(), if_none_match=True)
-    except st.PreconditionFailed:
+    except st.ConditionFailed:
         raise Conflict(
             f"database {manifest.database!r} branch {manifest.branch!r} already exists",
             type="already-exists",
@@ -160,13 +160,13 @@ def swap_manifest(store: st.ObjectStore, manifest: Manifest, etag: str) -> tuple
     """CAS-replace the manifest last read with ``etag``; return the new one and its ETag.
 
     Raises :class:`Fenced` when the stored manifest has a newer epoch, and
-    :class:`st.PreconditionFailed` when it changed under the same epoch (the caller reloads).
+    :class:`st.ConditionFailed` when it changed under the same epoch (the caller reloads).
     """
     new = manifest.model_copy(update={"generation": manifest.generation + 1, "updated_at": time.time()})
     key = manifest_key(manifest.database, manifest.branch)
     try:
         new_etag = store.put(key, new.encode(), if_match=etag)
-    except st.PreconditionFailed:
+    except st.ConditionFailed:
         current, _ = load_manifest(store, manifest.database, manifest.branch)
         if current.epoch > manifest.epoch:
             raise Fenced(

@@ -303,7 +303,7 @@ class Shipper:
         t0 = time.perf_counter()
         try:
             self.store.put(key, data, if_none_match=True)
-        except st.PreconditionFailed:
+        except st.ConditionFailed:
             existing, _ = self.store.get(key)
             if hashlib.sha256(existing).hexdigest() != digest:
                 raise Fenced(f"segment {key} exists with other content") from None
@@ -362,7 +362,7 @@ class Shipper:
                 raise Fenced(f"{db.key}: manifest epoch {manifest.epoch} is not ours ({db.epoch})")
             try:
                 new, new_etag = swap_manifest(self.store, change(manifest), etag)
-            except st.PreconditionFailed:
+            except st.ConditionFailed:
                 current, cur_etag = load_manifest(self.store, db.name, db.branch)
                 if current.epoch != db.epoch:
                     raise Fenced(f"{db.key}: now owned by epoch {current.epoch}") from None
@@ -392,7 +392,7 @@ class Shipper:
         key = snapshot_key(db.name, db.branch, snap.txid, snap.epoch, db.timeline)
         try:
             self.store.put(key, data, if_none_match=True)
-        except st.PreconditionFailed:
+        except st.ConditionFailed:
             pass  # same epoch and txid: the same bytes from an earlier attempt
         ref = SnapshotRef(
             key=key,

@@ -18,7 +18,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import ListPage, ObjectNotFound, ObjectStore, PreconditionFailed, StoreUnavailable
+from .base import ConditionFailed, ListPage, ObjectNotFound, ObjectStore, StoreUnavailable
 
 _STRIPES = 256
 _META_DIR = ".memoturn-store"
@@ -131,9 +131,9 @@ class FileStore(ObjectStore):
                 except (FileNotFoundError, NotADirectoryError):
                     current = None
                 if if_none_match and current is not None:
-                    raise PreconditionFailed(f"{key} already exists")
+                    raise ConditionFailed(f"{key} already exists")
                 if if_match is not None and current != if_match.strip('"'):
-                    raise PreconditionFailed(f"{key} changed (ETag {current} != {if_match})")
+                    raise ConditionFailed(f"{key} changed (ETag {current} != {if_match})")
                 self._write_atomic(path, data)
         except OSError as exc:
             raise self._unavailable(exc) from exc

@@ -11,7 +11,7 @@ requests) tune failure detection.
 Conditional writes map onto ``PutObject`` headers: ``If-None-Match: *`` to create and
 ``If-Match: "<etag>"`` to replace. A lost condition comes back as ``412 PreconditionFailed``, or
 as ``409 ConditionalRequestConflict`` when a concurrent conditional write on the key was in
-flight; both raise :class:`PreconditionFailed`, as does ``If-Match`` on an absent key (AWS
+flight; both raise :class:`ConditionFailed`, as does ``If-Match`` on an absent key (AWS
 answers ``404 NoSuchKey``). Conditional PUTs are sent exactly once (no botocore retries):
 a retry after a write that landed but whose response was lost would report a false
 ``PreconditionFailed``, so an ambiguous outcome surfaces as :class:`StoreUnavailable` instead
@@ -33,7 +33,7 @@ import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from botocore.handlers import add_expect_header
 
-from . import ListPage, ObjectNotFound, ObjectStore, PreconditionFailed, StoreError, StoreUnavailable
+from .base import ConditionFailed, ListPage, ObjectNotFound, ObjectStore, StoreError, StoreUnavailable
 
 # S3 compares keys as UTF-8 bytes; this is the greatest code point, used to skip past a
 # common prefix when a listing resumes after one.
@@ -135,7 +135,7 @@ class S3Store(ObjectStore):
             if missing is not None and (code in _NOT_FOUND or (status == 404 and code != "NoSuchBucket")):
                 raise missing(key) from None
             if code in _CONFLICT or status in (409, 412):
-                raise PreconditionFailed(f"{key}: {code or status}") from None
+                raise ConditionFailed(f"{key}: {code or status}") from None
             raise StoreUnavailable(f"s3 {self.bucket}/{self.prefix}{key}: {code or status}: {exc}") from exc
         raise StoreUnavailable(f"s3 {self.bucket}/{self.prefix}{key}: {type(exc).__name__}: {exc}") from exc
 
@@ -174,7 +174,7 @@ class S3Store(ObjectStore):
             response = client.put_object(**args)
         except (BotoCoreError, ClientError, OSError) as exc:
             # If-Match on an absent key: the condition failed (AWS says 404 NoSuchKey).
-            self._fail(exc, key, missing=PreconditionFailed if if_match is not None else None)
+            self._fail(exc, key, missing=ConditionFailed if if_match is not None else None)
         return _unquote(response["ETag"])
 
     def delete(self, key: str) -> None:
