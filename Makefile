@@ -15,11 +15,13 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run lint test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd kube helm clean
+.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd kube helm clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
-	@echo "make lint   - ruff check and ruff format --check (CI runs it before the tests)"
+	@echo "make lint   - ruff check, ruff format --check, typecheck and lint-imports (CI runs it before the tests)"
+	@echo "make typecheck - mypy --strict over the modules that pass it ([tool.mypy] files in pyproject.toml)"
+	@echo "make lint-imports - the import contracts (layers, no cycles) of [tool.importlinter] in pyproject.toml"
 	@echo "make test   - install everything the tests need and run every test (e2e included)"
 	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
 	@echo "make soak [SOAK_DURATION=600] - history-checked fault run (kill -9, pause, etcd/MinIO restarts, disk full), bench/results/soak.json"
@@ -45,9 +47,17 @@ run: venv
 	$(BIN)/memoturnd
 
 LINT_PATHS := node operator tests bench loadtest
-lint: venv
+lint: venv typecheck lint-imports
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+
+# The files are [tool.mypy] files in pyproject.toml.
+typecheck: venv
+	$(BIN)/mypy
+
+# Every contract of [tool.importlinter] in pyproject.toml: the layers, and no import cycle.
+lint-imports: venv
+	$(BIN)/lint-imports --no-logo
 
 minio:
 	@bash .ci/install-minio >/dev/null

@@ -17,14 +17,14 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from memoturn import branches, kv  # noqa: E402
-from memoturn.manifest import load_manifest  # noqa: E402
-from memoturn.restore import restore  # noqa: E402
-from memoturn.store.file import FileStore  # noqa: E402
-from memoturn.store.s3 import S3Store  # noqa: E402
-from support.minio import MinioServer  # noqa: E402
+from memoturn import branches, kv
+from memoturn.manifest import load_manifest
+from memoturn.restore import restore
+from memoturn.store.file import FileStore
+from memoturn.store.s3 import S3Store
+from support.minio import MinioServer
 
-from bench.storage import make_node, summarize, write_results  # noqa: E402
+from bench.storage import make_node, summarize, write_results
 
 
 def history(node: Any, db: str, txids: int) -> None:

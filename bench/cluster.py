@@ -21,11 +21,11 @@ import httpx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from support.cluster import Cluster  # noqa: E402
-from support.etcd import EtcdServer  # noqa: E402
-from support.minio import MinioServer  # noqa: E402
+from support.cluster import Cluster
+from support.etcd import EtcdServer
+from support.minio import MinioServer
 
-from bench.storage import summarize, write_results  # noqa: E402
+from bench.storage import summarize, write_results
 
 
 def failover(cluster: Cluster, trial: int, sig: int) -> float:

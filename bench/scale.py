@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench.storage import summarize, write_results  # noqa: E402
+from bench.storage import summarize, write_results
 
 GiB = 1024**3
 MiB = 1024**2

@@ -24,9 +24,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from support.history import run_history  # noqa: E402
+from support.history import run_history
 
-from bench.storage import write_results  # noqa: E402
+from bench.storage import write_results
 
 
 def main(argv: list[str] | None = None) -> int:

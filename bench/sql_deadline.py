@@ -62,7 +62,7 @@ def main() -> None:
     node.start()
     node.create_database("b")
     results: dict[str, Any] = {"statement_timeout_seconds": timeout}
-    put = lambda: node.write("b", lambda c: kv.put(c, "k", '"v"', None), durable=False)  # noqa: E731
+    put = lambda: node.write("b", lambda c: kv.put(c, "k", '"v"', None), durable=False)  # noqa: E731 - a one-line helper next to its only use
     _time(put, 200)
     on = _time(put, 2000)
     original = Database._verify_captured

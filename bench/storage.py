@@ -24,13 +24,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from memoturn import kv  # noqa: E402
-from memoturn.config import Settings  # noqa: E402
-from memoturn.manifest import load_manifest  # noqa: E402
-from memoturn.node import Node  # noqa: E402
-from memoturn.restore import restore  # noqa: E402
-from memoturn.store.file import FileStore  # noqa: E402
-from memoturn.store.s3 import S3Store  # noqa: E402
+from memoturn import kv
+from memoturn.config import Settings
+from memoturn.manifest import load_manifest
+from memoturn.node import Node
+from memoturn.restore import restore
+from memoturn.store.file import FileStore
+from memoturn.store.s3 import S3Store
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -49,7 +49,10 @@ def write_results(name: str, results: dict[str, Any]) -> str:
 def summarize(samples: list[float], total_seconds: float | None = None, **extra: Any) -> dict[str, Any]:
     """Latency percentiles in milliseconds plus throughput."""
     s = sorted(samples)
-    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))] * 1000  # noqa: E731
+
+    def pick(q: float) -> float:
+        return s[min(len(s) - 1, int(q * len(s)))] * 1000
+
     total = total_seconds if total_seconds is not None else sum(s)
     return {
         "n": len(s),
@@ -99,12 +102,12 @@ def seal_and_ship(tmp: str, store: Any, n: int) -> dict[str, Any]:
     try:
         node.create_database("ship")
         db = node.open("ship")
-        node.shipper.ship(db)
+        node.shipper.ship(db.log)
         samples = []
         for i in range(n):
             node.write("ship", lambda c: kv.put(c, f"k{i}", '{"v":1}', None), durable=False)
             t0 = time.perf_counter()
-            node.shipper.ship(db)
+            node.shipper.ship(db.log)
             samples.append(time.perf_counter() - t0)
         return summarize(samples)
     finally:

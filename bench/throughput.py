@@ -30,11 +30,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from support.cluster import Cluster  # noqa: E402
-from support.etcd import EtcdServer  # noqa: E402
-from support.minio import MinioServer  # noqa: E402
+from support.cluster import Cluster
+from support.etcd import EtcdServer
+from support.minio import MinioServer
 
-from bench.storage import summarize, write_results  # noqa: E402
+from bench.storage import summarize, write_results
 
 PROFILES = int(os.environ.get("MEMOTURN_BENCH_PROFILES", "200"))  # the env reaches the spawned load process
 

@@ -10,12 +10,12 @@ import uuid
 import pytest
 
 try:
-    import memoturn  # noqa: F401
+    import memoturn  # noqa: F401 - imported only to see whether the package is installed
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node"))
 
-from memoturn.store.file import FileStore  # noqa: E402
-from support.minio import MinioServer  # noqa: E402  (tests/ is on sys.path: pytest rootdir conftest)
+from memoturn.store.file import FileStore
+from support.minio import MinioServer
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +75,14 @@ def manual_clock(monkeypatch):
     fake = ManualClock()
     monkeypatch.setattr(clock, "now", fake.now)
     return fake
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_settings(monkeypatch):
+    """Settings read MEMOTURN_* from the environment: a developer's exported variable must not
+    change what an in-process test configures (the subprocess tests pass their env explicitly)."""
+    from memoturn.config import Settings
+
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"MEMOTURN_{name.upper()}", raising=False)
+    monkeypatch.delenv("MEMOTURN_STORE", raising=False)

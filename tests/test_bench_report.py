@@ -9,7 +9,7 @@ from pathlib import Path
 
 import matplotlib  # noqa: F401  (the bench extra, installed by make: missing fails the import, never skips)
 
-from bench import report  # noqa: E402
+from bench import report
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -143,7 +143,7 @@ def test_rewind_and_undo_within_grace_and_rewind_under_concurrent_writes(tmp_pat
                     put(node, "r", f"w{n}-{i}", i)
                     s = state(node, "r")
                     assert "k0" in s  # the base is always intact
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - every failure is recorded for the assertion
                     errors.append(exc)
 
         threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
@@ -331,9 +331,9 @@ def test_small_segments_merge_without_breaking_forks_inside_them(tmp_path, file_
 def test_merging_never_rewrites_a_merged_segment(tmp_path, file_store, monkeypatch):
     """Regression: each merge used to start from the oldest segment, i.e. the previous merge's
     output, re-reading and re-writing an ever-growing object (quadratic bytes, long stalls)."""
-    from memoturn import shipper
+    from memoturn import compaction
 
-    monkeypatch.setattr(shipper, "MERGED_SEGMENT_MAX_BYTES", 48 * 1024)
+    monkeypatch.setattr(compaction, "MERGED_SEGMENT_MAX_BYTES", 48 * 1024)
     node = make_node(tmp_path, file_store, merge_segments_over=4, snapshot_every_txids=10**6)
     written: list[int] = []
     real_put = file_store.put

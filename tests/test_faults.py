@@ -8,6 +8,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from memoturn.api.app import create_app
+from memoturn.api.problems import status_of
 from memoturn.config import Settings
 from memoturn.errors import DataCorrupt, Unavailable
 from memoturn.manifest import load_manifest
@@ -48,7 +49,7 @@ def test_store_outage_standard_keeps_acking_durable_refuses_then_everything_ship
             assert node.ready() == (False, "object store unavailable")
             with pytest.raises(Unavailable) as exc:
                 _kv(node, "outage", "durable-during", 1, durable=True)
-            assert exc.value.status == 503
+            assert status_of(exc.value) == 503
         finally:
             minio.start()
         deadline = time.monotonic() + 60

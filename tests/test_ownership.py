@@ -62,7 +62,7 @@ def test_the_old_owner_is_fenced_when_a_newer_epoch_lands(tmp_path, file_store):
         # a still believes it owns y (its local table entry is gone, its handle is not): its
         # pending segment can never land, and it stops serving y.
         db = a.open("y")
-        a.shipper.ship(db)
+        a.shipper.ship(db.log)
         assert db.fenced and sample(a.metrics.fencing_events) == 1
         with pytest.raises(NotOwner):
             db.write(lambda c: kv.put(c, "k", json.dumps("zombie"), None), durable=False)

@@ -8,6 +8,7 @@ import random
 import pytest
 from memoturn.manifest import load_manifest
 from memoturn.restore import resolve_txid_at, restore
+from memoturn.snapshotting import maybe_snapshot
 from support.nodes import dump, integrity, make_node
 
 
@@ -116,16 +117,23 @@ def test_a_snapshot_landing_with_a_segment_never_drops_that_segment(tmp_path, fi
     node = make_node(tmp_path, file_store, ship_workers=0, keep_snapshots=1, snapshot_every_txids=10**6)
     try:
         node.create_database("snap")
-        put = lambda k: node.write("snap", lambda c: kv.put(c, k, '"v"', None))  # noqa: E731
+
+        def put(k: str) -> None:
+            node.write("snap", lambda c: kv.put(c, k, '"v"', None))
+
         db = node.open("snap")
         put("a")
-        node.shipper.ship(db)
-        assert node.shipper._maybe_snapshot(db, force=True)  # lands at once (head shipped)
+        node.shipper.ship(db.log)
+        assert maybe_snapshot(
+            db.log, db.take_snapshot, node.settings, node.metrics, force=True
+        )  # lands at once (head shipped)
         put("b")
-        assert node.shipper._maybe_snapshot(db, force=True)  # ahead of the manifest: pending
-        assert db.pending_snapshot is not None
+        assert maybe_snapshot(
+            db.log, db.take_snapshot, node.settings, node.metrics, force=True
+        )  # ahead of the manifest: pending
+        assert db.log.pending_snapshot is not None
         put("c")
-        node.shipper.ship(db)  # the segment and the pending snapshot land together
+        node.shipper.ship(db.log)  # the segment and the pending snapshot land together
         manifest, _ = load_manifest(file_store, "snap", "main")
         assert manifest.head_txid == db.head_txid
         assert any(s.last_txid == manifest.head_txid for s in manifest.segments)

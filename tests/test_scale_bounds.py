@@ -16,7 +16,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 from memoturn import kv
 from memoturn.api.app import create_app
-from memoturn.database import Database, drop_local_files, restore_into
+from memoturn.database import Database
+from memoturn.local_files import drop_local_files, restore_into
 from memoturn.manifest import Manifest
 from memoturn.vector_cache import _ENTRY_OVERHEAD, VectorCache
 from support.nodes import make_node
@@ -45,7 +46,7 @@ def _per_database_state(node) -> dict[str, int]:
         "shipper_queued": len(node.shipper._queued),
         "shipper_backoff": len(node.shipper._backoff),
         "replica_copies": len(node.replicas._copies),
-        "database_objects": sum(isinstance(o, Database) and o.node is node for o in gc.get_objects()),
+        "database_objects": sum(isinstance(o, Database) and o.services is node.services for o in gc.get_objects()),
         "kv_cache_entries": sum(len(db.kv_cache) for db in node.hot_databases()),
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from memoturn.client import AsyncMemoturn, Memoturn, MemoturnError
+from memoturn.client import AsyncMemoturn, Memoturn, ProblemError
 from support.nodes import Memoturnd
 
 
@@ -39,13 +39,13 @@ def test_sync_client_memories_kv_sql_and_errors(daemon):
         assert db.kv_get("k", min_txid=put.txid)["value"] == {"v": 1}
         rows = db.sql("CREATE TABLE t(x)", ("INSERT INTO t VALUES (?)", [5]), "SELECT x FROM t")
         assert rows["results"][2]["rows"] == [[5]]
-        with pytest.raises(MemoturnError) as exc:
+        with pytest.raises(ProblemError) as exc:
             db.kv_get("missing")
         assert exc.value.status == 404 and exc.value.type == "key-not-found"
-        with pytest.raises(MemoturnError) as exc:
+        with pytest.raises(ProblemError) as exc:
             db.sql("SELECT * FROM __memoturn_kv")
         assert exc.value.status == 403 and exc.value.type == "reserved-table"
-    with pytest.raises(MemoturnError) as exc:
+    with pytest.raises(ProblemError) as exc:
         Memoturn("http://127.0.0.1:9", retries=1).database("x").kv_get("y")
     assert exc.value.type == "unreachable"
 
@@ -118,7 +118,7 @@ def test_the_sdk_never_retries_a_write_whose_outcome_is_unknown():
     import json as _json
     import threading
 
-    from memoturn.client import Memoturn, MemoturnError
+    from memoturn.client import Memoturn, ProblemError
 
     seen: list[str] = []
 
@@ -149,7 +149,7 @@ def test_the_sdk_never_retries_a_write_whose_outcome_is_unknown():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         db = Memoturn(f"http://127.0.0.1:{server.server_address[1]}", retries=3, backoff=0.01).database("x")
-        with pytest.raises(MemoturnError) as exc:
+        with pytest.raises(ProblemError) as exc:
             db.kv_put("unknown", 1)
         assert exc.value.type == "lease-lost" and exc.value.txid == 7
         assert seen == ["/v1/databases/x/kv/unknown"]  # sent once

@@ -54,11 +54,11 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from memoturn.manifest import load_manifest  # noqa: E402
-from memoturn.store.s3 import S3Store  # noqa: E402
-from support.minio import MinioServer  # noqa: E402
+from memoturn.manifest import load_manifest
+from memoturn.store.s3 import S3Store
+from support.minio import MinioServer
 
-from bench.storage import make_node, summarize, write_results  # noqa: E402
+from bench.storage import make_node, summarize, write_results
 
 LITESTREAM_VERSION = "v0.5.18"  # keep in sync with .ci/install-litestream
 INSTALL = os.path.join(ROOT, ".ci", "install-litestream")
@@ -83,7 +83,7 @@ def workload(
 ) -> tuple[list[tuple[str, str]], list[list[tuple[str, str]]]]:
     """The same rows for both systems: ``paced`` single-row commits, then bulk commits of ``batch`` rows."""
     rng = random.Random(seed)
-    row = lambda i: (f"k{i:09d}", rng.randbytes(VALUE_BYTES // 2).hex())  # noqa: E731
+    row = lambda i: (f"k{i:09d}", rng.randbytes(VALUE_BYTES // 2).hex())  # noqa: E731 - a one-line helper next to its only use
     single = [row(i) for i in range(paced)]
     rows = [row(paced + i) for i in range(bulk_rows)]
     return single, [rows[i : i + batch] for i in range(0, len(rows), batch)]
@@ -438,7 +438,7 @@ def run_litestream(
         result["litestream_cpu_seconds_paced"] = round(ls.cpu_seconds() - cpu0, 3)
         obs = observer.finish() if observer else None
         ltx_headers(client, minio.bucket, ls.l0_prefix, hdrs)
-        gen = lambda salt: wal.salts.index(salt) if salt in wal.salts else -1  # noqa: E731
+        gen = lambda salt: wal.salts.index(salt) if salt in wal.salts else -1  # noqa: E731 - a one-line helper next to its only use
         by_txid = {txid: (gen(salt), end) for txid, salt, end in hdrs.values()}
         reported = [(t, *by_txid[txid]) for t, txid in ls.uploads if txid in by_txid]
         samples, missing = lags(commits, covered_at(commits, reported))

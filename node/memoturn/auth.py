@@ -33,8 +33,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import store as st
-from .errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
-from .names import check_namespace, is_part, split_profile_database
+from .errors import BadRequest, Forbidden, NotFound, Unauthorized
+from .names import check_namespace, is_part, split_profile_database, token_key
 
 _OPEN = {"/v1/health", "/v1/ready", "/metrics", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
 _NS_PATH = re.compile(r"^/v1/namespaces/([^/]+)(?:/|$)")
@@ -112,13 +112,11 @@ class Authenticator:
             if hit and now - hit.fetched < self.cache_seconds:
                 return hit
         try:
-            data, _ = self.store.get(f"auth/tokens/{d}.json")
+            data, _ = self.store.get(token_key(d))
             record = json.loads(data)
             known = _Known(now, record["namespace"], record.get("expires_at"))
         except st.ObjectNotFound:
             known = _Known(now, None, None)
-        except st.StoreUnavailable as exc:
-            raise Unavailable(f"cannot check the token: object store unavailable: {exc}") from exc
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -157,10 +155,7 @@ class Authenticator:
         token = "mt_" + secrets.token_urlsafe(32)
         d = digest(token)
         body = json.dumps({"namespace": namespace, "created_at": now, "expires_at": expiry}).encode()
-        try:
-            self.store.put(f"auth/tokens/{d}.json", body, if_none_match=True)
-        except st.StoreUnavailable as exc:
-            raise Unavailable(f"object store unavailable: {exc}") from exc
+        self.store.put(token_key(d), body, if_none_match=True)
         return {"token": token, "token_sha256": d, "namespace": namespace, "expires_at": expiry}
 
     @staticmethod
@@ -194,7 +189,7 @@ class Authenticator:
     def revoke(self, token_sha256: str) -> None:
         if not re.fullmatch(r"[0-9a-f]{64}", token_sha256):
             raise BadRequest("give the token's SHA-256 (64 hex digits)", type="invalid-token-id")
-        key = f"auth/tokens/{token_sha256}.json"
+        key = token_key(token_sha256)
         try:
             self.store.get(key)
         except st.ObjectNotFound:

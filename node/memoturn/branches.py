@@ -24,18 +24,49 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import clock
 from . import store as st
+from .database import Database
 from .errors import BadRequest, Conflict, NotFound, Unavailable
-from .manifest import AbandonedTail, Manifest, ParentRef, create_manifest, load_manifest, swap_manifest
-from .names import DEFAULT_BRANCH, check_branch_name, check_database_name
+from .manifest import (
+    AbandonedTail,
+    BranchPolicy,
+    Manifest,
+    ParentRef,
+    SegmentRef,
+    SnapshotRef,
+    create_manifest,
+    load_manifest,
+    swap_manifest,
+)
+from .names import (
+    DEFAULT_BRANCH,
+    branch_of_prefix,
+    check_branch_name,
+    check_database_name,
+    database_prefix,
+    gc_state_key,
+    is_manifest_key,
+    manifest_key,
+)
 from .restore import _plan, earliest_txid, resolve_txid_at
+from .shipper import Shipper
 
-if TYPE_CHECKING:
-    from .database import Database
-    from .node import Node
+
+class BranchHost(Protocol):
+    """What branching needs of the node serving the branches (so this module never imports it)."""
+
+    store: st.ObjectStore
+    shipper: Shipper
+
+    def open(self, name: str, branch: str = DEFAULT_BRANCH) -> Database: ...
+
+    def flush(self, name: str, branch: str = DEFAULT_BRANCH, timeout: float = 30.0) -> None: ...
+
+    def drop_local(self, name: str, branch: str) -> None: ...
+
 
 DEFAULT_GRACE_SECONDS = 600.0
 
@@ -73,7 +104,7 @@ def resolve_point(
 
 
 def fork(
-    node: Node,
+    node: BranchHost,
     name: str,
     branch: str,
     *,
@@ -114,16 +145,16 @@ def fork(
     # read it, so GC can delete them no sooner than a grace window after that; a fork that
     # took longer than half of it withdraws.
     if time.monotonic() - started > grace / 2:
-        node.store.delete(f"db/{name}/{branch}/manifest.json")
+        node.store.delete(manifest_key(name, branch))
         raise Unavailable(f"fork of {name}/{parent}@{at} raced with garbage collection; retry", type="fork-raced")
     return child
 
 
-def list_branches(node: Node, name: str) -> list[dict[str, Any]]:
+def list_branches(node: BranchHost, name: str) -> list[dict[str, Any]]:
     check_database_name(name)
     out = []
-    for prefix in node.store.list(f"db/{name}/", delimiter="/", limit=10_000).prefixes:
-        branch = prefix[len(f"db/{name}/") :].rstrip("/")
+    for prefix in node.store.list(database_prefix(name), delimiter="/", limit=10_000).prefixes:
+        branch = branch_of_prefix(name, prefix)
         try:
             m, _ = load_manifest(node.store, name, branch)
         except NotFound:
@@ -147,64 +178,60 @@ def describe(m: Manifest) -> dict[str, Any]:
     }
 
 
-def delete_branch(node: Node, name: str, branch: str) -> None:
+def delete_branch(node: BranchHost, name: str, branch: str) -> None:
     if branch == DEFAULT_BRANCH:
         raise BadRequest("the main branch goes with the database: DELETE /v1/databases/{db}", type="main-branch")
     load_manifest(node.store, name, branch)
     node.drop_local(name, branch)
-    node.store.delete(f"db/{name}/{branch}/manifest.json")  # objects go at the next GC passes
+    node.store.delete(manifest_key(name, branch))  # objects go at the next GC passes
 
 
-def _owned_handle(node: Node, name: str, branch: str) -> Database:
+def _owned_handle(node: BranchHost, name: str, branch: str) -> Database:
     db = node.open(name, branch)
     if not db.owned:
         db.write(lambda c: None, durable=False)  # take ownership (epoch, fencing CAS)
     return db
 
 
-def set_checkpoint(node: Node, name: str, branch: str, checkpoint: str, txid: int | None = None) -> int:
+def set_checkpoint(node: BranchHost, name: str, branch: str, checkpoint: str, txid: int | None = None) -> int:
     check_branch_name(checkpoint)
     node.flush(name, branch)
     db = _owned_handle(node, name, branch)
-    with db.ship_lock:
+    with db.log.ship_lock:
         at = resolve_point(node.store, db.manifest, txid=txid)
         if checkpoint in db.manifest.checkpoints:
             raise Conflict(
                 f"checkpoint {checkpoint!r} exists (txid {db.manifest.checkpoints[checkpoint]})", type="already-exists"
             )
-        node.shipper._cas(
-            db,
+        db.log.cas(
             lambda m: m.model_copy(update={"checkpoints": {**m.checkpoints, checkpoint: at}}),
             landed=lambda m: m.checkpoints.get(checkpoint) == at,
         )
     return at
 
 
-def delete_checkpoint(node: Node, name: str, branch: str, checkpoint: str) -> None:
+def delete_checkpoint(node: BranchHost, name: str, branch: str, checkpoint: str) -> None:
     db = _owned_handle(node, name, branch)
-    with db.ship_lock:
+    with db.log.ship_lock:
         if checkpoint not in db.manifest.checkpoints:
             raise NotFound(f"no checkpoint {checkpoint!r}", type="checkpoint-not-found")
-        node.shipper._cas(
-            db,
+        db.log.cas(
             lambda m: m.model_copy(update={"checkpoints": {k: v for k, v in m.checkpoints.items() if k != checkpoint}}),
             landed=lambda m: checkpoint not in m.checkpoints,
         )
 
 
-def set_policy(node: Node, name: str, branch: str, policy: dict[str, Any]) -> dict[str, Any]:
+def set_policy(node: BranchHost, name: str, branch: str, policy: dict[str, Any]) -> dict[str, Any]:
     """Replace the branch's compaction/retention policy (unset fields use the node defaults)."""
-    from .manifest import BranchPolicy
-
     new = BranchPolicy.model_validate(policy)
     db = _owned_handle(node, name, branch)
-    with db.ship_lock:
-        node.shipper._cas(db, lambda m: m.model_copy(update={"policy": new}), landed=lambda m: m.policy == new)
+    with db.log.ship_lock:
+        db.log.cas(lambda m: m.model_copy(update={"policy": new}), landed=lambda m: m.policy == new)
     return new.model_dump()
 
 
 def rewind(
-    node: Node,
+    node: BranchHost,
     name: str,
     branch: str,
     *,
@@ -253,13 +280,13 @@ def rewind(
             )
 
         old_timeline = m.timeline
-        with db.ship_lock:
-            node.shipper._cas(db, change, landed=lambda cur: cur.timeline > old_timeline)
+        with db.log.ship_lock:
+            db.log.cas(change, landed=lambda cur: cur.timeline > old_timeline)
         db.reset_to_manifest()
     return at
 
 
-def undo_rewind(node: Node, name: str, branch: str) -> int:
+def undo_rewind(node: BranchHost, name: str, branch: str) -> int:
     db = _owned_handle(node, name, branch)
     with db.lock:
         _ship_everything(node, db)
@@ -289,30 +316,32 @@ def undo_rewind(node: Node, name: str, branch: str) -> int:
             )
 
         old_timeline = m.timeline
-        with db.ship_lock:
-            node.shipper._cas(db, change, landed=lambda cur: cur.timeline > old_timeline)
+        with db.log.ship_lock:
+            db.log.cas(change, landed=lambda cur: cur.timeline > old_timeline)
         db.reset_to_manifest()
         return db.head_txid
 
 
-def _ship_everything(node: Node, db: Database) -> None:
+def _ship_everything(node: BranchHost, db: Database) -> None:
     for _ in range(50):
-        if not db.pending:
+        if not db.has_pending:
             return
-        node.shipper.ship(db, snapshot=False)
-        if db.pending:
+        node.shipper.ship(db.log, snapshot=False)
+        if db.has_pending:
             time.sleep(0.05)
     raise Unavailable(f"{db.key}: unshipped commits could not reach object storage", type="store-unavailable")
 
 
-def collect(node: Node, name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False) -> dict[str, Any]:
+def collect(
+    node: BranchHost, name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+) -> dict[str, Any]:
     """One GC pass over a database; see the module docstring and docs/branching.md."""
     check_database_name(name)
     store = node.store
     now = clock.now()
     manifests: dict[str, tuple[Manifest, str]] = {}
-    for prefix in store.list(f"db/{name}/", delimiter="/", limit=10_000).prefixes:
-        branch = prefix[len(f"db/{name}/") :].rstrip("/")
+    for prefix in store.list(database_prefix(name), delimiter="/", limit=10_000).prefixes:
+        branch = branch_of_prefix(name, prefix)
         try:
             manifests[branch] = load_manifest(store, name, branch)
         except NotFound:
@@ -325,7 +354,7 @@ def collect(node: Node, name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_
         if branch in expired:
             if not dry_run:
                 node.drop_local(name, branch)
-                store.delete(f"db/{name}/{branch}/manifest.json")
+                store.delete(manifest_key(name, branch))
             del manifests[branch]
             continue
         live = [a for a in m.abandoned if a.at + grace > now]
@@ -339,13 +368,18 @@ def collect(node: Node, name: str, *, grace: float = DEFAULT_GRACE_SECONDS, dry_
                     pass  # changed meanwhile: its tails stay referenced until the next pass
     referenced: set[str] = set()
     for m, _ in manifests.values():
-        refs = [*m.segments, *m.snapshots, *m.base_segments, *([m.base_snapshot] if m.base_snapshot else [])]
+        refs: list[SegmentRef | SnapshotRef] = [
+            *m.segments,
+            *m.snapshots,
+            *m.base_segments,
+            *([m.base_snapshot] if m.base_snapshot else []),
+        ]
         for tail in m.abandoned:
             refs += [*tail.segments, *tail.snapshots]
         referenced.update(r.key for r in refs)
-    objects = [k for k in store.iter_keys(f"db/{name}/") if not k.endswith("/manifest.json")]
+    objects = [k for k in store.iter_keys(database_prefix(name)) if not is_manifest_key(k)]
     unreferenced = [k for k in objects if k not in referenced]
-    state_key = f"gc/{name}.json"
+    state_key = gc_state_key(name)
     try:
         state = json.loads(store.get(state_key)[0])
     except st.ObjectNotFound:

@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from .client import Memoturn, MemoturnError
+from .client import Memoturn, ProblemError
+from .errors import MemoturnError
 
 
 class CLIError(Exception):
@@ -131,110 +132,213 @@ def _import(args: argparse.Namespace, mt: Memoturn) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``memoturn`` argument parser: every command and option with its help."""
+    p = argparse.ArgumentParser(
+        prog="memoturn",
+        description="Memoturn command line: databases, KV, SQL, branches and agent memories over the HTTP API.",
+        epilog="Every command prints one line on stderr and exits non-zero on failure "
+        "(1: the server refused, 2: bad usage or input, or the server is unreachable).",
+    )
+    p.add_argument(
+        "--url",
+        default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"),
+        help="node or gateway URL (env MEMOTURN_URL; default %(default)s)",
+    )
+    p.add_argument("--token", default=os.environ.get("MEMOTURN_TOKEN"), help="bearer token (env MEMOTURN_TOKEN)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each request (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of human-readable text")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def command(parent: Any, name: str, text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = parent.add_parser(name, help=text, description=text)
+        return parser
+
+    def actions(name: str, text: str) -> Any:
+        return command(sub, name, text).add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def durable(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--durable", action="store_true", help="wait until the write is in object storage")
+
+    db = actions("db", "databases: list, create, show, delete")
+    command(db, "list", "list the databases")
+    command(db, "create", "create a database").add_argument("name", help="database name")
+    command(db, "show", "describe a database (tier, head and shipped txid, epoch)").add_argument(
+        "name", help="database name"
+    )
+    command(db, "delete", "delete a database and everything stored for it").add_argument("name", help="database name")
+
+    kv = actions("kv", "key-value: get, put, delete, list")
+    k = command(kv, "get", "print the value of a key")
+    k.add_argument("db", help="database name")
+    k.add_argument("key", help="the key")
+    k.add_argument("--min-txid", type=int, help="wait until the database has reached this txid (read-your-writes)")
+    k = command(kv, "put", "set a key")
+    k.add_argument("db", help="database name")
+    k.add_argument("key", help="the key")
+    k.add_argument("value", help="the value as JSON (a bare word is a string)")
+    k.add_argument("--ttl", type=float, help="seconds until the key expires")
+    durable(k)
+    k = command(kv, "delete", "delete a key")
+    k.add_argument("db", help="database name")
+    k.add_argument("key", help="the key")
+    durable(k)
+    k = command(kv, "list", "list keys and values")
+    k.add_argument("db", help="database name")
+    k.add_argument("--prefix", default="", help="only keys starting with this")
+    k.add_argument("--limit", type=int, default=100, help="at most this many keys (default %(default)s)")
+
+    s = command(sub, "sql", "run SQL statements in one transaction")
+    s.add_argument("db", help="database name")
+    s.add_argument("statements", nargs="+", help="SQL statements, run in order")
+    durable(s)
+
+    mem = actions("memory", "typed memories of a profile: add, recall, list, forget")
+    m = command(mem, "add", "store a memory (one with the same --subject supersedes the current one)")
+    m.add_argument("namespace", help="namespace (tenant)")
+    m.add_argument("profile", help="profile in the namespace (an agent, a user)")
+    m.add_argument("content", help="the memory's text")
+    m.add_argument("--type", default="fact", help="fact, preference, event, instruction, episode or your own")
+    m.add_argument("--subject", help="what it is about: a new memory with this subject supersedes the current one")
+    m.add_argument("--supersedes", metavar="ID", help="id of the memory this one replaces")
+    m.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="a tag (repeat for several)")
+    m.add_argument("--metadata", help="a JSON object of metadata")
+    m.add_argument("--event-time", type=float, help="when it happened or became true (unix seconds)")
+    durable(m)
+    m = command(mem, "recall", "find the memories most relevant to a query")
+    m.add_argument("namespace", help="namespace (tenant)")
+    m.add_argument("profile", help="profile in the namespace")
+    m.add_argument("query", help="what to look for (keywords and meaning)")
+    m.add_argument("--limit", type=int, default=10, help="at most this many memories (default %(default)s)")
+    m.add_argument(
+        "--type", action="append", dest="types", metavar="TYPE", help="only memories of this type (repeat for several)"
+    )
+    m.add_argument(
+        "--tag", action="append", dest="tags", metavar="TAG", help="only memories with this tag (repeat for several)"
+    )
+    m.add_argument("--include-superseded", action="store_true", help="also memories that were replaced")
+    m = command(mem, "list", "list the memories of a profile")
+    m.add_argument("namespace", help="namespace (tenant)")
+    m.add_argument("profile", help="profile in the namespace")
+    m.add_argument(
+        "--type", action="append", dest="types", metavar="TYPE", help="only memories of this type (repeat for several)"
+    )
+    m.add_argument("--include-superseded", action="store_true", help="also memories that were replaced")
+    m.add_argument("--limit", type=int, default=100, help="at most this many memories (default %(default)s)")
+    m = command(mem, "forget", "delete a memory for good")
+    m.add_argument("namespace", help="namespace (tenant)")
+    m.add_argument("profile", help="profile in the namespace")
+    m.add_argument("id", help="the memory's id")
+
+    e = command(sub, "export", "write a profile's memories as JSON lines (superseded ones included)")
+    e.add_argument("namespace", help="namespace (tenant)")
+    e.add_argument("profile", help="profile in the namespace")
+    e.add_argument("--out", help="file to write (default: stdout)")
+    i = command(sub, "import", "add memories from JSON lines (as written by export; current ones only)")
+    i.add_argument("namespace", help="namespace (tenant)")
+    i.add_argument("profile", help="profile in the namespace (created on first use)")
+    i.add_argument("file", help="JSON-lines file to read")
+    i.add_argument("--batch", type=_positive, default=200, help="memories per request (default %(default)s)")
+
+    br = actions("branch", "branches of a database: fork, list, delete, rewind, policy")
+    b = command(br, "fork", "create a branch from a point of its parent")
+    b.add_argument("db", help="database name")
+    b.add_argument("name", help="the new branch")
+    b.add_argument("--parent", default="main", help="branch to fork from (default %(default)s)")
+    b.add_argument("--txid", type=int, help="fork at this txid (default: the parent's head)")
+    b.add_argument("--checkpoint", help="fork at this checkpoint of the parent")
+    b.add_argument("--timestamp", type=float, help="fork at the last txid committed by this time (unix seconds)")
+    b.add_argument("--ttl", type=float, help="burner branch: seconds until it is deleted")
+    command(br, "list", "list the branches of a database").add_argument("db", help="database name")
+    b = command(br, "delete", "delete a branch")
+    b.add_argument("db", help="database name")
+    b.add_argument("name", help="the branch")
+    b = command(br, "rewind", "move a branch back to an earlier txid, checkpoint or time (or undo that)")
+    b.add_argument("db", help="database name")
+    b.add_argument("name", help="the branch")
+    b.add_argument("--txid", type=int, help="rewind to this txid")
+    b.add_argument("--checkpoint", help="rewind to this checkpoint")
+    b.add_argument("--timestamp", type=float, help="rewind to the last txid committed by this time (unix seconds)")
+    b.add_argument("--undo", action="store_true", help="undo the last rewind")
+    b = command(br, "policy", "compaction and retention of one branch (unset: node defaults)")
+    b.add_argument("db", help="database name")
+    b.add_argument("name", help="the branch")
+    b.add_argument("--snapshot-every-txids", type=int, help="write a snapshot after this many txids")
+    b.add_argument("--keep-snapshots", type=int, help="snapshots to keep")
+    b.add_argument("--retention-seconds", type=float, help="how far back point-in-time reads and rewinds reach")
+    b.add_argument("--merge-segments-over", type=int, help="merge small segments once there are more than this")
+
+    cp = actions("checkpoint", "named txids of a branch: create, list, delete")
+    c = command(cp, "create", "name a txid of a branch")
+    c.add_argument("db", help="database name")
+    c.add_argument("branch", help="the branch")
+    c.add_argument("name", help="the checkpoint's name")
+    c.add_argument("--txid", type=int, help="the txid to name (default: the head)")
+    c = command(cp, "list", "list the checkpoints of a branch")
+    c.add_argument("db", help="database name")
+    c.add_argument("branch", help="the branch")
+    c = command(cp, "delete", "delete a checkpoint")
+    c.add_argument("db", help="database name")
+    c.add_argument("branch", help="the branch")
+    c.add_argument("name", help="the checkpoint's name")
+
+    g = command(sub, "gc", "garbage-collect a database's unreferenced objects")
+    g.add_argument("db", help="database name")
+    g.add_argument("--grace", type=float, help="keep objects younger than this many seconds")
+    g.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
+
+    command(sub, "mcp", "run the MCP server (stdio, or --http HOST:PORT); see memoturn mcp --help")
+    command(sub, "nodes", "list the live nodes (ask a gateway)")
+    o = command(sub, "owner", "owner, epoch, head txid and replica lag of a database (ask a gateway)")
+    o.add_argument("db", help="database name")
+    o.add_argument("--branch", default="main", help="the branch (default %(default)s)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mcp"]:
         from .mcp_server import main as mcp_main
 
         return mcp_main(argv[1:])
-    p = argparse.ArgumentParser(prog="memoturn", description="Memoturn command line")
-    p.add_argument(
-        "--url",
-        default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"),
-        help="node or gateway URL (env MEMOTURN_URL)",
-    )
-    p.add_argument("--token", default=os.environ.get("MEMOTURN_TOKEN"), help="bearer token (env MEMOTURN_TOKEN)")
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    db = sub.add_parser("db", help="databases").add_subparsers(dest="action", required=True)
-    db.add_parser("list")
-    for action in ("create", "show", "delete"):
-        db.add_parser(action).add_argument("name")
-
-    kv = sub.add_parser("kv", help="key-value").add_subparsers(dest="action", required=True)
-    k = kv.add_parser("get")
-    k.add_argument("db"), k.add_argument("key"), k.add_argument("--min-txid", type=int)
-    k = kv.add_parser("put")
-    k.add_argument("db"), k.add_argument("key"), k.add_argument("value", help="JSON (a bare word is a string)")
-    k.add_argument("--ttl", type=float), k.add_argument("--durable", action="store_true")
-    k = kv.add_parser("delete")
-    k.add_argument("db"), k.add_argument("key"), k.add_argument("--durable", action="store_true")
-    k = kv.add_parser("list")
-    k.add_argument("db"), k.add_argument("--prefix", default=""), k.add_argument("--limit", type=int, default=100)
-
-    s = sub.add_parser("sql", help="run SQL statements in one transaction")
-    s.add_argument("db"), s.add_argument("statements", nargs="+"), s.add_argument("--durable", action="store_true")
-
-    mem = sub.add_parser("memory", help="typed memories of a profile").add_subparsers(dest="action", required=True)
-    m = mem.add_parser("add")
-    m.add_argument("namespace"), m.add_argument("profile"), m.add_argument("content")
-    m.add_argument("--type", default="fact"), m.add_argument("--subject"), m.add_argument("--supersedes")
-    m.add_argument("--tag", action="append", dest="tags"), m.add_argument("--metadata", help="JSON object")
-    m.add_argument("--event-time", type=float), m.add_argument("--durable", action="store_true")
-    m = mem.add_parser("recall")
-    m.add_argument("namespace"), m.add_argument("profile"), m.add_argument("query")
-    m.add_argument("--limit", type=int, default=10), m.add_argument("--type", action="append", dest="types")
-    m.add_argument("--tag", action="append", dest="tags"), m.add_argument("--include-superseded", action="store_true")
-    m = mem.add_parser("list")
-    m.add_argument("namespace"), m.add_argument("profile"), m.add_argument("--type", action="append", dest="types")
-    m.add_argument("--include-superseded", action="store_true"), m.add_argument("--limit", type=int, default=100)
-    m = mem.add_parser("forget")
-    m.add_argument("namespace"), m.add_argument("profile"), m.add_argument("id")
-
-    e = sub.add_parser("export", help="a profile's memories as JSON lines")
-    e.add_argument("namespace"), e.add_argument("profile"), e.add_argument("--out", help="file (default: stdout)")
-    i = sub.add_parser("import", help="add memories from JSON lines (as written by export)")
-    i.add_argument("namespace"), i.add_argument("profile"), i.add_argument("file")
-    i.add_argument("--batch", type=int, default=200)
-
-    br = sub.add_parser("branch", help="branches of a database").add_subparsers(dest="action", required=True)
-    b = br.add_parser("fork")
-    b.add_argument("db"), b.add_argument("name"), b.add_argument("--parent", default="main")
-    b.add_argument("--txid", type=int), b.add_argument("--checkpoint"), b.add_argument("--timestamp", type=float)
-    b.add_argument("--ttl", type=float, help="burner branch: seconds until it is deleted")
-    br.add_parser("list").add_argument("db")
-    b = br.add_parser("delete")
-    b.add_argument("db"), b.add_argument("name")
-    b = br.add_parser("rewind")
-    b.add_argument("db"), b.add_argument("name"), b.add_argument("--txid", type=int), b.add_argument("--checkpoint")
-    (
-        b.add_argument("--timestamp", type=float),
-        b.add_argument("--undo", action="store_true", help="undo the last rewind"),
-    )
-    b = br.add_parser("policy", help="compaction and retention of one branch (unset: node defaults)")
-    b.add_argument("db"), b.add_argument("name"), b.add_argument("--snapshot-every-txids", type=int)
-    b.add_argument("--keep-snapshots", type=int), b.add_argument("--retention-seconds", type=float)
-    b.add_argument("--merge-segments-over", type=int)
-    cp = sub.add_parser("checkpoint", help="named txids of a branch").add_subparsers(dest="action", required=True)
-    c = cp.add_parser("create")
-    c.add_argument("db"), c.add_argument("branch"), c.add_argument("name"), c.add_argument("--txid", type=int)
-    c = cp.add_parser("list")
-    c.add_argument("db"), c.add_argument("branch")
-    c = cp.add_parser("delete")
-    c.add_argument("db"), c.add_argument("branch"), c.add_argument("name")
-    g = sub.add_parser("gc", help="garbage-collect a database's unreferenced objects")
-    g.add_argument("db"), g.add_argument("--grace", type=float), g.add_argument("--dry-run", action="store_true")
-
-    sub.add_parser("mcp", help="run the MCP server (stdio, or --http HOST:PORT); see memoturn mcp --help")
-    sub.add_parser("nodes", help="live nodes (ask a gateway)")
-    o = sub.add_parser("owner", help="owner, epoch, head txid and replica lag of a database (ask a gateway)")
-    o.add_argument("db"), o.add_argument("--branch", default="main")
-
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         with Memoturn(args.url, token=args.token, timeout=args.timeout, retries=2) as mt:
             _run(args, mt)
     except CLIError as exc:
         print(f"memoturn: {exc}", file=sys.stderr)
         return exc.code
-    except MemoturnError as exc:
+    except ProblemError as exc:
         if exc.type == "unreachable":
             print(f"memoturn: cannot reach {args.url}: {exc.detail}", file=sys.stderr)
             return 2
         print(f"memoturn: {exc.status} {exc.detail}", file=sys.stderr)
         return 1
+    except MemoturnError as exc:
+        print(f"memoturn: {exc.type}: {exc.detail}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"memoturn: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(f"memoturn: {args.url} answered something that is not JSON: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"memoturn: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memoturn: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -353,7 +457,12 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
     elif args.cmd == "import":
         _import(args, mt)
     elif args.cmd == "nodes":
-        _out(args, mt.http.get("/v1/cluster/nodes").raise_for_status().json()["nodes"])
+        nodes = mt.http.get("/v1/cluster/nodes")
+        if nodes.status_code == 404:
+            raise CLIError(f"{args.url} is not a gateway (no /v1/cluster/nodes)")
+        if nodes.status_code != 200:
+            raise ProblemError.from_response(nodes)
+        _out(args, nodes.json()["nodes"])
     elif args.cmd == "owner":
         _out(args, _owner(args, mt))
 
@@ -365,7 +474,7 @@ def _owner(args: argparse.Namespace, mt: Memoturn) -> dict[str, Any]:
     placement_data = placement.json()
     info = mt.http.get(f"/v1/databases/{args.db}", params={"branch": args.branch})
     if info.status_code != 200:
-        raise MemoturnError(info.status_code, "error", info.json().get("detail", info.text))
+        raise ProblemError.from_response(info)
     data = info.json()
     out: dict[str, Any] = {
         "database": args.db,

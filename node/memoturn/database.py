@@ -6,7 +6,8 @@ Contract:
   parallel. Each write runs in ``BEGIN IMMEDIATE … COMMIT``; right after the commit, still
   under the lock, the new WAL frames are read and verified (:mod:`memoturn.wal`), each
   committed transaction gets the next txid, and they are sealed into a segment that is
-  handed to the shipper. Automatic checkpointing is off: the node checkpoints only after
+  appended to the branch's log (:mod:`memoturn.branch_log`, which owns everything about
+  replication) and queued with the shipper. Automatic checkpointing is off: the node checkpoints only after
   capturing, so no committed page can reach the database file uncaptured.
 * The first write takes ownership: a new epoch from the lease table, then a manifest CAS
   carrying it (the fencing write). A branch whose manifest turns out to carry a newer epoch
@@ -25,23 +26,25 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import libsql
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from . import clock
 from . import store as st
+from .branch_log import BranchLog
+from .config import Settings
 from .errors import DataCorrupt, NotFound, NotOwner, PreconditionFailed, Unavailable
-from .manifest import Fenced, Manifest, SnapshotRef, load_manifest, swap_manifest
+from .leases import LeaseTable
+from .local_files import connect, drop_local_files, sidecar_path
+from .manifest import Manifest, load_manifest
+from .metrics import NodeMetrics
 from .restore import restore
 from .schema import BOOTSTRAP
 from .segment import Segment, Txn
+from .shipper import Shipper
 from .snapshot import Snapshot
 from .sqlworker import WorkerLost
 from .wal import WalCorrupt, WalReader
-
-if TYPE_CHECKING:
-    from .node import Node
 
 T = TypeVar("T")
 log = logging.getLogger("memoturn.database")
@@ -51,64 +54,81 @@ class Closed(Exception):
     """The handle was closed (tiered down or dropped) under the caller; reopen and retry."""
 
 
-def connect(path: str, cache_kib: int) -> Any:
-    """Open a libSQL connection the way the node needs it: WAL, no auto-checkpoint."""
-    conn = libsql.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL").fetchall()
-    conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+@dataclass(frozen=True)
+class Services:
+    """What an open branch needs from its node (and never the node itself)."""
 
-
-def sidecar_path(path: str) -> str:
-    return path + ".state.json"
+    store: st.ObjectStore
+    leases: LeaseTable
+    settings: Settings
+    metrics: NodeMetrics
+    shipper: Shipper
 
 
 class Database:
-    """An open (hot) branch. Built by :class:`memoturn.node.Node`, never directly."""
+    """An open (hot) branch: its connection and WAL capture. Built by :class:`memoturn.node.Node`."""
 
-    def __init__(self, node: Node, name: str, branch: str, path: str, manifest: Manifest, etag: str) -> None:
-        self.node = node
+    def __init__(self, services: Services, name: str, branch: str, path: str, manifest: Manifest, etag: str) -> None:
+        self.services = services
+        self.store = services.store
+        self.leases = services.leases
+        self.settings = services.settings
+        self.metrics = services.metrics
+        self.shipper = services.shipper
         self.name = name
         self.branch = branch
         self.key = f"{name}/{branch}"
         self.path = path
         self.lock = threading.Lock()
-        self.ship_cond = threading.Condition()
-        self.ship_lock = threading.Lock()
-        # Manifest as last written or read by this node (changed under ship_lock).
-        self.manifest = manifest
-        self.etag = etag
-        self.epoch: int | None = None
-        self.timeline = manifest.timeline
+        self.log = BranchLog(
+            self.store,
+            name,
+            branch,
+            manifest,
+            etag,
+            settings=self.settings,
+            metrics=self.metrics,
+            take_snapshot=self.take_snapshot,
+        )
         self.lease_generation = 0
         self.bootstrapped = False
         self.head_txid = manifest.head_txid
         self.head_ts = manifest.head_ts
-        self.shipped_txid = manifest.head_txid
-        self.pending: list[Segment] = []
-        self.last_ship_at = float("-inf")  # monotonic start of the last ship (paces shipping)
-        self.pending_snapshot: SnapshotRef | None = None
-        self.ship_error: str | None = None
-        self.fenced: str | None = None
-        self.corrupt: str | None = None  # set by the shipper when the stored manifest fails verification
         self.closed = False
         self.last_access = time.monotonic()
         # KV read cache: key -> (item, txid read at). An entry is valid only while the head is
         # still that txid, so any commit invalidates it without bookkeeping.
         self.kv_cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-        self.txids_since_snapshot = 0
-        self.bytes_since_snapshot = 0
         for suffix in ("-wal", "-shm"):
             try:
                 os.unlink(path + suffix)
             except FileNotFoundError:
                 pass
-        self.conn = connect(path, node.settings.cache_kib_per_db)
+        self.conn = connect(path, self.settings.cache_kib_per_db)
         self.wal = WalReader(path + "-wal")
         self.stamp = self._file_stamp()  # the file as the node last left it (see _verify_captured)
+
+    # -- what the branch log owns, read here -----------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.log.manifest
+
+    @property
+    def epoch(self) -> int | None:
+        return self.log.epoch
+
+    @property
+    def fenced(self) -> str | None:
+        return self.log.fenced
+
+    @property
+    def shipped_txid(self) -> int:
+        return self.log.shipped_txid
+
+    @property
+    def has_pending(self) -> bool:
+        return self.log.has_pending
 
     # -- public operations ---------------------------------------------------------------
 
@@ -119,7 +139,7 @@ class Database:
         """
         with self.lock:
             self._check_open()
-            if self.node.leases.shared:
+            if self.leases.shared:
                 self._check_lease()
                 if not self.owned:
                     self._acquire()
@@ -129,16 +149,16 @@ class Database:
 
     @property
     def owned(self) -> bool:
-        return self.epoch is not None and self.lease_generation == self.node.leases.generation
+        return self.epoch is not None and self.lease_generation == self.leases.generation
 
     def _check_lease(self) -> None:
-        if not self.node.leases.healthy():
+        if not self.leases.healthy():
             raise Unavailable(
                 "this node cannot renew its writer lease; it refuses requests until it can", type="lease-lost"
             )
 
     def write(
-        self, fn: Callable[[Any], T], *, durable: bool, transaction: bool = True, external: bool = False
+        self, fn: Callable[..., T], *, durable: bool, transaction: bool = True, external: bool = False
     ) -> tuple[T, int]:
         """Run ``fn(conn)`` in one transaction, capture it, and return ``(result, txid)``.
 
@@ -153,7 +173,7 @@ class Database:
             self._check_open()
             self._check_lease()
             self._check_shippable()
-            if durable and self.node.shipper.store_down:
+            if durable and self.shipper.store_down:
                 raise Unavailable("object store unavailable: durable writes are refused", type="store-unavailable")
             if not self.owned:
                 self._acquire()
@@ -230,7 +250,7 @@ class Database:
         if self.closed:
             return
         self.stamp = self._file_stamp()
-        self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
+        self.conn = connect(self.path, self.settings.cache_kib_per_db)
 
     def _check_ack(self, generation: int, txid: int) -> None:
         """Acknowledge only under the ownership the write began under, still valid now.
@@ -239,7 +259,7 @@ class Database:
         new generation; whatever it committed under the old one may already be void (a new
         owner may have written the same txid), so it is never acknowledged.
         """
-        leases = self.node.leases
+        leases = self.leases
         if not leases.shared:
             return
         if (
@@ -256,9 +276,9 @@ class Database:
 
     def _check_shippable(self) -> None:
         """Refuse writes that could never ship: the stored manifest failed verification."""
-        if self.corrupt:
+        if self.log.corrupt:
             raise DataCorrupt(
-                f"{self.key}: {self.corrupt}; writes are refused until it is repaired", type="data-corrupt"
+                f"{self.key}: {self.log.corrupt}; writes are refused until it is repaired", type="data-corrupt"
             )
 
     def _file_stamp(self) -> tuple[int, int, int]:
@@ -279,7 +299,7 @@ class Database:
         except FileNotFoundError:
             same = False
         if not same:
-            self.node.metrics.capture_bypassed.inc()
+            self.metrics.capture_bypassed.inc()
             self._rebuild("the database file changed outside WAL capture")
             raise DataCorrupt(
                 f"{self.key}: a change bypassed WAL capture and was discarded; "
@@ -292,15 +312,14 @@ class Database:
     def _rebuild(self, reason: str) -> None:
         """Ship what capture saw, then drop the local copy: the next access restores it."""
         log.warning("%s: %s; rebuilding the local copy from object storage", self.key, reason)
-        if self.pending:
-            self.node.shipper.ship(self, snapshot=False)
+        if self.log.has_pending:
+            self.shipper.ship(self.log, snapshot=False)
         self.closed = True
         try:
             self.conn.close()  # closing twice (after a hand-over) is harmless
         finally:
-            drop_local_files(self.path)  # pending segments live in memory and still ship
-            with self.ship_cond:
-                self.ship_cond.notify_all()
+            drop_local_files(self.path)  # pending segments live in the log and still ship
+            self.log.wake()
 
     def _ensure_bootstrapped(self) -> None:
         """Create the reserved schema if this copy lacks it (under the lock; a write, so owned)."""
@@ -327,28 +346,10 @@ class Database:
 
     def wait_shipped(self, txid: int, timeout: float | None = None) -> None:
         """Block until ``txid`` is in the stored manifest; raise if that cannot happen now."""
-        timeout = self.node.settings.durable_timeout_seconds if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        if self.shipped_txid < txid:
-            self.node.shipper.schedule(self, urgent=True)  # somebody waits: no pacing
-        with self.ship_cond:
-            while self.shipped_txid < txid:
-                if self.fenced:
-                    raise NotOwner(f"{self.key}: {self.fenced}")
-                if self.corrupt:
-                    raise DataCorrupt(
-                        f"txid {txid} committed locally but cannot ship: {self.corrupt}", type="data-corrupt", txid=txid
-                    )
-                if self.ship_error:
-                    raise Unavailable(
-                        f"txid {txid} committed locally but not yet durable: {self.ship_error}",
-                        type="store-unavailable",
-                        txid=txid,
-                    )
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Unavailable(f"txid {txid} not durable after {timeout}s", type="durable-timeout", txid=txid)
-                self.ship_cond.wait(left)
+        timeout = self.settings.durable_timeout_seconds if timeout is None else timeout
+        if self.log.shipped_txid < txid:
+            self.shipper.schedule(self.log, urgent=True)  # somebody waits: no pacing
+        self.log.wait_shipped(txid, timeout)
 
     def wait_for_txid(self, txid: int, timeout: float) -> bool:
         """Wait (bounded) until the local head reaches ``txid``."""
@@ -362,8 +363,8 @@ class Database:
     def take_snapshot(self) -> Snapshot | None:
         """Checkpoint and copy the file at the current head (under the write lock).
 
-        Called by the shipper while it holds ``ship_lock``; writers that ship synchronously
-        hold ``lock`` and then take ``ship_lock``. To keep one lock order, this never waits
+        Called by the shipper while it holds the log's ``ship_lock``; writers that ship
+        synchronously hold ``lock`` and then take ``ship_lock``. To keep one lock order, this never waits
         for ``lock``: when the branch is busy the snapshot is simply taken on a later round.
         """
         if not self.lock.acquire(blocking=False):
@@ -380,7 +381,7 @@ class Database:
                 epoch=self.epoch,
                 txid=self.head_txid,
                 ts=self.head_ts or time.time(),
-                page_size=self.wal.page_size or self.manifest.page_size,
+                page_size=self.wal.page_size or self.log.manifest.page_size,
                 data=data,
             )
         finally:
@@ -394,10 +395,9 @@ class Database:
         with self.lock:
             if self.closed:
                 return True
-            with self.ship_cond:
-                if self.pending and not force:
-                    return False
-            clean = not self.pending and not self.fenced
+            if self.log.has_pending and not force:
+                return False
+            clean = not self.log.has_pending and not self.log.fenced
             try:
                 if clean:
                     self._checkpoint()
@@ -406,22 +406,17 @@ class Database:
                 self.conn.close()
             if clean:
                 with open(sidecar_path(self.path), "w") as f:
-                    json.dump({"generation": self.manifest.generation, "head_txid": self.head_txid}, f)
+                    json.dump({"generation": self.log.manifest.generation, "head_txid": self.head_txid}, f)
             else:
                 drop_local_files(self.path)
         if self.epoch is not None and release:
-            self.node.leases.release(self.key, self.node.settings.node_id)
-        with self.ship_cond:
-            self.ship_cond.notify_all()
+            self.leases.release(self.key, self.settings.node_id)
+        self.log.wake()
         return True
 
     def fence(self, reason: str) -> None:
         """Stop serving this branch at once: a newer epoch owns it."""
-        with self.ship_cond:
-            self.fenced = reason
-            self.pending.clear()
-            self.ship_cond.notify_all()
-        self.node.metrics.fencing_events.inc()
+        self.log.fence(reason)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -436,59 +431,51 @@ class Database:
 
     def reset_to_manifest(self) -> None:
         """Rebuild the local file from the stored manifest (after a rewind), under the lock."""
+        manifest = self.log.manifest
         self.conn.close()
-        restore(self.node.store, self.manifest, self.path)
-        self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
+        restore(self.store, manifest, self.path)
+        self.conn = connect(self.path, self.settings.cache_kib_per_db)
         self.wal = WalReader(self.path + "-wal")
         self.stamp = self._file_stamp()
-        self.head_txid = self.shipped_txid = self.manifest.head_txid
-        self.head_ts = self.manifest.head_ts
-        self.timeline = self.manifest.timeline
+        self.head_txid = manifest.head_txid
+        self.head_ts = manifest.head_ts
+        self.log.adopt(manifest)  # a snapshot taken on the old timeline never lands
         self.kv_cache.clear()
         self.bootstrapped = False
-        self.txids_since_snapshot = self.bytes_since_snapshot = 0
-        self.pending_snapshot = None  # taken on the old timeline: never land it
 
     def _acquire(self) -> None:
         """Become the writer: new epoch, then the fencing manifest CAS."""
-        store = self.node.store
-        if self.pending:
+        store = self.store
+        if self.log.has_pending:
             # Segments committed under the previous ownership ship first (their CAS still
             # succeeds if nobody took over meanwhile, and fences us if somebody did).
-            self.node.shipper.ship(self, snapshot=False)
-            if self.fenced:
-                raise NotOwner(f"{self.key}: {self.fenced}")
-            if self.pending:
+            self.shipper.ship(self.log, snapshot=False)
+            if self.log.fenced:
+                raise NotOwner(f"{self.key}: {self.log.fenced}")
+            if self.log.has_pending:
                 raise Unavailable(
                     f"{self.key}: unshipped segments from a previous lease; retry", type="store-unavailable"
                 )
         manifest, etag = load_manifest(store, self.name, self.branch)
-        if manifest.generation != self.manifest.generation or manifest.head_txid != self.head_txid:
+        if manifest.generation != self.log.manifest.generation or manifest.head_txid != self.head_txid:
             # Someone else wrote since this copy was restored: start again from the store.
             self.conn.close()
             restore(store, manifest, self.path)
-            self.conn = connect(self.path, self.node.settings.cache_kib_per_db)
+            self.conn = connect(self.path, self.settings.cache_kib_per_db)
             self.wal = WalReader(self.path + "-wal")
             self.stamp = self._file_stamp()
-            self.head_txid = self.shipped_txid = manifest.head_txid
+            self.head_txid = manifest.head_txid
             self.head_ts = manifest.head_ts
+            self.log.adopt(manifest)
             self.bootstrapped = False
-        generation = self.node.leases.generation
-        me = self.node.settings.node_id
-        epoch = self.node.leases.acquire(self.key, me, at_least=manifest.epoch + 1)
-        try:
-            new, new_etag = swap_manifest(store, manifest.model_copy(update={"epoch": epoch, "owner": me}), etag)
-        except Fenced as exc:
-            raise NotOwner(str(exc)) from None
-        except st.ConditionFailed:
-            raise NotOwner(f"{self.key}: manifest changed during acquisition; retry") from None
-        with self.ship_cond:
-            self.manifest, self.etag = new, new_etag
-        self.epoch = epoch
+        generation = self.leases.generation
+        me = self.settings.node_id
+        epoch = self.leases.acquire(self.key, me, at_least=manifest.epoch + 1)
+        self.log.take_ownership(manifest, etag, epoch, me)
         self.lease_generation = generation
-        self.node.metrics.ownership_changes.inc()
+        self.metrics.ownership_changes.inc()
         if manifest.owner not in (None, me):
-            self.node.metrics.failovers.inc()
+            self.metrics.failovers.inc()
 
     def _capture(self) -> int:
         try:
@@ -507,12 +494,10 @@ class Database:
             self.head_ts = max(time.time(), self.head_ts or 0.0)
             txns.append(Txn(self.head_txid, self.head_ts, commit.db_pages, commit.pages))
         assert self.epoch is not None
-        self.node.metrics.commits.inc(len(txns))
-        seg = Segment(self.name, self.branch, self.epoch, self.wal.page_size, txns, self.timeline)
-        self.txids_since_snapshot += len(txns)
-        self.bytes_since_snapshot += sum(len(t.pages) for t in txns) * self.wal.page_size
-        self.node.shipper.enqueue(self, seg)
-        if self.wal.wal_bytes >= self.node.settings.wal_checkpoint_bytes:
+        self.metrics.commits.inc(len(txns))
+        seg = Segment(self.name, self.branch, self.epoch, self.wal.page_size, txns, self.log.timeline)
+        self.shipper.enqueue(self.log, seg)
+        if self.wal.wal_bytes >= self.settings.wal_checkpoint_bytes:
             self._checkpoint()
         return self.head_txid
 
@@ -522,33 +507,3 @@ class Database:
             raise PreconditionFailed(f"{self.key}: checkpoint was blocked")
         self.wal.reset()
         self.stamp = self._file_stamp()
-
-
-def drop_local_files(path: str) -> None:
-    """Remove a database file and everything beside it (the cache copy is expendable).
-
-    The per-database directory goes too once it is empty, so local disk is bounded by the
-    hot and warm tiers rather than growing by one directory per database ever opened; a
-    concurrent opener recreates it (:func:`restore_into`).
-    """
-    for suffix in ("", "-wal", "-shm", ".state.json"):
-        try:
-            os.unlink(path + suffix)
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(os.path.dirname(path))  # fails, harmlessly, while a sibling branch has files
-    except OSError:
-        pass
-
-
-def restore_into(store: st.ObjectStore, manifest: Manifest, path: str) -> Any:
-    """:func:`restore` a new local copy at ``path``, creating its directory; retried if a
-    sibling branch's :func:`drop_local_files` removed the (then empty) directory meanwhile."""
-    for attempt in range(3):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            return restore(store, manifest, path)
-        except FileNotFoundError:
-            if attempt == 2:
-                raise

@@ -121,7 +121,7 @@ def _encode(body: Any, max_bytes: int) -> str:
     return text
 
 
-def _row(row: tuple) -> dict[str, Any]:
+def _row(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"id": row[0], "body": json.loads(row[1]), "created_at": row[2], "updated_at": row[3]}
 
 
@@ -203,7 +203,7 @@ def query(
             raise BadRequest("sort order is 'asc' or 'desc'", type="invalid-sort")
         order.append(f"json_extract(body, '{json_path(s.get('path', ''))}') {direction.upper()}")
     order.append("id ASC")
-    offset = 0
+    offset: Any = 0  # JSON from the client until the exact-int check below
     if cursor:
         try:
             offset = json.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]

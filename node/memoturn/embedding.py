@@ -45,13 +45,15 @@ def _erf(x: np.ndarray) -> np.ndarray:
     y = 1.0 - (
         ((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592
     ) * t * np.exp(-x * x)
-    return sign * y
+    erf: np.ndarray = sign * y
+    return erf
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * w + b
+    normed: np.ndarray = (x - mean) / np.sqrt(var + eps) * w + b
+    return normed
 
 
 class MiniLMEmbedder(Embedder):
@@ -130,7 +132,8 @@ class MiniLMEmbedder(Embedder):
             )
         m = mask[:, :, None].astype(np.float32)
         pooled = (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        unit: np.ndarray = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return unit
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -176,7 +179,8 @@ class OpenAIEmbedder(Embedder):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         v = np.asarray(self._call(texts), dtype=np.float32)
-        return v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+        unit: np.ndarray = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+        return unit
 
 
 @functools.lru_cache(maxsize=4)

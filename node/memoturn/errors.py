@@ -1,14 +1,16 @@
-"""Errors that reach a client, each with its HTTP status and a problem ``type``.
+"""What can go wrong, as the domain says it: each error has a problem ``type`` and a ``title``.
 
-The API turns any :class:`MemoturnError` into an RFC 9457 problem body
-(``application/problem+json``); the CLI prints its ``detail`` on one line.
+No error here knows HTTP: the API maps each class to a status in one table
+(:mod:`memoturn.api.problems`), and the SDK's :class:`memoturn.client.ProblemError` describes an
+HTTP answer. This module imports nothing, so the SDK can install with ``httpx`` alone.
 """
 
 from __future__ import annotations
 
 
 class MemoturnError(Exception):
-    status = 500
+    """Base of every Memoturn error: ``detail`` says what happened, ``extra`` adds members."""
+
     type = "internal-error"
     title = "Internal error"
 
@@ -21,46 +23,46 @@ class MemoturnError(Exception):
 
 
 class BadRequest(MemoturnError):
-    status, type, title = 400, "bad-request", "Bad request"
+    type, title = "bad-request", "Bad request"
 
 
 class Unauthorized(MemoturnError):
-    status, type, title = 401, "unauthorized", "Unauthorized"
+    type, title = "unauthorized", "Unauthorized"
 
 
 class Forbidden(MemoturnError):
-    status, type, title = 403, "forbidden", "Forbidden"
+    type, title = "forbidden", "Forbidden"
 
 
 class NotFound(MemoturnError):
-    status, type, title = 404, "not-found", "Not found"
+    type, title = "not-found", "Not found"
 
 
 class Conflict(MemoturnError):
-    status, type, title = 409, "conflict", "Conflict"
+    type, title = "conflict", "Conflict"
 
 
 class PreconditionFailed(MemoturnError):
-    status, type, title = 412, "precondition-failed", "Precondition failed"
+    type, title = "precondition-failed", "Precondition failed"
 
 
 class PayloadTooLarge(MemoturnError):
-    status, type, title = 413, "payload-too-large", "Payload too large"
+    type, title = "payload-too-large", "Payload too large"
 
 
 class NotOwner(MemoturnError):
     """This node does not (or no longer) own the branch: the gateway re-resolves and retries."""
 
-    status, type, title = 409, "not-owner", "Not the owner"
+    type, title = "not-owner", "Not the owner"
 
 
 class Unavailable(MemoturnError):
     """A dependency (object store, lease service) is down; retry later."""
 
-    status, type, title = 503, "unavailable", "Service unavailable"
+    type, title = "unavailable", "Service unavailable"
 
 
 class DataCorrupt(MemoturnError):
     """Stored data failed verification; nothing was applied."""
 
-    status, type, title = 502, "data-corrupt", "Stored data is corrupt"
+    type, title = "data-corrupt", "Stored data is corrupt"

@@ -16,18 +16,14 @@ from typing import Any, TypeVar
 import aetcd
 
 from .errors import Unavailable
+from .netaddr import parse_host_port
 
 T = TypeVar("T")
 
 
 def parse_endpoint(endpoints: str) -> tuple[str, int]:
-    """``host:port`` (or ``http://host:port``; the first of a comma-separated list)."""
-    first = endpoints.split(",")[0].strip()
-    first = first.split("://", 1)[-1].rstrip("/")
-    host, _, port = first.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"etcd endpoint must be HOST:PORT, got {endpoints!r}")
-    return host, int(port)
+    """``(host, port)`` of the first of comma-separated ``HOST:PORT`` endpoints (``http://`` allowed)."""
+    return parse_host_port(endpoints.split(",")[0], what="etcd endpoint", allow_scheme=True)
 
 
 class EtcdClient:
@@ -44,7 +40,7 @@ class EtcdClient:
 
     def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
         """Run ``coro`` on the etcd loop; :class:`Unavailable` if etcd does not answer in time."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]  # an Awaitable from aetcd is a coroutine at run time
         try:
             return future.result(timeout if timeout is not None else self.timeout + 1)
         except concurrent.futures.TimeoutError:
@@ -65,7 +61,7 @@ class EtcdClient:
 
     def spawn(self, coro: Awaitable[Any]) -> concurrent.futures.Future[Any]:
         """Start a background coroutine on the etcd loop."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]  # aetcd's awaitables are coroutines at run time
 
     def close(self) -> None:
         try:

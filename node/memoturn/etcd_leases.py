@@ -90,7 +90,8 @@ class EtcdLeaseTable(LeaseTable):
             lease = await client.lease(self.ttl)
             info = json.dumps({"id": self.node_id, "url": self.url, "capacity": self.capacity, "since": time.time()})
             await client.put(self.node_key(self.node_id), info.encode(), lease=lease.id)
-            return lease.id
+            granted: int = lease.id
+            return granted
 
         lease_id = self.etcd.call(go)
         with self._lock:
@@ -151,11 +152,12 @@ class EtcdLeaseTable(LeaseTable):
 
             async def go(client: Any) -> tuple[bool, Any]:
                 t = client.transactions
-                return await client.transaction(
+                outcome: tuple[bool, Any] = await client.transaction(
                     compare=[t.create(k) == 0],
                     success=[t.put(k, me, lease=self.lease_id)],
                     failure=[t.get(k)],
                 )
+                return outcome
 
             ok, responses = self.etcd.call(go)
             if ok:

@@ -45,15 +45,20 @@ import json
 import logging
 import re
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import yarl
+from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .backoff import next_delay
+from .config import GatewaySettings, settings_error
 from .errors import BadRequest
 from .etcd_client import EtcdClient
 from .names import profile_database
@@ -174,7 +179,7 @@ class Gateway:
         body = b"".join(chunks)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
         excluded: set[str] = set()
-        delay = self.backoff
+        delay: float | None = None
         last_problem = "no live node"
         replica = key is not None and request.method == "GET" and request.headers.get("memoturn-read") == "replica"
         for _attempt in range(self.attempts):
@@ -213,8 +218,8 @@ class Gateway:
                     if key:
                         await asyncio.get_running_loop().run_in_executor(None, self._refresh, key)
             self.retries += 1
+            delay = next_delay(delay, first=self.backoff, cap=self.max_backoff)
             await asyncio.sleep(delay)
-            delay = min(self.max_backoff, delay * 2)
         return _problem(503, "no-route", f"gave up after {self.attempts} attempts: {last_problem}")
 
     def _replica_node(self, key: str | None) -> dict[str, Any] | None:
@@ -245,6 +250,8 @@ class Gateway:
             problem = json.loads(data or b"{}")
             type_ = problem.get("type")
         except (ValueError, AttributeError):
+            return None
+        if not isinstance(type_, str):
             return None
         if "txid" in problem or "memoturn-txid" in resp.headers:
             return None
@@ -281,10 +288,9 @@ async def _relay(resp: aiohttp.ClientResponse) -> Response:
         async for chunk in resp.content.iter_chunked(64 * 1024):
             yield chunk
 
-    async def release() -> None:
-        resp.release()
-
-    return StreamingResponse(chunks(), status_code=resp.status, headers=headers, background=release)
+    return StreamingResponse(
+        chunks(), status_code=resp.status, headers=headers, background=BackgroundTask(resp.release)
+    )
 
 
 def create_gateway_app(gateway: Gateway) -> Starlette:
@@ -292,7 +298,7 @@ def create_gateway_app(gateway: Gateway) -> Starlette:
         return await gateway.handle(request)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await gateway.close()
 
@@ -301,38 +307,44 @@ def create_gateway_app(gateway: Gateway) -> Starlette:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     parser = argparse.ArgumentParser(prog="memoturn-gateway", description="Memoturn gateway (stateless router)")
-    parser.add_argument("--listen", default=os.environ.get("MEMOTURN_GATEWAY_LISTEN", "127.0.0.1:7400"))
-    parser.add_argument("--etcd", default=os.environ.get("MEMOTURN_ETCD_ENDPOINTS"), help="HOST:PORT of etcd")
-    parser.add_argument("--prefix", default=os.environ.get("MEMOTURN_ETCD_PREFIX", "/memoturn"))
-    parser.add_argument("--attempts", type=int, default=int(os.environ.get("MEMOTURN_GATEWAY_ATTEMPTS", "8")))
+    for name, field in GatewaySettings.model_fields.items():
+        flag = str(GatewaySettings.field_extra(name, "flag"))
+        default = "" if field.default is None else f"default {field.default}, "
+        parser.add_argument(
+            flag,
+            dest=name,
+            metavar=flag.lstrip("-").upper(),
+            type=int if field.annotation is int else str,
+            help=f"{str(field.description).replace('`', '')} ({default}env {GatewaySettings.env_names(name)[0]})",
+        )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    if not args.etcd:
+    try:
+        settings = GatewaySettings.from_env(**{name: getattr(args, name) for name in GatewaySettings.model_fields})
+    except ValidationError as exc:
+        print(f"memoturn-gateway: invalid setting: {settings_error(exc, GatewaySettings)}", file=sys.stderr)
+        return 2
+    if not settings.etcd_endpoints:
         print("memoturn-gateway: set --etcd or MEMOTURN_ETCD_ENDPOINTS (HOST:PORT)", file=sys.stderr)
         return 2
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        print(f"memoturn-gateway: --listen must be HOST:PORT, got {args.listen!r}", file=sys.stderr)
-        return 2
+    host, port = settings.listen_address
     logging.basicConfig(level=args.log_level.upper())
     try:
-        etcd = EtcdClient(args.etcd)
+        etcd = EtcdClient(settings.etcd_endpoints)
     except ValueError as exc:
         print(f"memoturn-gateway: {exc}", file=sys.stderr)
         return 2
-    placement = Placement(etcd, args.prefix).start()
-    gateway = Gateway(placement, attempts=args.attempts)
+    placement = Placement(etcd, settings.etcd_prefix).start()
+    gateway = Gateway(placement, attempts=settings.gateway_attempts)
     import uvicorn
 
     print(
-        f"memoturn-gateway listening on http://{args.listen} (etcd {args.etcd}, "
+        f"memoturn-gateway listening on http://{settings.gateway_listen} (etcd {settings.etcd_endpoints}, "
         f"{len(placement.live_nodes())} live nodes)",
         flush=True,
     )
-    uvicorn.run(create_gateway_app(gateway), host=host, port=int(port), log_level=args.log_level, access_log=False)
+    uvicorn.run(create_gateway_app(gateway), host=host, port=port, log_level=args.log_level, access_log=False)
     return 0
 
 

@@ -18,7 +18,7 @@ import time
 from pydantic import BaseModel, Field, ValidationError
 
 from . import store as st
-from .errors import Conflict, DataCorrupt, NotFound, Unavailable
+from .errors import Conflict, DataCorrupt, NotFound
 from .names import manifest_key
 
 FORMAT = 1
@@ -131,8 +131,6 @@ def load_manifest(store: st.ObjectStore, database: str, branch: str) -> tuple[Ma
         data, etag = store.get(key)
     except st.ObjectNotFound:
         raise NotFound(f"database {database!r} branch {branch!r} does not exist") from None
-    except st.StoreUnavailable as exc:
-        raise Unavailable(f"object store unavailable: {exc}") from exc
     try:
         manifest = Manifest.decode(data)
     except (ValueError, ValidationError) as exc:
@@ -152,8 +150,6 @@ def create_manifest(store: st.ObjectStore, manifest: Manifest) -> str:
             f"database {manifest.database!r} branch {manifest.branch!r} already exists",
             type="already-exists",
         ) from None
-    except st.StoreUnavailable as exc:
-        raise Unavailable(f"object store unavailable: {exc}") from exc
 
 
 def swap_manifest(store: st.ObjectStore, manifest: Manifest, etag: str) -> tuple[Manifest, str]:
@@ -174,6 +170,4 @@ def swap_manifest(store: st.ObjectStore, manifest: Manifest, etag: str) -> tuple
                 f"this writer has epoch {manifest.epoch}"
             ) from None
         raise
-    except st.StoreUnavailable as exc:
-        raise Unavailable(f"object store unavailable: {exc}") from exc
     return new, new_etag

@@ -15,7 +15,16 @@ import os
 import sys
 from typing import Any
 
-from .client import Memoturn, MemoturnError
+from .client import Memoturn, ProblemError
+from .errors import MemoturnError
+from .netaddr import parse_host_port
+
+
+def _message(exc: MemoturnError) -> str:
+    """A tool error's text: the server's status, problem type and detail (no status if it never answered)."""
+    if isinstance(exc, ProblemError):
+        return f"{exc.status} {exc.type}: {exc.detail}"
+    return f"{exc.type}: {exc.detail}"
 
 
 def build_server(client: Memoturn, default_namespace: str, default_profile: str) -> Any:
@@ -39,7 +48,7 @@ def build_server(client: Memoturn, default_namespace: str, default_profile: str)
         try:
             return fn(*args, **kwargs)
         except MemoturnError as exc:
-            raise ToolError(f"{exc.status} {exc.type}: {exc.detail}") from None
+            raise ToolError(_message(exc)) from None
 
     def slim(m: dict[str, Any]) -> dict[str, Any]:
         return {k: m[k] for k in ("id", "type", "content", "tags", "subject", "metadata", "event_time", "current")}
@@ -127,21 +136,39 @@ def build_server(client: Memoturn, default_namespace: str, default_profile: str)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="memoturn mcp", description="MCP server for Memoturn memories")
-    p.add_argument("--url", default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"))
-    p.add_argument("--token", default=os.environ.get("MEMOTURN_TOKEN"))
-    p.add_argument("--namespace", default=os.environ.get("MEMOTURN_NAMESPACE", "default"))
-    p.add_argument("--profile", default=os.environ.get("MEMOTURN_PROFILE", "default"))
-    p.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP instead of stdio")
+    p = argparse.ArgumentParser(
+        prog="memoturn mcp",
+        description="MCP server exposing a Memoturn profile's memories as tools for agents.",
+    )
+    p.add_argument(
+        "--url",
+        default=os.environ.get("MEMOTURN_URL", "http://127.0.0.1:7411"),
+        help="node or gateway URL (env MEMOTURN_URL; default %(default)s)",
+    )
+    p.add_argument("--token", default=os.environ.get("MEMOTURN_TOKEN"), help="bearer token (env MEMOTURN_TOKEN)")
+    p.add_argument(
+        "--namespace",
+        default=os.environ.get("MEMOTURN_NAMESPACE", "default"),
+        help="namespace when a tool call names none (env MEMOTURN_NAMESPACE; default %(default)s)",
+    )
+    p.add_argument(
+        "--profile",
+        default=os.environ.get("MEMOTURN_PROFILE", "default"),
+        help="profile when a tool call names none (env MEMOTURN_PROFILE; default %(default)s)",
+    )
+    p.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP on this address instead of stdio")
     args = p.parse_args(argv)
+    listen = None
+    if args.http:
+        try:
+            listen = parse_host_port(args.http, what="--http")
+        except ValueError as exc:
+            p.error(str(exc))
     client = Memoturn(args.url, token=args.token)
     server = build_server(client, args.namespace, args.profile)
-    if args.http:
-        host, _, port = args.http.rpartition(":")
-        if not host or not port.isdigit():
-            print("memoturn mcp: --http needs HOST:PORT", file=sys.stderr)
-            return 2
-        server.run("streamable-http", host=host, port=int(port))
+    if listen is not None:
+        host, port = listen
+        server.run("streamable-http", host=host, port=port)
     else:
         server.run("stdio")
     return 0

@@ -106,7 +106,7 @@ _COLUMNS = (
 )
 
 
-def _row(row: tuple) -> dict[str, Any]:
+def _row(row: tuple[Any, ...]) -> dict[str, Any]:
     (
         id_,
         type_,

@@ -10,13 +10,17 @@ contains ``--`` and never starts or ends with ``-``, so a profile database name 
 ``--`` exactly once and splits there one way only: :func:`profile_database` and
 :func:`split_profile_database` are inverse bijections between valid pairs and profile
 database names. Every other database name is not a profile database (admin only). Build and
-parse these names only with the two functions. Layout under the store::
+parse these names only with the two functions. Every object key is built here; the layout
+under the store::
 
     db/{database}/{branch}/manifest.json
-    db/{database}/{branch}/seg/{first:020d}-{last:020d}.e{epoch}.t{timeline}.seg
-    db/{database}/{branch}/snap/{txid:020d}.e{epoch}.t{timeline}.snap
+    db/{database}/{branch}/seg/{first:020d}-{last:020d}.e{epoch}.t{timeline}.{nonce}.seg
+    db/{database}/{branch}/snap/{txid:020d}.e{epoch}.t{timeline}.{nonce}.snap
+    gc/{database}.json                        objects seen unreferenced, and since when
+    auth/tokens/{sha256 of the token}.json    namespace tokens
 
-(``timeline`` counts the branch's rewinds, so txids reused after a rewind get new keys).
+(``timeline`` counts the branch's rewinds, so txids reused after a rewind get new keys;
+``nonce`` makes every upload attempt a key of its own.)
 """
 
 from __future__ import annotations
@@ -95,20 +99,51 @@ def check_branch_name(name: str) -> str:
     return name
 
 
+DATABASES_PREFIX = "db/"
+TOKENS_PREFIX = "auth/tokens/"
+
+
+def database_prefix(database: str) -> str:
+    """Every object of a database, all branches."""
+    return f"{DATABASES_PREFIX}{database}/"
+
+
+def database_of_prefix(prefix: str) -> str:
+    """The database named by a ``db/{database}/`` listing prefix."""
+    return prefix[len(DATABASES_PREFIX) :].rstrip("/")
+
+
 def branch_prefix(database: str, branch: str) -> str:
-    return f"db/{database}/{branch}/"
+    return f"{database_prefix(database)}{branch}/"
+
+
+def branch_of_prefix(database: str, prefix: str) -> str:
+    """The branch named by a ``db/{database}/{branch}/`` listing prefix."""
+    return prefix[len(database_prefix(database)) :].rstrip("/")
+
+
+def is_manifest_key(key: str) -> bool:
+    return key.endswith("/manifest.json")
+
+
+def gc_state_key(database: str) -> str:
+    return f"gc/{database}.json"
+
+
+def token_key(token_sha256: str) -> str:
+    return f"{TOKENS_PREFIX}{token_sha256}.json"
 
 
 def manifest_key(database: str, branch: str) -> str:
-    return f"db/{database}/{branch}/manifest.json"
+    return f"{branch_prefix(database, branch)}manifest.json"
 
 
 def segment_key(database: str, branch: str, first: int, last: int, epoch: int, timeline: int = 0) -> str:
-    return f"db/{database}/{branch}/seg/{first:020d}-{last:020d}.e{epoch}.t{timeline}.{_nonce()}.seg"
+    return f"{branch_prefix(database, branch)}seg/{first:020d}-{last:020d}.e{epoch}.t{timeline}.{_nonce()}.seg"
 
 
 def snapshot_key(database: str, branch: str, txid: int, epoch: int, timeline: int = 0) -> str:
-    return f"db/{database}/{branch}/snap/{txid:020d}.e{epoch}.t{timeline}.{_nonce()}.snap"
+    return f"{branch_prefix(database, branch)}snap/{txid:020d}.e{epoch}.t{timeline}.{_nonce()}.snap"
 
 
 def _nonce() -> str:

@@ -21,22 +21,37 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import clock
 from . import store as st
 from .auth import Authenticator
+from .branch_log import BranchLog, Shipped
 from .config import Settings
-from .database import Closed, Database, drop_local_files, restore_into, sidecar_path
+from .database import Closed, Database, Services
 from .errors import MemoturnError, NotFound, PreconditionFailed, Unavailable
 from .leases import LeaseTable, LocalLeaseTable
+from .local_files import drop_local_files, restore_into, sidecar_path
 from .manifest import Manifest, create_manifest, load_manifest
 from .metrics import NodeMetrics
-from .names import DEFAULT_BRANCH, check_branch_name, check_database_name
+from .names import (
+    DATABASES_PREFIX,
+    DEFAULT_BRANCH,
+    branch_of_prefix,
+    check_branch_name,
+    check_database_name,
+    database_of_prefix,
+    database_prefix,
+    gc_state_key,
+    manifest_key,
+)
 from .replication import ReplicaSet, Replicator
 from .shipper import Shipper
 from .sqlworker import SqlWorkers
 from .tiers import TierManager
+
+if TYPE_CHECKING:
+    from .placement import Placement
 
 T = TypeVar("T")
 log = logging.getLogger("memoturn.node")
@@ -62,18 +77,19 @@ class Node:
                 metrics=self.metrics,
             )
         self.leases = leases or LocalLeaseTable()
-        self.placement: Any = None
+        self.placement: Placement | None = None
         self.auth = Authenticator(self.store, settings.admin_token, settings.tokens)
-        self.replicator = Replicator(self)
-        self.replicas = ReplicaSet(self)
-        self.shipper = Shipper(self)
+        self.replicator = Replicator(settings, self.metrics, lambda: self.placement)
+        self.replicas = ReplicaSet(self.store, settings, self.metrics)
+        self.shipper = Shipper(self.store, settings, self.metrics, on_shipped=self._offer_to_replicas)
+        self.services = Services(self.store, self.leases, settings, self.metrics, self.shipper)
         self.sql_workers = SqlWorkers(
             settings.sql_workers,
             settings.statement_timeout_seconds,
             max_txn_bytes=settings.max_txn_bytes,
             max_result_bytes=settings.max_body_bytes,
         )
-        self.tiers = TierManager(self)
+        self.tiers = TierManager(self, settings, self.metrics)
         self._lock = threading.Lock()
         self._hot: OrderedDict[str, Database] = OrderedDict()
         # Striped locks serialise opening and cold eviction per branch without a per-branch entry.
@@ -88,7 +104,7 @@ class Node:
         self.leases.start()
         etcd = getattr(self.leases, "etcd", None)
         if etcd is not None:
-            from .placement import Placement
+            from .placement import Placement  # etcd's client, only for a cluster
 
             self.placement = Placement(etcd, self.settings.etcd_prefix).start()
         self.replicator.start()
@@ -140,13 +156,13 @@ class Node:
     def list_databases(
         self, *, limit: int = 100, cursor: str | None = None, prefix: str = ""
     ) -> tuple[list[str], str | None]:
-        try:
-            page = self.store.list(
-                f"db/{prefix}", delimiter="/", start_after=f"db/{cursor}/" if cursor else None, limit=limit
-            )
-        except st.StoreUnavailable as exc:
-            raise Unavailable(f"object store unavailable: {exc}") from exc
-        names = [p[len("db/") :].rstrip("/") for p in page.prefixes]
+        page = self.store.list(
+            DATABASES_PREFIX + prefix,
+            delimiter="/",
+            start_after=database_prefix(cursor) if cursor else None,
+            limit=limit,
+        )
+        names = [database_of_prefix(p) for p in page.prefixes]
         return names, (names[-1] if page.next_cursor and names else None)
 
     def describe(self, name: str, branch: str = DEFAULT_BRANCH) -> dict[str, Any]:
@@ -182,13 +198,10 @@ class Node:
             db.fence("database deleted")
             db.close(force=True)
             drop_local_files(db.path)
-        try:
-            for branch_prefix_ in self.store.list(f"db/{name}/", delimiter="/").prefixes:
-                self.store.delete(branch_prefix_ + "manifest.json")
-            self.store.delete_prefix(f"db/{name}/")
-            self.store.delete(f"gc/{name}.json")
-        except st.StoreUnavailable as exc:
-            raise Unavailable(f"object store unavailable: {exc}") from exc
+        for prefix in self.store.list(database_prefix(name), delimiter="/").prefixes:
+            self.store.delete(manifest_key(name, branch_of_prefix(name, prefix)))
+        self.store.delete_prefix(database_prefix(name))
+        self.store.delete(gc_state_key(name))
         shutil.rmtree(os.path.join(self.settings.cache_dir, name), ignore_errors=True)
 
     # -- access --------------------------------------------------------------------------
@@ -277,7 +290,7 @@ class Node:
     def write(
         self,
         name: str,
-        fn: Callable[[Any], T],
+        fn: Callable[..., T],  # fn(conn); fn(path, captured) when external
         *,
         branch: str = DEFAULT_BRANCH,
         durable: bool | None = None,
@@ -327,7 +340,7 @@ class Node:
         db = self.open(name, branch)
         if db.epoch is None:
             db.write(lambda c: None, durable=False)  # take ownership: snapshots carry the epoch
-        self.shipper.compact(db)
+        self.shipper.compact(db.log)
         return max((s.txid for s in db.manifest.snapshots), default=0)
 
     def open(self, name: str, branch: str = DEFAULT_BRANCH) -> Database:
@@ -338,7 +351,7 @@ class Node:
             if db is not None and not db.closed and not db.fenced:
                 self._hot.move_to_end(key)
                 return db
-        with self._gate(key):
+        with self.gate(key):
             with self._lock:
                 db = self._hot.get(key)
                 if db is not None and not db.closed and not db.fenced:
@@ -365,21 +378,21 @@ class Node:
             over = len(self._hot) - self.settings.max_hot
             victims = [(k, db) for k, db in itertools.islice(self._hot.items(), max(0, over)) if k != opened]
         for k, db in victims:
-            if not db.pending:  # unshipped segments: the tier pass closes it once they ship
-                self._evict_hot(k, db)
+            if not db.has_pending:  # unshipped segments: the tier pass closes it once they ship
+                self.evict_hot(k, db)
 
     def flush(self, name: str, branch: str = DEFAULT_BRANCH, timeout: float = 30.0) -> None:
         """Ship what this node committed on a branch but has not shipped yet (if it is hot here)."""
         with self._lock:
             db = self._hot.get(f"{name}/{branch}")
-        if db is None or not db.pending:
+        if db is None or not db.has_pending:
             return
         deadline = time.monotonic() + timeout
-        while db.pending and not db.fenced and time.monotonic() < deadline:
-            self.shipper.ship(db, snapshot=False)
-            if db.pending:
+        while db.has_pending and not db.fenced and time.monotonic() < deadline:
+            self.shipper.ship(db.log, snapshot=False)
+            if db.has_pending:
                 time.sleep(0.05)
-        if db.pending:
+        if db.has_pending:
             raise Unavailable(f"{name}/{branch}: could not ship pending commits", type="store-unavailable")
 
     def drop_local(self, name: str, branch: str) -> None:
@@ -393,7 +406,7 @@ class Node:
             db.close(force=True)
         drop_local_files(self._path(name, branch))
 
-    def _gate(self, key: str) -> threading.Lock:
+    def gate(self, key: str) -> threading.Lock:
         """The lock that serialises opening and cold eviction of one branch."""
         return self._gates[hash(key) % len(self._gates)]
 
@@ -414,9 +427,14 @@ class Node:
             restore_into(self.store, manifest, path)
             self.metrics.restores.inc()
             self.metrics.restore_seconds.observe(time.perf_counter() - t0)
-        return Database(self, name, branch, path, manifest, etag)
+        return Database(self.services, name, branch, path, manifest, etag)
 
-    def _evict_hot(self, key: str, db: Database) -> bool:
+    def _offer_to_replicas(self, log: BranchLog, shipped: Shipped) -> None:
+        self.replicator.offer(
+            log.name, log.branch, shipped.data, shipped.first_txid, shipped.last_txid, log.appended_txid
+        )
+
+    def evict_hot(self, key: str, db: Database) -> bool:
         """Close a hot database (hot -> warm); False if it still has unshipped segments."""
         if not db.close():
             return False

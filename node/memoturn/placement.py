@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .etcd_client import EtcdClient
@@ -61,7 +62,7 @@ class Placement:
         with self._lock:
             return self.owners.get(key)
 
-    def route(self, key: str | None, exclude: set[str] = frozenset()) -> dict[str, Any] | None:  # type: ignore[assignment]
+    def route(self, key: str | None, exclude: AbstractSet[str] = frozenset()) -> dict[str, Any] | None:
         """The node to send a request for ``key`` to (owner first, else rendezvous)."""
         with self._lock:
             nodes = {n: info for n, info in self.nodes.items() if n not in exclude}
@@ -87,7 +88,7 @@ class Placement:
             if result is None:
                 self.owners.pop(key, None)
                 return None
-            value = (result[0] if isinstance(result, tuple) else result.value).decode()
+            value: str = (result[0] if isinstance(result, tuple) else result.value).decode()
             self.owners[key] = value
             return value
 

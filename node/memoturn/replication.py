@@ -24,17 +24,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
-from .database import connect, drop_local_files, restore_into
+from . import store as st
+from .config import Settings
 from .errors import BadRequest, DataCorrupt, PreconditionFailed
+from .local_files import connect, drop_local_files, restore_into
 from .manifest import load_manifest
+from .metrics import NodeMetrics
+from .placement import Placement
 from .segment import SegmentCorrupt, decode_segment
-
-if TYPE_CHECKING:
-    from .node import Node
 
 T = TypeVar("T")
 log = logging.getLogger("memoturn.replication")
@@ -43,18 +44,27 @@ log = logging.getLogger("memoturn.replication")
 class Replicator:
     """Owner side: stream shipped segments to replica nodes, best effort."""
 
-    def __init__(self, node: Node, *, queue_size: int = 10_000) -> None:
-        self.node = node
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: NodeMetrics,
+        placement: Callable[[], Placement | None],
+        *,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.placement = placement  # set once the node has joined its cluster
+        self._queue: queue.Queue[tuple[str, str, bytes, int, int, int] | None] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         #: Test hook: a predicate on (db, branch, first_txid) that drops the stream on purpose.
         self.drop: Callable[[str, str, int], bool] | None = None
 
     def start(self) -> None:
-        if self.node.settings.replicas <= 0 or self.node.placement is None:
+        if self.settings.replicas <= 0 or self.placement() is None:
             return
-        token = self.node.settings.admin_token
+        token = self.settings.admin_token
         self._client = httpx.Client(
             timeout=httpx.Timeout(5.0, connect=1.0), headers={"Authorization": f"Bearer {token}"} if token else {}
         )
@@ -74,18 +84,18 @@ class Replicator:
         try:
             self._queue.put_nowait((name, branch, data, first, last, head))
         except queue.Full:
-            self.node.metrics.replication_dropped.inc()
+            self.metrics.replication_dropped.inc()
 
     def _run(self) -> None:
         assert self._client is not None
         while (item := self._queue.get()) is not None:
             name, branch, data, first, last, head = item
             if self.drop is not None and self.drop(name, branch, first):
-                self.node.metrics.replication_dropped.inc()
+                self.metrics.replication_dropped.inc()
                 continue
-            placement = self.node.placement
+            placement = self.placement()
             assert placement is not None
-            targets = placement.replicas(f"{name}/{branch}", self.node.settings.node_id, self.node.settings.replicas)
+            targets = placement.replicas(f"{name}/{branch}", self.settings.node_id, self.settings.replicas)
             for target in targets:
                 try:
                     self._client.post(
@@ -94,9 +104,9 @@ class Replicator:
                         content=data,
                         headers={"content-type": "application/octet-stream", "Memoturn-Head-Txid": str(head)},
                     )
-                    self.node.metrics.replication_sent.inc()
+                    self.metrics.replication_sent.inc()
                 except httpx.HTTPError as exc:
-                    self.node.metrics.replication_dropped.inc()
+                    self.metrics.replication_dropped.inc()
                     log.debug("streaming %s/%s %d-%d to %s failed: %s", name, branch, first, last, target["id"], exc)
 
 
@@ -115,8 +125,10 @@ class ReplicaCopy:
 class ReplicaSet:
     """Replica side: read-only copies kept current by streamed segments or restores."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, store: st.ObjectStore, settings: Settings, metrics: NodeMetrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._copies: OrderedDict[str, ReplicaCopy] = OrderedDict()
 
@@ -125,12 +137,12 @@ class ReplicaSet:
         with self._lock:
             copy = self._copies.get(key)
             if copy is None:
-                path = os.path.join(self.node.settings.cache_dir, "replicas", name, branch + ".db")
+                path = os.path.join(self.settings.cache_dir, "replicas", name, branch + ".db")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 copy = self._copies[key] = ReplicaCopy(path)
             self._copies.move_to_end(key)
             victims = []
-            while len(self._copies) > max(1, self.node.settings.max_hot):
+            while len(self._copies) > max(1, self.settings.max_hot):
                 _, old = self._copies.popitem(last=False)
                 victims.append(old)
         for old in victims:
@@ -146,16 +158,16 @@ class ReplicaSet:
             copy.conn = None
 
     def _restore(self, name: str, branch: str, copy: ReplicaCopy) -> None:
-        manifest, _ = load_manifest(self.node.store, name, branch)
+        manifest, _ = load_manifest(self.store, name, branch)
         self._close(copy)
-        restore_into(self.node.store, manifest, copy.path)
+        restore_into(self.store, manifest, copy.path)
         copy.head_txid = manifest.head_txid
         copy.epoch = manifest.epoch
         copy.timeline = manifest.timeline
         copy.stale = False
         copy.checked_at = time.monotonic()
-        copy.conn = connect(copy.path, self.node.settings.cache_kib_per_db)
-        self.node.metrics.replica_restores.inc()
+        copy.conn = connect(copy.path, self.settings.cache_kib_per_db)
+        self.metrics.replica_restores.inc()
 
     def apply(self, name: str, branch: str, data: bytes, owner_head: int | None = None) -> dict[str, Any]:
         """Apply one streamed segment if it continues the chain; otherwise restore."""
@@ -178,7 +190,7 @@ class ReplicaSet:
                 return {"applied": False, "head_txid": copy.head_txid, "reason": "old"}
             if copy.stale or seg.first_txid != copy.head_txid + 1 or seg.timeline != copy.timeline:
                 if not copy.stale:
-                    self.node.metrics.replica_gaps.inc()
+                    self.metrics.replica_gaps.inc()
                 self._restore(name, branch, copy)
                 reason = "restored"
             else:
@@ -196,20 +208,20 @@ class ReplicaSet:
                 copy.head_txid = seg.last_txid
                 copy.epoch = seg.epoch
                 copy.checked_at = time.monotonic()
-                copy.conn = connect(copy.path, self.node.settings.cache_kib_per_db)
+                copy.conn = connect(copy.path, self.settings.cache_kib_per_db)
                 reason = "applied"
             lag = max(0, (owner_head or copy.head_txid) - copy.head_txid)
-            self.node.metrics.replica_lag_txids.set(lag)
-            self.node.metrics.replica_lag_seconds.observe(max(0.0, time.time() - seg.last_ts))
+            self.metrics.replica_lag_txids.set(lag)
+            self.metrics.replica_lag_seconds.observe(max(0.0, time.time() - seg.last_ts))
             return {"applied": reason == "applied", "head_txid": copy.head_txid, "reason": reason}
 
     def read(self, name: str, branch: str, fn: Callable[[Any], T], min_txid: int | None) -> tuple[T, int]:
         copy = self._copy(name, branch)
-        deadline = time.monotonic() + self.node.settings.min_txid_wait_seconds
+        deadline = time.monotonic() + self.settings.min_txid_wait_seconds
         checked = False
         while True:
             with copy.lock:
-                too_old = time.monotonic() - copy.checked_at > self.node.settings.replica_max_staleness_seconds
+                too_old = time.monotonic() - copy.checked_at > self.settings.replica_max_staleness_seconds
                 if (
                     copy.conn is None
                     or copy.stale
@@ -218,7 +230,7 @@ class ReplicaSet:
                 ):
                     # Nothing streamed for a while (or behind what the client saw): catch up
                     # from object storage, which holds everything the owner has shipped.
-                    manifest, _ = load_manifest(self.node.store, name, branch)
+                    manifest, _ = load_manifest(self.store, name, branch)
                     if copy.conn is None or copy.stale or manifest.head_txid != copy.head_txid:
                         self._restore(name, branch, copy)
                     copy.checked_at = time.monotonic()

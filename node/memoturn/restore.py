@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from . import store as st
-from .errors import BadRequest, DataCorrupt, Unavailable
+from .errors import BadRequest, DataCorrupt
 from .manifest import Manifest, SegmentRef, SnapshotRef
 from .segment import SegmentCorrupt, decode_segment
 from .snapshot import SnapshotCorrupt, decode_snapshot
@@ -34,8 +34,6 @@ def _fetch(store: st.ObjectStore, key: str, sha256: str) -> bytes:
         data, _ = store.get(key)
     except st.ObjectNotFound:
         raise DataCorrupt(f"object {key} named by the manifest is missing") from None
-    except st.StoreUnavailable as exc:
-        raise Unavailable(f"object store unavailable: {exc}") from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise DataCorrupt(f"object {key} does not match the checksum in its manifest")
     return data

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"memoturnd: cannot start: {exc}", file=sys.stderr)
         return 2
-    host, _, port = settings.listen.rpartition(":")
+    host, port = settings.listen_address
     if not settings.admin_token:
         print("memoturnd: auth is OFF (set MEMOTURN_ADMIN_TOKEN to require bearer tokens)", file=sys.stderr, flush=True)
     print(
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(
         create_app(node),
         host=host,
-        port=int(port),
+        port=port,
         log_level=args.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=10,

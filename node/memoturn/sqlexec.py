@@ -140,7 +140,8 @@ def _run_one(conn: Any, index: int, sql: str, params: Any, protected: Protected,
 
 
 def _schema_version(conn: Any) -> int:
-    return conn.execute("PRAGMA schema_version").fetchone()[0]
+    version: int = conn.execute("PRAGMA schema_version").fetchone()[0]
+    return version
 
 
 def run_batch(

@@ -109,7 +109,7 @@ def tokenize(sql: str) -> list[Token]:
     while i < n:
         c = sql[i]
         if c.isspace():
-            i = _SPACE.match(sql, i).end()  # type: ignore[union-attr]
+            i = _SPACE.match(sql, i).end()  # type: ignore[union-attr]  # sql[i] is whitespace: it matches
         elif sql.startswith("--", i):
             j = sql.find("\n", i)
             i = n if j < 0 else j + 1
@@ -175,7 +175,8 @@ def reserved_name(name: str) -> bool:
 
 def _statements(sql: str, tokens: list[Token]) -> int:
     """How many statements the tokens hold (a trigger body's inner ';' do not end one)."""
-    count, current = 0, []
+    count = 0
+    current: list[Token] = []
     for tok in tokens:
         if tok.kind == "semi":
             if current and sqlite3.complete_statement(" ".join(_render(t) for t in current) + ";"):

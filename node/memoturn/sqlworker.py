@@ -26,7 +26,7 @@ import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from . import errors as errs
 from .errors import BadRequest, MemoturnError, Unavailable
@@ -73,7 +73,7 @@ def _serve(pipe: Any) -> None:  # runs in the worker process
                 max_result_bytes=req["max_result_bytes"],
                 cache_bytes=req["cache_bytes"],
             )
-            reply: tuple = ("ok", results)
+            reply: tuple[Any, ...] = ("ok", results)
         except MemoturnError as exc:
             reply = ("error", type(exc).__name__, exc.type, exc.detail, exc.extra)
         except BaseException as exc:  # noqa: BLE001 - engine errors, and panics of the binding (PanicException)
@@ -193,7 +193,7 @@ class SqlWorkers:
         finally:
             self._slots.release()
         if reply[0] == "ok":
-            return reply[1]
+            return cast(list[dict[str, Any]], reply[1])
         _, cls_name, type_, detail, extra = reply
         cls = getattr(errs, cls_name, None)
         if not (isinstance(cls, type) and issubclass(cls, MemoturnError)):

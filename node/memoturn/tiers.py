@@ -20,13 +20,27 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .database import drop_local_files, sidecar_path
+from .branches import BranchHost, collect
+from .config import Settings
+from .database import Database
+from .local_files import drop_local_files, sidecar_path
+from .manifest import Manifest
+from .metrics import NodeMetrics
 
-if TYPE_CHECKING:
-    from .manifest import Manifest
-    from .node import Node
+
+class HotSet(BranchHost, Protocol):
+    """The node's hot handles as the tier manager moves them (so this module never imports the node)."""
+
+    def hot_items(self) -> list[tuple[str, Database]]: ...
+
+    def evict_hot(self, key: str, db: Database) -> bool: ...
+
+    def gate(self, key: str) -> threading.Lock: ...
+
+    def is_hot(self, key: str) -> bool: ...
+
 
 log = logging.getLogger("memoturn.tiers")
 
@@ -43,9 +57,10 @@ _malloc_trim = _find_malloc_trim()
 
 
 class TierManager:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.settings = node.settings
+    def __init__(self, hot: HotSet, settings: Settings, metrics: NodeMetrics) -> None:
+        self.hot = hot
+        self.settings = settings
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._warm: OrderedDict[str, tuple[str, float, int]] = OrderedDict()  # key -> (path, since, bytes)
         self._disk_bytes = 0
@@ -89,11 +104,11 @@ class TierManager:
     def run_once(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         s = self.settings
-        items = sorted(self.node.hot_items(), key=lambda kv: kv[1].last_access)
+        items = sorted(self.hot.hot_items(), key=lambda kv: kv[1].last_access)
         excess = len(items) - s.max_hot
         for key, db in items:
             if excess > 0 or now - db.last_access > s.hot_idle_seconds:
-                if self.node._evict_hot(key, db):
+                if self.hot.evict_hot(key, db):
                     excess -= 1
         with self._lock:
             warm = list(self._warm.items())
@@ -107,12 +122,10 @@ class TierManager:
     def collect_owned(self) -> None:
         """GC every database this node owns a branch of: expired burner branches go, and
         objects unreferenced for the grace window are deleted (docs/branching.md)."""
-        from .branches import collect
-
-        names = sorted({db.name for _, db in self.node.hot_items() if db.owned})
+        names = sorted({db.name for _, db in self.hot.hot_items() if db.owned})
         for name in names:
             try:
-                collect(self.node, name, grace=self.settings.gc_grace_seconds)
+                collect(self.hot, name, grace=self.settings.gc_grace_seconds)
             except Exception as exc:  # noqa: BLE001 - the next pass retries
                 log.warning("GC of %s failed: %s", name, exc)
 
@@ -143,7 +156,7 @@ class TierManager:
 
     def evict_cold(self, key: str) -> None:
         """Delete a warm file, unless the database became hot again meanwhile."""
-        gate = self.node._gate(key)
+        gate = self.hot.gate(key)
         with gate:
             with self._lock:
                 entry = self._warm.pop(key, None)
@@ -151,9 +164,9 @@ class TierManager:
                     return
                 self._disk_bytes -= entry[2]
                 self._publish()
-            if not self.node.is_hot(key):
+            if not self.hot.is_hot(key):
                 drop_local_files(entry[0])
-                self.node.metrics.evictions.labels("cold").inc()
+                self.metrics.evictions.labels("cold").inc()
 
     def reuse_warm(self, key: str, path: str, manifest: Manifest) -> bool:
         """Take a warm file back if it matches the stored manifest; otherwise drop it."""
@@ -165,7 +178,7 @@ class TierManager:
         try:
             with open(sidecar_path(path)) as f:
                 state = json.load(f)
-            ok = state.get("generation") == manifest.generation and state.get("head_txid") == manifest.head_txid
+            ok = bool(state.get("generation") == manifest.generation and state.get("head_txid") == manifest.head_txid)
         except (FileNotFoundError, ValueError):
             ok = False
         if ok:
@@ -175,5 +188,5 @@ class TierManager:
         return ok
 
     def _publish(self) -> None:
-        self.node.metrics.warm.set(len(self._warm))
-        self.node.metrics.disk_bytes.set(self._disk_bytes)
+        self.metrics.warm.set(len(self._warm))
+        self.metrics.disk_bytes.set(self._disk_bytes)

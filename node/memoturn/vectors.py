@@ -32,7 +32,7 @@ def dim(conn: Any, name: str) -> int:
     row = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)).fetchone()
     if row is None:
         raise NotFound(f"vector collection {name!r} does not exist", type="collection-not-found")
-    return int(re.search(r"F32_BLOB\((\d+)\)", row[0]).group(1))
+    return int(re.search(r"F32_BLOB\((\d+)\)", row[0]).group(1))  # type: ignore[union-attr]  # our CREATE TABLE always has F32_BLOB(n)
 
 
 def create(conn: Any, name: str, dimensions: int) -> None:

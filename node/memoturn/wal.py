@@ -61,9 +61,9 @@ def wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, 
             s0 = (s0 + x0 + s1) & mask
             s1 = (s1 + next(it) + s0) & mask
         return s0, s1
-    words = np.frombuffer(data, dtype=">u4" if big_endian else "<u4", count=2 * n).astype(np.uint64)
+    vector = np.frombuffer(data, dtype=">u4" if big_endian else "<u4", count=2 * n).astype(np.uint64)
     coefficients, m = _powers(n)
-    r0, r1 = (int(x) for x in coefficients @ words)  # array arithmetic wraps silently
+    r0, r1 = (int(x) for x in coefficients @ vector)  # array arithmetic wraps silently
     return (r0 + m[0] * s0 + m[1] * s1) & 0xFFFFFFFF, (r1 + m[2] * s0 + m[3] * s1) & 0xFFFFFFFF
 
 

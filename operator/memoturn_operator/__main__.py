@@ -2,7 +2,7 @@
 
 Every option is kopf's (``--all-namespaces``, ``--namespace``, ``--peering NAME``,
 ``--standalone``, ``--liveness URL``, ``--verbose``, ...); see ``memoturn-operator --help``.
-Settings of its own come from the environment: ``MEMOTURN_OPERATOR_RESYNC_SECONDS`` (how often
+Settings of its own come from the environment (:mod:`.settings`): ``MEMOTURN_OPERATOR_RESYNC_SECONDS`` (how often
 each tenant is reconciled and scaled, default 10), ``MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS``
 (least time between two scaling steps, default 60), ``MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS``
 (how often burner branches are checked for expiry, default 5) and

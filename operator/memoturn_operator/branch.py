@@ -103,5 +103,7 @@ def terminal_status(
 
 
 def expired(status: dict[str, Any] | None, now: float) -> bool:
-    expiry = (status or {}).get("expiryTime")
-    return bool(expiry) and parse_time(expiry) <= now
+    expiry: str | None = (status or {}).get("expiryTime")
+    if not expiry:
+        return False
+    return parse_time(expiry) <= now

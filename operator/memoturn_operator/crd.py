@@ -40,7 +40,7 @@ CEL = {
 }
 
 
-def _factory_defaults(model: type[BaseModel], seen: set | None = None) -> dict[tuple[str, str], Any]:
+def _factory_defaults(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> dict[tuple[str, str], Any]:
     """``{(model name, field): default}`` for fields whose default comes from a factory."""
     seen = seen if seen is not None else set()
     out: dict[tuple[str, str], Any] = {}
@@ -49,7 +49,7 @@ def _factory_defaults(model: type[BaseModel], seen: set | None = None) -> dict[t
     seen.add(model)
     for field_name, field in model.model_fields.items():
         if field.default_factory is not None:
-            value = field.default_factory()
+            value = field.get_default(call_default_factory=True)
             out[(model.__name__, field_name)] = (
                 value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value
             )
@@ -95,14 +95,14 @@ def structural(model: type[BaseModel]) -> dict[str, Any]:
             for key, prop in node["properties"].items():
                 # A nested object built by a default factory gets that object as its default
                 # (fully filled in: the API server checks CEL rules against defaults as given).
-                if (name, key) in factory_defaults and "default" not in prop:
+                if name is not None and (name, key) in factory_defaults and "default" not in prop:
                     prop["default"] = factory_defaults[(name, key)]
             if name in CEL:
                 node["x-kubernetes-validations"] = CEL[name]
             return {k: (walk(v) if k not in ("properties",) else v) for k, v in node.items()}
         return {k: walk(v) for k, v in node.items()}
 
-    root = walk(schema, model.__name__)
+    root: dict[str, Any] = walk(schema, model.__name__)
     return root
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from memoturn.client import Memoturn, MemoturnError
+from memoturn.client import Memoturn, ProblemError
 from prometheus_client.parser import text_string_to_metric_families
 
 from .kube import Retry
@@ -57,4 +57,4 @@ def unreachable(exc: Exception) -> bool:
     """True for failures that say nothing about the request itself (retry later)."""
     if isinstance(exc, httpx.TransportError):
         return True
-    return isinstance(exc, MemoturnError) and (exc.status in (0, 429, 502, 503, 504))
+    return isinstance(exc, ProblemError) and (exc.status in (0, 429, 502, 503, 504))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import aetcd
-from memoturn.etcd_client import parse_endpoint
+from memoturn.netaddr import parse_host_port
 
 
 def pod_is_gone(event_type: str | None, pod: dict[str, Any]) -> str | None:
@@ -41,7 +41,8 @@ async def revoke_node(endpoints: list[str], prefix: str, node_id: str, *, timeou
     One node holds one lease, and its ownership keys are attached to it, so the registration
     names everything there is to free (O(1), however many branches the node owned).
     """
-    host, port = parse_endpoint(",".join(endpoints))
+    # The first endpoint, read as memoturn.etcd_client.parse_endpoint reads it.
+    host, port = parse_host_port(",".join(endpoints).split(",")[0], what="etcd endpoint", allow_scheme=True)
     prefix = prefix.rstrip("/")
     client = aetcd.Client(host=host, port=port, timeout=max(1, int(timeout)))
     try:

@@ -17,26 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from memoturn.client import MemoturnError
+from memoturn.client import Memoturn, ProblemError
 
 from . import GROUP, VERSION, branch, dataplane, failover, metrics, tenant
 from .kube import Kube, Retry
 from .models import MemoryBranchSpec, MemoryTenantSpec
 from .resources import etcd_prefix, names, token_secret_name
+from .settings import load as load_settings
 
 TENANTS = (GROUP, VERSION, "memorytenants")
 BRANCHES = (GROUP, VERSION, "memorybranches")
 MANAGED = {"app.kubernetes.io/managed-by": "memoturn-operator"}
 NODE_PODS = {**MANAGED, "app.kubernetes.io/component": "node"}
-RESYNC_SECONDS = float(os.environ.get("MEMOTURN_OPERATOR_RESYNC_SECONDS", "10"))
-BRANCH_CHECK_SECONDS = float(os.environ.get("MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS", "5"))
 
 log = logging.getLogger("memoturn.operator")
 _kube: Kube | None = None
@@ -72,7 +70,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    listen = os.environ.get("MEMOTURN_OPERATOR_METRICS_LISTEN")
+    listen = load_settings().metrics_listen
     if listen:
         metrics.serve(listen)
 
@@ -110,7 +108,11 @@ def tenant_resumed(body: Any, logger: Any, **_: Any) -> None:
     _reconcile_tenant(body, "resume", scale=False, logger=logger)
 
 
-@kopf.timer(*TENANTS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+# kopf takes a timer's interval when it registers the handler, i.e. when it imports this module.
+_timers = load_settings()
+
+
+@kopf.timer(*TENANTS, interval=_timers.resync_seconds, initial_delay=_timers.resync_seconds)
 def tenant_resync(body: Any, logger: Any, **_: Any) -> None:
     if body["metadata"].get("deletionTimestamp"):
         return
@@ -161,9 +163,10 @@ def _spec_edited(body: Any) -> bool:
     """A change by another writer to what we set: the last managedFields entry is not ours."""
     managers = body["metadata"].get("managedFields") or []
     latest = max(managers, key=lambda m: m.get("time") or "", default=None)
+    if not latest:
+        return False
     return (
-        bool(latest)
-        and latest.get("manager") not in ("memoturn-operator", "kube-controller-manager")
+        latest.get("manager") not in ("memoturn-operator", "kube-controller-manager")
         and latest.get("subresource") != "status"
     )
 
@@ -226,7 +229,7 @@ class TenantMissing(Retry):
     """The branch's MemoryTenant is not there: retried on create, final on delete."""
 
 
-def _gateway(namespace: str, spec: MemoryBranchSpec) -> Any:
+def _gateway(namespace: str, spec: MemoryBranchSpec) -> Memoturn:
     k = kube()
     owner = k.tenant(GROUP, VERSION, namespace, spec.tenant)
     if owner is None:
@@ -258,7 +261,7 @@ def branch_created(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
             parent = c.database(spec.database, spec.parent.branch)
             try:
                 described = parent.fork(spec.branch, **branch.fork_arguments(spec)).data
-            except MemoturnError as exc:
+            except ProblemError as exc:
                 if exc.type != "already-exists":
                     raise
                 described = branch.find(c.database(spec.database).branches()["branches"], spec.branch)
@@ -268,7 +271,7 @@ def branch_created(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     except (Retry, Exception) as exc:
         if isinstance(exc, Retry) or dataplane.unreachable(exc):
             raise _temporary(exc) from exc
-        if isinstance(exc, MemoturnError):
+        if isinstance(exc, ProblemError):
             patch.status.update(
                 branch.terminal_status("Failed", exc.type or "ForkRefused", exc.detail, generation, status).model_dump(
                     mode="json", exclude_none=True
@@ -287,12 +290,12 @@ def _delete_branch(namespace: str, spec: MemoryBranchSpec) -> None:
     with _gateway(namespace, spec) as c:
         try:
             c.database(spec.database, spec.branch).delete_branch()
-        except MemoturnError as exc:
+        except ProblemError as exc:
             if exc.status != 404:  # already gone (expired and collected, or deleted by hand)
                 raise
 
 
-@kopf.timer(*BRANCHES, interval=BRANCH_CHECK_SECONDS)
+@kopf.timer(*BRANCHES, interval=_timers.branch_check_seconds)
 def branch_expiry(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     raw = plain(body)
     status = raw.get("status") or {}

@@ -11,6 +11,7 @@ handlers turn into a kopf ``TemporaryError`` with a delay: the reconcile runs ag
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -79,7 +80,7 @@ class Kube:
         """The dynamic client's resource (discovery on first use, which may also find the server away)."""
         return self._call(what, lambda: self.dynamic.resources.get(api_version=api_version, kind=kind))
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except (ApiException, DynamicApiError) as exc:
@@ -96,15 +97,17 @@ class Kube:
         result = self._call(
             what, self.dynamic.server_side_apply, resource, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
         )
-        return result.to_dict()
+        stored: dict[str, Any] = result.to_dict()
+        return stored
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         what = f"get {kind} {namespace}/{name}"
         resource = self._resource(what, api_version, kind)
         try:
-            return self._call(what, resource.get, name=name, namespace=namespace).to_dict()
+            found: dict[str, Any] = self._call(what, resource.get, name=name, namespace=namespace).to_dict()
         except NotFoundError:
             return None
+        return found
 
     def create_if_absent(self, obj: dict[str, Any]) -> bool:
         """Create ``obj`` unless it exists; True if this call created it (for things made once)."""
@@ -186,7 +189,7 @@ class Kube:
 
     def tenant(self, group: str, version: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call(
+            body: dict[str, Any] = self._call(
                 f"get MemoryTenant {namespace}/{name}",
                 self.custom.get_namespaced_custom_object,
                 group,
@@ -199,3 +202,4 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+        return body

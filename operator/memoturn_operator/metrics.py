@@ -7,6 +7,7 @@ writes.
 
 from __future__ import annotations
 
+from memoturn.netaddr import parse_host_port
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 registry = CollectorRegistry()
@@ -27,6 +28,9 @@ retries = Counter(
 
 
 def serve(address: str) -> None:
-    """Expose the metrics on ``HOST:PORT`` (a daemon thread)."""
-    host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+    """Expose the metrics on ``HOST:PORT`` (``:PORT``: every interface) from a daemon thread."""
+    text = address.strip()
+    host, port = parse_host_port(
+        "0.0.0.0" + text if text.startswith(":") else text, what="MEMOTURN_OPERATOR_METRICS_LISTEN"
+    )
+    start_http_server(port, addr=host, registry=registry)

@@ -18,7 +18,6 @@ The steps, each safe to repeat:
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -30,15 +29,12 @@ from .dataplane import NodeLoad, scrape
 from .kube import Kube
 from .models import MemoryTenantSpec
 from .resources import GATEWAY_PORT, NODE_PORT, desired, labels, names, scale_decision, token_secret
+from .settings import load as load_settings
 from .status import tenant_status
 
 log = logging.getLogger("memoturn.operator")
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-
-
-def scale_cooldown() -> float:
-    return float(os.environ.get("MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS", "60"))
 
 
 @dataclass
@@ -95,7 +91,7 @@ def _replicas(
     if not scale or current is None:
         return have
     want = scale_decision(have, [load.hot for load in loads], spec)
-    if want == have or time.monotonic() - memory.last_scale < scale_cooldown():
+    if want == have or time.monotonic() - memory.last_scale < load_settings().scale_cooldown_seconds:
         return have
     if want < have:
         for load in loads:  # the ReplicaSet removes the pod with the lowest cost first

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from memoturn.client import Memoturn, MemoturnError
+from memoturn.client import Memoturn, ProblemError
 from support.apply import Discovery, apply, wait_established
 from support.controlplane import ControlPlane
 from support.helm import render
@@ -48,7 +48,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     while time.monotonic() < deadline:
         try:
             last = predicate()
-        except (httpx.HTTPError, MemoturnError, KeyError) as exc:
+        except (httpx.HTTPError, ProblemError, KeyError) as exc:
             last = exc
         else:
             if last:
@@ -273,7 +273,7 @@ def test_an_agent_writes_and_reads_through_the_gateway_service(world):
         hits = profile.recall("what does bob drink")
         assert "green tea" in hits.data["results"][0]["memory"]["content"]
     with Memoturn(world.gateway_url(), token="wrong", timeout=10, retries=0) as bad:
-        with pytest.raises(MemoturnError) as err:
+        with pytest.raises(ProblemError) as err:
             bad.database(f"{TENANT}--alice").kv_get("greeting")
         assert err.value.status == 401
 
@@ -339,7 +339,7 @@ def _node_owning(world: World, db: str) -> str:
     with world.client() as c:
         try:
             c.create_database(db)
-        except MemoturnError as exc:
+        except ProblemError as exc:
             if exc.status != 409:
                 raise
         c.database(db).kv_put("probe", 1, durability="durable")
@@ -420,7 +420,7 @@ def test_the_node_set_follows_the_hot_set(world):
                 with world.client() as c:
                     for i in range(16):
                         c.database(f"{TENANT}--hot{i}").kv_get("k")
-            except (MemoturnError, KeyError):
+            except (ProblemError, KeyError):
                 pass  # a node moving under us: the next round goes through
             time.sleep(0.2)
 
@@ -508,7 +508,7 @@ def test_a_burner_branch_expires(world):
     path = f"{GROUP_PATH}/namespaces/{NS}/memorybranches/burner"
     wait_for(lambda: world.api.get(path).json()["status"]["phase"] == "Expired", 60, "the burner branch to expire")
     with world.client() as c:
-        with pytest.raises(MemoturnError) as err:
+        with pytest.raises(ProblemError) as err:
             c.database(f"{TENANT}--alice", "burner").kv_get("greeting")
         assert err.value.status == 404
     assert world.api.delete(path).status_code == 200

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import branches
-from ..node import Node
-from .memory import ERRORS
+from ..manifest import load_manifest
 from .models import Bool, Float, Int, Text
+from .params import ERRORS, NodeDep, set_txid
+from .strict import StrictRoute
 
 
 class Point(BaseModel):
@@ -48,65 +49,73 @@ class GCIn(BaseModel):
     dry_run: Bool = False
 
 
-def install(app: FastAPI, node: Node) -> None:
-    base = "/v1/databases/{db}/branches"
+BASE = "/v1/databases/{db}/branches"
+router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["branches"])
 
-    @app.post(base, status_code=201, responses=ERRORS, tags=["branches"])
-    def fork(db: str, body: ForkIn) -> dict[str, Any]:
-        m = branches.fork(
-            node,
-            db,
-            body.name,
-            parent=body.parent,
-            txid=body.txid,
-            checkpoint=body.checkpoint,
-            timestamp=body.timestamp,
-            ttl_seconds=body.ttl_seconds,
-        )
-        return branches.describe(m)
 
-    @app.get(base, responses=ERRORS, tags=["branches"])
-    def list_branches(db: str) -> dict[str, Any]:
-        return {"branches": branches.list_branches(node, db)}
+@router.post(BASE, status_code=201)
+def fork(db: str, body: ForkIn, node: NodeDep) -> dict[str, Any]:
+    m = branches.fork(
+        node,
+        db,
+        body.name,
+        parent=body.parent,
+        txid=body.txid,
+        checkpoint=body.checkpoint,
+        timestamp=body.timestamp,
+        ttl_seconds=body.ttl_seconds,
+    )
+    return branches.describe(m)
 
-    @app.delete(base + "/{branch}", status_code=204, responses=ERRORS, tags=["branches"])
-    def delete_branch(db: str, branch: str) -> Response:
-        branches.delete_branch(node, db, branch)
-        return Response(status_code=204)
 
-    @app.post(base + "/{branch}/rewind", responses=ERRORS, tags=["branches"])
-    def rewind(db: str, branch: str, body: Point, response: Response) -> dict[str, Any]:
-        txid = branches.rewind(node, db, branch, txid=body.txid, checkpoint=body.checkpoint, timestamp=body.timestamp)
-        response.headers["Memoturn-Txid"] = str(txid)
-        return {"branch": branch, "head_txid": txid}
+@router.get(BASE)
+def list_branches(db: str, node: NodeDep) -> dict[str, Any]:
+    return {"branches": branches.list_branches(node, db)}
 
-    @app.post(base + "/{branch}/undo-rewind", responses=ERRORS, tags=["branches"])
-    def undo(db: str, branch: str, response: Response) -> dict[str, Any]:
-        txid = branches.undo_rewind(node, db, branch)
-        response.headers["Memoturn-Txid"] = str(txid)
-        return {"branch": branch, "head_txid": txid}
 
-    @app.post(base + "/{branch}/checkpoints", status_code=201, responses=ERRORS, tags=["branches"])
-    def checkpoint(db: str, branch: str, body: CheckpointIn) -> dict[str, Any]:
-        return {"checkpoint": body.name, "txid": branches.set_checkpoint(node, db, branch, body.name, body.txid)}
+@router.delete(BASE + "/{branch}", status_code=204)
+def delete_branch(db: str, branch: str, node: NodeDep) -> Response:
+    branches.delete_branch(node, db, branch)
+    return Response(status_code=204)
 
-    @app.get(base + "/{branch}/checkpoints", responses=ERRORS, tags=["branches"])
-    def checkpoints(db: str, branch: str) -> dict[str, Any]:
-        from ..manifest import load_manifest
 
-        m, _ = load_manifest(node.store, db, branch)
-        return {"checkpoints": m.checkpoints}
+@router.post(BASE + "/{branch}/rewind")
+def rewind(db: str, branch: str, body: Point, response: Response, node: NodeDep) -> dict[str, Any]:
+    txid = branches.rewind(node, db, branch, txid=body.txid, checkpoint=body.checkpoint, timestamp=body.timestamp)
+    set_txid(response, txid)
+    return {"branch": branch, "head_txid": txid}
 
-    @app.delete(base + "/{branch}/checkpoints/{name}", status_code=204, responses=ERRORS, tags=["branches"])
-    def delete_checkpoint(db: str, branch: str, name: str) -> Response:
-        branches.delete_checkpoint(node, db, branch, name)
-        return Response(status_code=204)
 
-    @app.put(base + "/{branch}/policy", responses=ERRORS, tags=["branches"])
-    def policy(db: str, branch: str, body: PolicyIn) -> dict[str, Any]:
-        """Per-branch snapshot cadence, snapshots kept, PITR retention window, segment merging."""
-        return branches.set_policy(node, db, branch, body.model_dump())
+@router.post(BASE + "/{branch}/undo-rewind")
+def undo(db: str, branch: str, response: Response, node: NodeDep) -> dict[str, Any]:
+    txid = branches.undo_rewind(node, db, branch)
+    set_txid(response, txid)
+    return {"branch": branch, "head_txid": txid}
 
-    @app.post("/v1/databases/{db}/gc", responses=ERRORS, tags=["branches"])
-    def gc(db: str, body: GCIn) -> dict[str, Any]:
-        return branches.collect(node, db, grace=body.grace_seconds, dry_run=body.dry_run)
+
+@router.post(BASE + "/{branch}/checkpoints", status_code=201)
+def checkpoint(db: str, branch: str, body: CheckpointIn, node: NodeDep) -> dict[str, Any]:
+    return {"checkpoint": body.name, "txid": branches.set_checkpoint(node, db, branch, body.name, body.txid)}
+
+
+@router.get(BASE + "/{branch}/checkpoints")
+def checkpoints(db: str, branch: str, node: NodeDep) -> dict[str, Any]:
+    m, _ = load_manifest(node.store, db, branch)
+    return {"checkpoints": m.checkpoints}
+
+
+@router.delete(BASE + "/{branch}/checkpoints/{name}", status_code=204)
+def delete_checkpoint(db: str, branch: str, name: str, node: NodeDep) -> Response:
+    branches.delete_checkpoint(node, db, branch, name)
+    return Response(status_code=204)
+
+
+@router.put(BASE + "/{branch}/policy")
+def policy(db: str, branch: str, body: PolicyIn, node: NodeDep) -> dict[str, Any]:
+    """Per-branch snapshot cadence, snapshots kept, PITR retention window, segment merging."""
+    return branches.set_policy(node, db, branch, body.model_dump())
+
+
+@router.post("/v1/databases/{db}/gc")
+def gc(db: str, body: GCIn, node: NodeDep) -> dict[str, Any]:
+    return branches.collect(node, db, grace=body.grace_seconds, dry_run=body.dry_run)

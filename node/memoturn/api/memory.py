@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import memories
@@ -20,14 +20,9 @@ from ..embedding import Embedder, as_vector, get_embedder
 from ..errors import BadRequest, Conflict, NotFound
 from ..names import SEPARATOR, check_namespace, profile_database, split_profile_database
 from ..node import Node
-from .models import Bool, Filter, Float, Int, Problem, Text, Timestamp
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (400, 404, 409, 412, 413, 422, 503)
-}
-Durability = Annotated[str | None, Header(alias="Memoturn-Durability")]
-MinTxid = Annotated[int | None, Header(alias="Memoturn-Min-Txid", ge=0)]
+from .models import Bool, Filter, Float, Int, Text, Timestamp
+from .params import ERRORS, Durability, MinTxid, NodeDep, durable, set_txid
+from .strict import StrictRoute
 
 
 def _ts(value: Timestamp | None) -> float | None:
@@ -137,43 +132,43 @@ class ProfileList(BaseModel):
 KNOWN_PROFILES = 100_000
 
 
-def install(
-    app: FastAPI,
-    node: Node,
-    embedder_spec: str = "default",
-    embedding_url: str | None = None,
-    embedding_key: str | None = None,
-) -> None:
-    base = "/v1/namespaces/{namespace}/profiles/{profile}"
+class Profiles:
+    """The profiles' databases of one node: created on first use, filled with embedded memories."""
 
-    def embedder() -> Embedder:
-        return get_embedder(embedder_spec, embedding_url, embedding_key)
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        settings = node.settings
+        self.embedder_spec = settings.embedder
+        self.embedding_url = settings.embedding_url
+        self.embedding_key = settings.embedding_api_key
+        self._known: OrderedDict[str, None] = OrderedDict()  # profiles known to exist: an LRU of KNOWN_PROFILES
+        self._known_lock = threading.Lock()
 
-    known: OrderedDict[str, None] = OrderedDict()  # profiles known to exist: an LRU of KNOWN_PROFILES
-    known_lock = threading.Lock()
+    def embedder(self) -> Embedder:
+        return get_embedder(self.embedder_spec, self.embedding_url, self.embedding_key)
 
-    def ensure_profile(db: str) -> None:
+    def ensure(self, db: str) -> None:
         """Create the profile's database on first use. Known ones cost nothing: without the cache
         every memory write paid a conditional PUT to the object store (a fifth of its time)."""
-        with known_lock:
-            if db in known:
-                known.move_to_end(db)
+        with self._known_lock:
+            if db in self._known:
+                self._known.move_to_end(db)
                 return
         try:
-            node.create_database(db)
+            self.node.create_database(db)
         except Conflict:
             pass
-        with known_lock:
-            known[db] = None
-            if len(known) > KNOWN_PROFILES:
-                known.popitem(last=False)
+        with self._known_lock:
+            self._known[db] = None
+            if len(self._known) > KNOWN_PROFILES:
+                self._known.popitem(last=False)
 
-    def vectors(items: list[tuple[str, list[float] | None]]) -> list[np.ndarray]:
+    def vectors(self, items: list[tuple[str, list[float] | None]]) -> list[np.ndarray]:
         missing = [i for i, (_, v) in enumerate(items) if v is None]
         out: list[Any] = [None] * len(items)
         dim = None
         if missing:
-            model = embedder()
+            model = self.embedder()
             dim = model.dim
             embedded = model.embed([items[i][0] for i in missing])
             for row, i in enumerate(missing):
@@ -188,158 +183,193 @@ def install(
             )
         return out
 
-    def store(db: str, items: list[MemoryIn], durable: bool | None) -> tuple[list[tuple[dict, bool]], int]:
-        vecs = vectors([(m.content, m.embedding) for m in items])
+    def store(
+        self, db: str, items: list[MemoryIn], durable: bool | None
+    ) -> tuple[list[tuple[dict[str, Any], bool]], int]:
+        """Add memories to a profile's database (created again if it was deleted meanwhile)."""
+        vecs = self.vectors([(m.content, m.embedding) for m in items])
         dim = len(vecs[0])
-        name = embedder_spec if any(m.embedding is None for m in items) else "client"
+        name = self.embedder_spec if any(m.embedding is None for m in items) else "client"
         payload = [{**m.model_dump(exclude={"embedding"}), "event_time": _ts(m.event_time)} for m in items]
 
-        def tx(conn: Any) -> list[tuple[dict, bool]]:
+        def tx(conn: Any) -> list[tuple[dict[str, Any], bool]]:
             memories.ensure_schema(conn, dim, name)
             return [memories.add(conn, p, v) for p, v in zip(payload, vecs, strict=False)]
 
         try:
-            return node.write(db, tx, durable=durable)
+            return self.node.write(db, tx, durable=durable)
         except NotFound:  # deleted since we saw it: a profile is created on first use, so again
-            with known_lock:
-                known.pop(db, None)
-            ensure_profile(db)
-            return node.write(db, tx, durable=durable)
+            with self._known_lock:
+                self._known.pop(db, None)
+            self.ensure(db)
+            return self.node.write(db, tx, durable=durable)
 
-    def durable_flag(value: str | None) -> bool | None:
-        if value is None:
-            return None
-        if value not in ("standard", "durable"):
-            raise BadRequest("Memoturn-Durability must be 'standard' or 'durable'", type="invalid-header")
-        return value == "durable"
 
-    @app.post(base + "/memories", status_code=201, response_model=Stored, responses=ERRORS, tags=["memory"])
-    def add_memory(
-        namespace: str, profile: str, body: MemoryIn, response: Response, durability: Durability = None
-    ) -> Stored:
-        db = profile_database(namespace, profile)
-        ensure_profile(db)
-        (result,), txid = store(db, [body], durable_flag(durability))
-        response.headers["Memoturn-Txid"] = str(txid)
-        return Stored(memory=MemoryOut(**result[0]), duplicate=result[1], txid=txid)
+async def _profiles(request: Request) -> Profiles:
+    profiles: Profiles = request.app.state.profiles
+    return profiles
 
-    @app.post(base + "/memories/batch", status_code=201, response_model=BatchOut, responses=ERRORS, tags=["memory"])
-    def add_memories(
-        namespace: str, profile: str, body: BatchIn, response: Response, durability: Durability = None
-    ) -> BatchOut:
-        db = profile_database(namespace, profile)
-        ensure_profile(db)
-        results, txid = store(db, body.memories, durable_flag(durability))
-        response.headers["Memoturn-Txid"] = str(txid)
-        return BatchOut(memories=[Stored(memory=MemoryOut(**m), duplicate=d, txid=txid) for m, d in results], txid=txid)
 
-    @app.post(base + "/recall", response_model=RecallOut, responses=ERRORS, tags=["memory"])
-    def recall(namespace: str, profile: str, body: RecallIn, response: Response, min_txid: MinTxid = None) -> RecallOut:
-        db = profile_database(namespace, profile)
+ProfilesDep = Annotated[Profiles, Depends(_profiles)]
+BASE = "/v1/namespaces/{namespace}/profiles/{profile}"
+router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["memory"])
 
-        def dim_of(conn: Any) -> int | None:
-            return memories.profile_dim(conn)
 
-        dim, _ = node.read(db, dim_of, min_txid=min_txid)
-        vector = None
-        if body.embedding is not None:
-            vector = as_vector(body.embedding, dim or len(body.embedding))
-        elif dim is not None:
-            model = embedder()
-            if model.dim != dim:
-                raise BadRequest(
-                    f"this profile stores {dim}-dimensional embeddings; the server's embedder makes "
-                    f"{model.dim}: send your own query embedding",
-                    type="dimension-mismatch",
-                )
-            vector = model.embed([body.query])[0]
-        hits, txid = node.read(
-            db,
-            lambda conn: memories.recall(
-                conn,
-                query=body.query,
-                vector=vector,
-                limit=body.limit,
-                types=body.types,
-                tags=body.tags,
-                since=_ts(body.since),
-                until=_ts(body.until),
-                metadata=body.metadata,
-                as_of=_ts(body.as_of),
-                include_superseded=body.include_superseded,
-                recency_half_life_days=body.recency_half_life_days,
-            ),
-            min_txid=min_txid,
-        )
-        response.headers["Memoturn-Txid"] = str(txid)
-        return RecallOut(
-            results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits], txid=txid
-        )
+@router.post(BASE + "/memories", status_code=201, response_model=Stored)
+def add_memory(
+    namespace: str,
+    profile: str,
+    body: MemoryIn,
+    response: Response,
+    profiles: ProfilesDep,
+    durability: Durability = None,
+) -> Stored:
+    db = profile_database(namespace, profile)
+    profiles.ensure(db)
+    (result,), txid = profiles.store(db, [body], durable(durability))
+    set_txid(response, txid)
+    return Stored(memory=MemoryOut(**result[0]), duplicate=result[1], txid=txid)
 
-    @app.get(base + "/memories", response_model=MemoryList, responses=ERRORS, tags=["memory"])
-    def list_memories(
-        namespace: str,
-        profile: str,
-        response: Response,
-        type: Annotated[list[str] | None, Query()] = None,
-        include_superseded: bool = False,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: str | None = None,
-    ) -> MemoryList:
-        db = profile_database(namespace, profile)
-        items, txid = node.read(
-            db,
-            lambda c: memories.list_memories(
-                c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor
-            ),
-        )
-        response.headers["Memoturn-Txid"] = str(txid)
-        return MemoryList(
-            memories=[MemoryOut(**m) for m in items[:limit]],
-            next_cursor=items[limit - 1]["id"] if len(items) > limit else None,
-        )
 
-    @app.get(base + "/memories/{memory_id}", response_model=MemoryOut, responses=ERRORS, tags=["memory"])
-    def get_memory(namespace: str, profile: str, memory_id: str, response: Response) -> MemoryOut:
-        item, txid = node.read(profile_database(namespace, profile), lambda c: memories.get(c, memory_id))
-        response.headers["Memoturn-Txid"] = str(txid)
-        return MemoryOut(**item)
+@router.post(BASE + "/memories/batch", status_code=201, response_model=BatchOut)
+def add_memories(
+    namespace: str,
+    profile: str,
+    body: BatchIn,
+    response: Response,
+    profiles: ProfilesDep,
+    durability: Durability = None,
+) -> BatchOut:
+    db = profile_database(namespace, profile)
+    profiles.ensure(db)
+    results, txid = profiles.store(db, body.memories, durable(durability))
+    set_txid(response, txid)
+    return BatchOut(memories=[Stored(memory=MemoryOut(**m), duplicate=d, txid=txid) for m, d in results], txid=txid)
 
-    @app.get(base + "/memories/{memory_id}/history", response_model=list[MemoryOut], responses=ERRORS, tags=["memory"])
-    def memory_history(namespace: str, profile: str, memory_id: str, response: Response) -> list[MemoryOut]:
-        chain, txid = node.read(profile_database(namespace, profile), lambda c: memories.history(c, memory_id))
-        response.headers["Memoturn-Txid"] = str(txid)
-        return [MemoryOut(**m) for m in chain]
 
-    @app.delete(base + "/memories/{memory_id}", status_code=204, responses=ERRORS, tags=["memory"])
-    def forget(namespace: str, profile: str, memory_id: str, durability: Durability = None) -> Response:
-        _, txid = node.write(
-            profile_database(namespace, profile),
-            lambda c: memories.forget(c, memory_id),
-            durable=durable_flag(durability),
-        )
-        return Response(status_code=204, headers={"Memoturn-Txid": str(txid)})
+@router.post(BASE + "/recall", response_model=RecallOut)
+def recall(
+    namespace: str,
+    profile: str,
+    body: RecallIn,
+    response: Response,
+    profiles: ProfilesDep,
+    min_txid: MinTxid = None,
+) -> RecallOut:
+    node = profiles.node
+    db = profile_database(namespace, profile)
 
-    @app.get(base, response_model=ProfileStats, responses=ERRORS, tags=["memory"])
-    def profile_stats(namespace: str, profile: str, response: Response) -> ProfileStats:
-        db = profile_database(namespace, profile)
-        stats, txid = node.read(db, memories.stats)
-        response.headers["Memoturn-Txid"] = str(txid)
-        return ProfileStats(namespace=namespace, profile=profile, database=db, head_txid=txid, **stats)
+    def dim_of(conn: Any) -> int | None:
+        return memories.profile_dim(conn)
 
-    @app.delete(base, status_code=204, responses=ERRORS, tags=["memory"])
-    def delete_profile(namespace: str, profile: str) -> Response:
-        node.delete_database(profile_database(namespace, profile))
-        return Response(status_code=204)
+    dim, _ = node.read(db, dim_of, min_txid=min_txid)
+    vector = None
+    if body.embedding is not None:
+        vector = as_vector(body.embedding, dim or len(body.embedding))
+    elif dim is not None:
+        model = profiles.embedder()
+        if model.dim != dim:
+            raise BadRequest(
+                f"this profile stores {dim}-dimensional embeddings; the server's embedder makes "
+                f"{model.dim}: send your own query embedding",
+                type="dimension-mismatch",
+            )
+        vector = model.embed([body.query])[0]
+    hits, txid = node.read(
+        db,
+        lambda conn: memories.recall(
+            conn,
+            query=body.query,
+            vector=vector,
+            limit=body.limit,
+            types=body.types,
+            tags=body.tags,
+            since=_ts(body.since),
+            until=_ts(body.until),
+            metadata=body.metadata,
+            as_of=_ts(body.as_of),
+            include_superseded=body.include_superseded,
+            recency_half_life_days=body.recency_half_life_days,
+        ),
+        min_txid=min_txid,
+    )
+    set_txid(response, txid)
+    return RecallOut(
+        results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits], txid=txid
+    )
 
-    @app.get("/v1/namespaces/{namespace}/profiles", response_model=ProfileList, responses=ERRORS, tags=["memory"])
-    def list_profiles(
-        namespace: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
-    ) -> ProfileList:
-        prefix = check_namespace(namespace) + SEPARATOR
-        names, nxt = node.list_databases(limit=limit, cursor=prefix + cursor if cursor else None, prefix=prefix)
-        # The prefix also matches names that are no profile of this namespace ('acme---x',
-        # 'acme--x--y'): keep only exact splits. The cursor stays the position of the last
-        # name read, so a page of skipped names does not end the listing.
-        profiles = [split[1] for n in names if (split := split_profile_database(n)) and split[0] == namespace]
-        return ProfileList(profiles=profiles, next_cursor=nxt[len(prefix) :] if nxt else None)
+
+@router.get(BASE + "/memories", response_model=MemoryList)
+def list_memories(
+    namespace: str,
+    profile: str,
+    response: Response,
+    node: NodeDep,
+    type: Annotated[list[str] | None, Query()] = None,
+    include_superseded: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> MemoryList:
+    db = profile_database(namespace, profile)
+    items, txid = node.read(
+        db,
+        lambda c: memories.list_memories(
+            c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor
+        ),
+    )
+    set_txid(response, txid)
+    return MemoryList(
+        memories=[MemoryOut(**m) for m in items[:limit]],
+        next_cursor=items[limit - 1]["id"] if len(items) > limit else None,
+    )
+
+
+@router.get(BASE + "/memories/{memory_id}", response_model=MemoryOut)
+def get_memory(namespace: str, profile: str, memory_id: str, response: Response, node: NodeDep) -> MemoryOut:
+    item, txid = node.read(profile_database(namespace, profile), lambda c: memories.get(c, memory_id))
+    set_txid(response, txid)
+    return MemoryOut(**item)
+
+
+@router.get(BASE + "/memories/{memory_id}/history", response_model=list[MemoryOut])
+def memory_history(namespace: str, profile: str, memory_id: str, response: Response, node: NodeDep) -> list[MemoryOut]:
+    chain, txid = node.read(profile_database(namespace, profile), lambda c: memories.history(c, memory_id))
+    set_txid(response, txid)
+    return [MemoryOut(**m) for m in chain]
+
+
+@router.delete(BASE + "/memories/{memory_id}", status_code=204)
+def forget(namespace: str, profile: str, memory_id: str, node: NodeDep, durability: Durability = None) -> Response:
+    _, txid = node.write(
+        profile_database(namespace, profile),
+        lambda c: memories.forget(c, memory_id),
+        durable=durable(durability),
+    )
+    return Response(status_code=204, headers={"Memoturn-Txid": str(txid)})
+
+
+@router.get(BASE, response_model=ProfileStats)
+def profile_stats(namespace: str, profile: str, response: Response, node: NodeDep) -> ProfileStats:
+    db = profile_database(namespace, profile)
+    stats, txid = node.read(db, memories.stats)
+    set_txid(response, txid)
+    return ProfileStats(namespace=namespace, profile=profile, database=db, head_txid=txid, **stats)
+
+
+@router.delete(BASE, status_code=204)
+def delete_profile(namespace: str, profile: str, node: NodeDep) -> Response:
+    node.delete_database(profile_database(namespace, profile))
+    return Response(status_code=204)
+
+
+@router.get("/v1/namespaces/{namespace}/profiles", response_model=ProfileList)
+def list_profiles(
+    namespace: str, node: NodeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+) -> ProfileList:
+    prefix = check_namespace(namespace) + SEPARATOR
+    names, nxt = node.list_databases(limit=limit, cursor=prefix + cursor if cursor else None, prefix=prefix)
+    # The prefix also matches names that are no profile of this namespace ('acme---x',
+    # 'acme--x--y'): keep only exact splits. The cursor stays the position of the last
+    # name read, so a page of skipped names does not end the listing.
+    profiles = [split[1] for n in names if (split := split_profile_database(n)) and split[0] == namespace]
+    return ProfileList(profiles=profiles, next_cursor=nxt[len(prefix) :] if nxt else None)

@@ -55,7 +55,7 @@ def _finite(text: str) -> float:
 def _depth_ok(value: Any) -> bool:
     level = [value]
     for _ in range(MAX_DEPTH):
-        deeper = []
+        deeper: list[Any] = []
         for container in level:
             items = container.values() if type(container) is dict else container
             kinds = set(map(type, items))  # C speed: a long list of numbers costs little

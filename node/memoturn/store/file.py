@@ -185,7 +185,7 @@ class FileStore(ObjectStore):
                         else:
                             entries.add(key)
                 delimiter = None
-                walk: Iterator = iter(())
+                walk: Iterator[tuple[str, list[str], list[str]]] = iter(())
             else:
                 walk = os.walk(start)
             for dirpath, dirnames, filenames in walk:
