@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 from fastapi.testclient import TestClient
-from memoturn import kv
+from memoturn import kv, kv_cache
 from memoturn.api.app import create_app
 from memoturn.database import Database
 from memoturn.local_files import drop_local_files, restore_into
@@ -97,7 +97,7 @@ def test_handles_memory_and_files_stay_within_the_budgets(tmp_path, file_store):
     assert worst["database_objects"] <= MAX_HOT + node.settings.ship_workers
     assert worst["shipper_queued"] <= MAX_HOT and worst["shipper_backoff"] == 0
     assert worst["replica_copies"] == 0
-    assert worst["kv_cache_entries"] <= MAX_HOT * node.KV_CACHE_ENTRIES
+    assert worst["kv_cache_entries"] <= MAX_HOT * kv_cache.ENTRIES
     # Three descriptors per hot handle (file, WAL, shared memory), plus slack for the store.
     assert worst["fds"] <= 3 * MAX_HOT + 8
     # Local files: a file, WAL and shm per hot handle, a file and sidecar per warm one, and one
@@ -131,7 +131,7 @@ def test_vector_cache_entries_are_bounded_even_when_empty(tmp_path):
         assert cache.search(conn, query, 10) == []
         conn.close()
     assert len(cache._entries) <= budget // _ENTRY_OVERHEAD
-    assert cache._bytes <= budget
+    assert cache.nbytes <= budget
 
 
 def test_request_metrics_are_labelled_by_route_not_by_database(tmp_path, file_store):

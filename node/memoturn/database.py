@@ -24,7 +24,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from . import store as st
 from .branch_log import BranchLog
 from .config import Settings
 from .errors import DataCorrupt, NotFound, NotOwner, PreconditionFailed, Unavailable
+from .kv_cache import KvReadCache
 from .leases import LeaseTable
 from .local_files import connect, drop_local_files, sidecar_path
 from .manifest import Manifest, load_manifest
@@ -98,7 +98,7 @@ class Database:
         self.last_access = time.monotonic()
         # KV read cache: key -> (item, txid read at). An entry is valid only while the head is
         # still that txid, so any commit invalidates it without bookkeeping.
-        self.kv_cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self.kv_cache = KvReadCache()
         for suffix in ("-wal", "-shm"):
             try:
                 os.unlink(path + suffix)

@@ -239,8 +239,6 @@ class Node:
                 continue
         raise Unavailable(f"{name}/{branch} kept closing under the request; retry")
 
-    KV_CACHE_ENTRIES = 256
-
     def kv_get(
         self, name: str, key: str, *, branch: str = DEFAULT_BRANCH, min_txid: int | None = None
     ) -> tuple[Any, int]:
@@ -251,11 +249,7 @@ class Node:
         if (hit := self._kv_cache_hit(db, key, min_txid)) is not None:
             return hit
         item, txid = self.read(name, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid)
-        cache = db.kv_cache
-        cache[key] = (item, txid)
-        cache.move_to_end(key)
-        while len(cache) > self.KV_CACHE_ENTRIES:
-            cache.popitem(last=False)
+        db.kv_cache.put(key, item, txid)
         return item, txid
 
     def kv_cached(

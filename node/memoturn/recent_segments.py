@@ -9,7 +9,8 @@ out first); a miss only means the merge reads the store.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+
+from cachetools import FIFOCache
 
 #: Bytes kept node-wide.
 RECENT_SEGMENTS_BYTES = 32 << 20
@@ -22,27 +23,18 @@ class RecentSegments:
     def __init__(self, budget: int = RECENT_SEGMENTS_BYTES, *, max_item_bytes: int) -> None:
         self.budget = budget
         self.max_item_bytes = max_item_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
+        self._items: FIFOCache[str, bytes] = FIFOCache(maxsize=budget, getsizeof=len)
         self._lock = threading.Lock()
 
     def add(self, key: str, data: bytes) -> None:
-        if len(data) >= self.max_item_bytes:
+        if len(data) >= self.max_item_bytes or len(data) > self.budget:
             return
         with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = data
-            self._bytes += len(data)
-            while self._bytes > self.budget:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= len(old)
+            if key not in self._items:
+                self._items[key] = data
 
     def take(self, key: str) -> bytes | None:
         """The bytes shipped under ``key``, forgotten as they are handed out (a merged segment is
         not merged again), or None."""
         with self._lock:
-            data = self._items.pop(key, None)
-            if data is not None:
-                self._bytes -= len(data)
-            return data
+            return self._items.pop(key, None)

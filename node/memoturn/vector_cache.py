@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 #: What an entry costs beyond its arrays (key, object, array headers), counted in the budget so
 #: that entries of profiles with no or few memories cannot accumulate outside it.
@@ -46,12 +46,22 @@ class _Entry:
         return self.matrix.nbytes + self.rowids.nbytes + _ENTRY_OVERHEAD
 
 
+def _nbytes(entry: _Entry) -> int:
+    return entry.nbytes
+
+
 class VectorCache:
     def __init__(self, budget_bytes: int = 256 * 1024**2) -> None:
         self.budget = budget_bytes
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
-        self._bytes = 0
+        # Sized by the entries' bytes; an entry over the whole budget is used once, not kept.
+        self._entries: LRUCache[tuple[str, int], _Entry] = LRUCache(maxsize=budget_bytes, getsizeof=_nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cached entries hold (at most the budget)."""
+        with self._lock:
+            return int(self._entries.currsize)
 
     def _key(self, conn: Any) -> tuple[str, int]:
         path = next((r[2] for r in conn.execute("PRAGMA database_list").fetchall() if r[1] == "main"), "")
@@ -67,10 +77,7 @@ class VectorCache:
             (conn.execute("SELECT value FROM __memoturn_meta WHERE key = 'memory_deletes'").fetchone() or (0,))[0]
         )
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                self._bytes -= entry.nbytes
+            entry = self._entries.pop(key, None)  # back in below, at its new size
         if entry is None or entry.deletes != deletes or entry.dim != query.shape[0]:
             entry = _Entry(query.shape[0])
             entry.deletes = deletes
@@ -83,12 +90,9 @@ class VectorCache:
             entry.rowids = np.concatenate([entry.rowids, ids])
             entry.matrix = np.concatenate([entry.matrix, mat]) if len(entry.matrix) else mat.copy()
             entry.max_rowid = int(ids[-1])
-        with self._lock:
-            self._entries[key] = entry
-            self._bytes += entry.nbytes
-            while self._bytes > self.budget and len(self._entries) > 1:
-                _, old = self._entries.popitem(last=False)
-                self._bytes -= old.nbytes
+        if entry.nbytes <= self.budget:
+            with self._lock:
+                self._entries[key] = entry
         if not len(entry.rowids):
             return []
         scores = entry.matrix @ query.astype(np.float32)

@@ -8,10 +8,10 @@ computed before the database lock is taken, so a slow embedder never blocks othe
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Annotated, Any
 
 import numpy as np
+from cachetools import LRUCache
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -141,7 +141,7 @@ class Profiles:
         self.embedder_spec = settings.embedder
         self.embedding_url = settings.embedding_url
         self.embedding_key = settings.embedding_api_key
-        self._known: OrderedDict[str, None] = OrderedDict()  # profiles known to exist: an LRU of KNOWN_PROFILES
+        self._known: LRUCache[str, bool] = LRUCache(maxsize=KNOWN_PROFILES)  # profiles known to exist
         self._known_lock = threading.Lock()
 
     def embedder(self) -> Embedder:
@@ -151,17 +151,14 @@ class Profiles:
         """Create the profile's database on first use. Known ones cost nothing: without the cache
         every memory write paid a conditional PUT to the object store (a fifth of its time)."""
         with self._known_lock:
-            if db in self._known:
-                self._known.move_to_end(db)
+            if self._known.get(db):  # a read marks it recently used
                 return
         try:
             self.node.create_database(db)
         except Conflict:
             pass
         with self._known_lock:
-            self._known[db] = None
-            if len(self._known) > KNOWN_PROFILES:
-                self._known.popitem(last=False)
+            self._known[db] = True
 
     def vectors(self, items: list[tuple[str, list[float] | None]]) -> list[np.ndarray]:
         missing = [i for i, (_, v) in enumerate(items) if v is None]
