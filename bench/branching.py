@@ -17,11 +17,12 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from memoturn import branches, kv
-from memoturn.manifest import load_manifest
-from memoturn.restore import restore
-from memoturn.store.file import FileStore
-from memoturn.store.s3 import S3Store
+from memoturn.data import kv
+from memoturn.server import branches
+from memoturn.storage.manifest import load_manifest
+from memoturn.storage.restore import restore
+from memoturn.storage.store.file import FileStore
+from memoturn.storage.store.s3 import S3Store
 from support.minio import MinioServer
 
 from bench.storage import make_node, summarize, write_results

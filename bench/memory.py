@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 import numpy as np
-from memoturn import memories
 from memoturn.config import Settings
-from memoturn.embedding import get_embedder
-from memoturn.node import Node
+from memoturn.data import memories
+from memoturn.data.embedding import get_embedder
+from memoturn.server.node import Node
 
 from bench.storage import summarize, write_results
 

@@ -30,10 +30,10 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from memoturn import memories
 from memoturn.config import Settings
-from memoturn.embedding import get_embedder
-from memoturn.node import Node
+from memoturn.data import memories
+from memoturn.data.embedding import get_embedder
+from memoturn.server.node import Node
 
 DEFAULT_DATA = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "bench", "locomo", "locomo-dev.json"

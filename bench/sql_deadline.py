@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 import uvicorn
-from memoturn import kv
-from memoturn.api.app import create_app
 from memoturn.config import Settings
-from memoturn.database import Database
-from memoturn.node import Node
-from memoturn.sqlexec import run_batch
-from memoturn.store.file import FileStore
+from memoturn.data import kv
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
+from memoturn.sql.execute import run_batch
+from memoturn.storage.database import Database
+from memoturn.storage.store.file import FileStore
 
 from .storage import write_results
 

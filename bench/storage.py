@@ -24,13 +24,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from memoturn import kv
 from memoturn.config import Settings
-from memoturn.manifest import load_manifest
-from memoturn.node import Node
-from memoturn.restore import restore
-from memoturn.store.file import FileStore
-from memoturn.store.s3 import S3Store
+from memoturn.data import kv
+from memoturn.server.node import Node
+from memoturn.storage.manifest import load_manifest
+from memoturn.storage.restore import restore
+from memoturn.storage.store.file import FileStore
+from memoturn.storage.store.s3 import S3Store
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

@@ -14,7 +14,7 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node"))
 
-from memoturn.store.file import FileStore
+from memoturn.storage.store.file import FileStore
 from support.minio import MinioServer
 
 
@@ -32,7 +32,7 @@ def minio():
 @pytest.fixture
 def s3_store(minio):
     """An S3Store on a prefix of its own, so tests never see each other's keys."""
-    from memoturn.store.s3 import S3Store
+    from memoturn.storage.store.s3 import S3Store
 
     store = S3Store.from_url(minio.store_url(f"t-{uuid.uuid4().hex[:12]}"))
     yield store

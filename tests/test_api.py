@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.metrics import sample
-from memoturn.node import Node
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_durable_header_waits_for_the_manifest(client):
     client.post("/v1/databases", json={"name": "dur"})
     r = client.put("/v1/databases/dur/kv/x", json={"value": 1}, headers={"Memoturn-Durability": "durable"})
     txid = int(r.headers["Memoturn-Txid"])
-    from memoturn.manifest import load_manifest
+    from memoturn.storage.manifest import load_manifest
 
     manifest, _ = load_manifest(client.node.store, "dur", "main")
     assert manifest.head_txid >= txid

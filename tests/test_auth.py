@@ -6,9 +6,9 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from memoturn.api.app import create_app
 from memoturn.config import Settings
-from memoturn.node import Node
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 A = {"Authorization": "Bearer token-a"}

@@ -9,14 +9,15 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from memoturn import branches, kv
-from memoturn.api.app import create_app
 from memoturn.config import Settings
+from memoturn.data import kv
 from memoturn.errors import BadRequest, Conflict, NotFound
-from memoturn.manifest import load_manifest
 from memoturn.metrics import sample
-from memoturn.node import Node
-from memoturn.restore import restore
+from memoturn.server import branches
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
+from memoturn.storage.manifest import load_manifest
+from memoturn.storage.restore import restore
 from support.nodes import dump, make_node
 
 
@@ -331,7 +332,7 @@ def test_small_segments_merge_without_breaking_forks_inside_them(tmp_path, file_
 def test_merging_never_rewrites_a_merged_segment(tmp_path, file_store, monkeypatch):
     """Regression: each merge used to start from the oldest segment, i.e. the previous merge's
     output, re-reading and re-writing an ever-growing object (quadratic bytes, long stalls)."""
-    from memoturn import compaction
+    from memoturn.storage import compaction
 
     monkeypatch.setattr(compaction, "MERGED_SEGMENT_MAX_BYTES", 48 * 1024)
     node = make_node(tmp_path, file_store, merge_segments_over=4, snapshot_every_txids=10**6)
@@ -366,7 +367,7 @@ def test_merging_never_rewrites_a_merged_segment(tmp_path, file_store, monkeypat
 def test_merges_read_what_this_node_just_shipped_and_get_only_what_fell_out(tmp_path, file_store, monkeypatch):
     """A merge joins segments this node shipped moments ago: it takes their bytes from the
     recently-shipped cache instead of a GET each (as many requests again as the shipments)."""
-    from memoturn.recent_segments import RecentSegments
+    from memoturn.storage.recent_segments import RecentSegments
 
     node = make_node(tmp_path, file_store, merge_segments_over=4, snapshot_every_txids=10**6)
     segment_gets: list[str] = []

@@ -8,8 +8,8 @@ import time
 
 import httpx
 import pytest
-from memoturn.manifest import load_manifest
-from memoturn.store import open_store
+from memoturn.storage.manifest import load_manifest
+from memoturn.storage.store import open_store
 from support.cluster import Cluster
 
 TTL = 3

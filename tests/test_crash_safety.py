@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from memoturn.manifest import load_manifest
+from memoturn.storage.manifest import load_manifest
 from support.nodes import Memoturnd, integrity, make_node
 
 ROUNDS = 20

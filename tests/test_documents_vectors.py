@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from memoturn.api.app import create_app
 from memoturn.config import Settings
-from memoturn.node import Node
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
 
 D = "/v1/databases/app/collections/users"
 V = "/v1/databases/app/vectors/emb"

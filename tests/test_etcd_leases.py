@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from memoturn.cluster.etcd_leases import EtcdLeaseTable
 from memoturn.errors import NotOwner, Unavailable
-from memoturn.etcd_leases import EtcdLeaseTable
 
 
 def _table(etcd, node_id, ttl=3, prefix="/t1"):

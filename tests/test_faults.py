@@ -7,25 +7,25 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from memoturn.api.app import create_app
-from memoturn.api.problems import status_of
 from memoturn.config import Settings
 from memoturn.errors import DataCorrupt, Unavailable
-from memoturn.manifest import load_manifest
 from memoturn.metrics import sample
 from memoturn.names import manifest_key
-from memoturn.node import Node
+from memoturn.server.api.app import create_app
+from memoturn.server.api.problems import status_of
+from memoturn.server.node import Node
+from memoturn.storage.manifest import load_manifest
 from support.nodes import make_node
 
 
 def _kv(node, db, key, value, durable=False):
-    from memoturn import kv
+    from memoturn.data import kv
 
     return node.write(db, lambda c: kv.put(c, key, json.dumps(value), None), durable=durable)[1]
 
 
 def _get(node, db, key):
-    from memoturn import kv
+    from memoturn.data import kv
 
     item, _ = node.read(db, lambda c: kv.get(c, key))
     return None if item is None else item["value"]

@@ -19,8 +19,8 @@ import aiohttp
 import httpx
 import pytest
 import uvicorn
-from memoturn.gateway import KEEPALIVE_SECONDS, Gateway, create_gateway_app
-from memoturn.placement import Placement
+from memoturn.cluster.gateway import KEEPALIVE_SECONDS, Gateway, create_gateway_app
+from memoturn.cluster.placement import Placement
 
 # What a stand-in node does with the request it read: (method, n-th request on this connection) -> action.
 Script = Callable[[str, int], str]

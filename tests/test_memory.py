@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from memoturn.api.app import create_app
 from memoturn.config import Settings
-from memoturn.node import Node
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
 
 BASE = "/v1/namespaces/acme/profiles/alice"
 
@@ -113,7 +113,7 @@ def test_hybrid_recall_finds_by_meaning_and_by_words_with_filters(client):
 
 
 def test_durable_memory_writes_are_in_the_store_when_acknowledged(client, file_store):
-    from memoturn.manifest import load_manifest
+    from memoturn.storage.manifest import load_manifest
 
     r = client.post(BASE + "/memories", json={"content": "kept"}, headers={"Memoturn-Durability": "durable"})
     assert r.status_code == 201

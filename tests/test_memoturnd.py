@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from memoturn.store.file import FileStore
+from memoturn.storage.store.file import FileStore
 from support.nodes import Memoturnd, make_node
 
 
@@ -121,7 +121,7 @@ def test_sigterm_ships_the_tail_so_a_planned_restart_loses_nothing(tmp_path):
         proc.close()
     fresh = make_node(tmp_path, FileStore(f"{data}/store"), name="fresh")
     try:
-        from memoturn import kv
+        from memoturn.data import kv
 
         rows, txid = fresh.read("planned", lambda c: c.execute("SELECT count(*) FROM __memoturn_kv").fetchone()[0])
         assert rows == 200 and txid >= 200

@@ -13,13 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from memoturn.errors import BadRequest
-from memoturn.names import (
-    check_database_name,
-    check_namespace,
-    is_part,
-    profile_database,
-    split_profile_database,
-)
+from memoturn.names import check_database_name, check_namespace, is_part, profile_database, split_profile_database
 
 _TRICKY = "ab1-_."
 parts = st.one_of(

@@ -85,8 +85,8 @@ def test_node_load_is_read_from_the_prometheus_text():
 
 
 def test_revoking_a_dead_nodes_lease_frees_its_branches_at_once(etcd):
+    from memoturn.cluster.etcd_leases import EtcdLeaseTable
     from memoturn.errors import NotOwner
-    from memoturn.etcd_leases import EtcdLeaseTable
 
     prefix = f"/op-{time.monotonic_ns()}"
     dead = EtcdLeaseTable(etcd.endpoint, "node-a", ttl=30, prefix=prefix).start()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from memoturn import kv
 from memoturn.config import Settings
+from memoturn.data import kv
 from memoturn.errors import NotOwner
-from memoturn.leases import LocalLeaseTable
-from memoturn.manifest import load_manifest
 from memoturn.metrics import sample
-from memoturn.node import Node
+from memoturn.server.node import Node
+from memoturn.storage.leases import LocalLeaseTable
+from memoturn.storage.manifest import load_manifest
 
 
 class SharedTable(LocalLeaseTable):

@@ -13,8 +13,8 @@ import threading
 import time
 
 import httpx
-from memoturn.manifest import load_manifest
-from memoturn.store import open_store
+from memoturn.storage.manifest import load_manifest
+from memoturn.storage.store import open_store
 from support.cluster import Cluster
 
 TTL = 3

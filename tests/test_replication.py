@@ -7,9 +7,9 @@ import time
 
 import httpx
 import pytest
-from memoturn import kv
-from memoturn.manifest import load_manifest
+from memoturn.data import kv
 from memoturn.metrics import sample
+from memoturn.storage.manifest import load_manifest
 from support.cluster import Cluster
 from support.nodes import dump, make_node
 
@@ -129,7 +129,7 @@ def test_replica_reads_through_the_gateway_keep_read_your_writes(tmp_path, etcd,
 
 
 def test_a_replica_follows_a_rewind_through_the_new_timeline(tmp_path, file_store):
-    from memoturn import branches
+    from memoturn.server import branches
 
     owner = make_node(tmp_path, file_store, name="owner")
     replica = make_node(tmp_path, file_store, name="replica")

@@ -6,9 +6,9 @@ import os
 import random
 
 import pytest
-from memoturn.manifest import load_manifest
-from memoturn.restore import resolve_txid_at, restore
-from memoturn.snapshotting import maybe_snapshot
+from memoturn.storage.manifest import load_manifest
+from memoturn.storage.restore import resolve_txid_at, restore
+from memoturn.storage.snapshotting import maybe_snapshot
 from support.nodes import dump, integrity, make_node
 
 
@@ -112,7 +112,7 @@ def test_restore_equals_origin_at_every_checked_txid(tmp_path, backend, seed, re
 def test_a_snapshot_landing_with_a_segment_never_drops_that_segment(tmp_path, file_store):
     """Regression (found by the GC property test): a pending snapshot that lands in the same
     manifest CAS as a segment, and prunes older segments, must keep the segment it lands with."""
-    from memoturn import kv
+    from memoturn.data import kv
 
     node = make_node(tmp_path, file_store, ship_workers=0, keep_snapshots=1, snapshot_every_txids=10**6)
     try:

@@ -14,12 +14,12 @@ import time
 
 import numpy as np
 from fastapi.testclient import TestClient
-from memoturn import kv, kv_cache
-from memoturn.api.app import create_app
-from memoturn.database import Database
-from memoturn.local_files import drop_local_files, restore_into
-from memoturn.manifest import Manifest
-from memoturn.vector_cache import _ENTRY_OVERHEAD, VectorCache
+from memoturn.data import kv, kv_cache
+from memoturn.data.vector_cache import _ENTRY_OVERHEAD, VectorCache
+from memoturn.server.api.app import create_app
+from memoturn.storage.database import Database
+from memoturn.storage.local_files import drop_local_files, restore_into
+from memoturn.storage.manifest import Manifest
 from support.nodes import make_node
 
 MAX_HOT = 10

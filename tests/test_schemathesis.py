@@ -22,10 +22,10 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from memoturn.api.app import create_app
 from memoturn.config import Settings
-from memoturn.node import Node
-from memoturn.store.file import FileStore
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
+from memoturn.storage.store.file import FileStore
 from schemathesis import GenerationMode
 
 EXAMPLES = int(os.environ.get("MEMOTURN_FUZZ_EXAMPLES", "25"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from memoturn import kv
-from memoturn.manifest import load_manifest
+from memoturn.data import kv
+from memoturn.storage.manifest import load_manifest
 from support.nodes import make_node
 
 

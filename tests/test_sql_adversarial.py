@@ -15,11 +15,11 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from memoturn.api.app import create_app
 from memoturn.config import Settings
 from memoturn.metrics import sample
-from memoturn.node import Node
-from memoturn.sqlguard import check_statement, tokenize
+from memoturn.server.api.app import create_app
+from memoturn.server.node import Node
+from memoturn.sql.guard import check_statement, tokenize
 
 DB = "acme--x"
 TOKEN = {"Authorization": "Bearer acme-token"}
@@ -391,7 +391,7 @@ def test_a_change_that_bypasses_capture_is_never_acknowledged(client):
 def test_the_standard_loss_window_holds_while_a_long_statement_runs(client):
     """Shipping is not starved by user SQL: standard writes reach the store while another
     database's statement is still running to its deadline."""
-    from memoturn.manifest import load_manifest
+    from memoturn.storage.manifest import load_manifest
 
     _seed(client)
     other = "acme--busy"

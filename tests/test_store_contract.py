@@ -14,13 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from memoturn.store import (
-    ConditionFailed,
-    ObjectNotFound,
-    ObjectStore,
-    StoreUnavailable,
-    open_store,
-)
+from memoturn.storage.store import ConditionFailed, ObjectNotFound, ObjectStore, StoreUnavailable, open_store
 
 N = 16
 
@@ -292,7 +286,7 @@ def test_iter_keys_and_delete_prefix(store):
 
 
 def test_s3_prefixes_isolate_stores(minio, s3_store):
-    from memoturn.store.s3 import S3Store
+    from memoturn.storage.store.s3 import S3Store
 
     other = S3Store.from_url(minio.store_url(s3_store.prefix + "nested"))
     other.put("k", b"inner")
@@ -313,7 +307,7 @@ def test_s3_endpoint_from_environment(minio, monkeypatch):
 
 
 def test_s3_url_validation():
-    from memoturn.store.s3 import S3Store
+    from memoturn.storage.store.s3 import S3Store
 
     with pytest.raises(ValueError):
         S3Store.from_url("s3:///no-bucket")
@@ -323,7 +317,7 @@ def test_s3_url_validation():
 
 def test_s3_outage_raises_store_unavailable_and_recovers():
     """A stopped server surfaces as StoreUnavailable within seconds; a restart heals it."""
-    from memoturn.store.s3 import S3Store
+    from memoturn.storage.store.s3 import S3Store
     from support.minio import MinioServer
 
     with MinioServer(bucket="outage") as server, pytest.MonkeyPatch.context() as mp:
@@ -356,7 +350,7 @@ def test_s3_outage_raises_store_unavailable_and_recovers():
 
 def test_s3_hung_server_times_out_instead_of_hanging():
     """A frozen server (TCP accepted, never answered) surfaces after the read timeout."""
-    from memoturn.store.s3 import S3Store
+    from memoturn.storage.store.s3 import S3Store
     from support.minio import MinioServer
 
     with MinioServer(bucket="hung") as server, pytest.MonkeyPatch.context() as mp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from memoturn import kv
+from memoturn.data import kv
 from memoturn.metrics import sample
 from support.nodes import make_node
 

@@ -9,9 +9,9 @@ import libsql
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from memoturn.segment import Segment, SegmentCorrupt, Txn, decode_segment, encode_segment, merge_segments
-from memoturn.snapshot import Snapshot, SnapshotCorrupt, decode_snapshot, encode_snapshot
-from memoturn.wal import WalCorrupt, WalReader, wal_checksum
+from memoturn.storage.segment import Segment, SegmentCorrupt, Txn, decode_segment, encode_segment, merge_segments
+from memoturn.storage.snapshot import Snapshot, SnapshotCorrupt, decode_snapshot, encode_snapshot
+from memoturn.storage.wal import WalCorrupt, WalReader, wal_checksum
 
 
 def _db(tmp_path):

@@ -54,8 +54,8 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from memoturn.manifest import load_manifest
-from memoturn.store.s3 import S3Store
+from memoturn.storage.manifest import load_manifest
+from memoturn.storage.store.s3 import S3Store
 from support.minio import MinioServer
 
 from bench.storage import make_node, summarize, write_results

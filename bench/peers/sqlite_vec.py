@@ -41,7 +41,7 @@ import time
 from typing import Any
 
 import numpy as np
-from memoturn.embedding import Embedder, get_embedder
+from memoturn.data.embedding import Embedder, get_embedder
 
 from bench import recall
 from bench.storage import write_results

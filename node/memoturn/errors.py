@@ -1,7 +1,7 @@
 """What can go wrong, as the domain says it: each error has a problem ``type`` and a ``title``.
 
 No error here knows HTTP: the API maps each class to a status in one table
-(:mod:`memoturn.api.problems`), and the SDK's :class:`memoturn.client.ProblemError` describes an
+(:mod:`memoturn.server.api.problems`), and the SDK's :class:`memoturn.client.ProblemError` describes an
 HTTP answer. This module imports nothing, so the SDK can install with ``httpx`` alone.
 """
 

@@ -24,7 +24,7 @@ class Gateway:
             [
                 sys.executable,
                 "-m",
-                "memoturn.gateway",
+                "memoturn.cluster.gateway",
                 "--listen",
                 f"127.0.0.1:{self.port}",
                 "--etcd",

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import libsql
 from memoturn.config import Settings
-from memoturn.node import Node
+from memoturn.server.node import Node
 
 
 def make_node(tmp_path: Any, store: Any, name: str = "node", **overrides: Any) -> Node:

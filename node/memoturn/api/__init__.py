@@ -1,1 +1,0 @@
-"""The ``memoturnd`` HTTP/JSON API: :func:`memoturn.api.app.create_app`."""

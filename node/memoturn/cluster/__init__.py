@@ -1,0 +1,1 @@
+"""Many nodes as one service: writer leases in etcd, placement, read replicas, the gateway."""

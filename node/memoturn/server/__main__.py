@@ -1,0 +1,5 @@
+"""``python -m memoturn.server``: memoturnd."""
+
+from .main import main
+
+raise SystemExit(main())

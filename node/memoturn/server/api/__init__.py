@@ -1,0 +1,1 @@
+"""The ``memoturnd`` HTTP/JSON API: :func:`memoturn.server.api.app.create_app`."""

@@ -1,0 +1,116 @@
+"""Key-value routes of a database branch.
+
+A cached read is answered on the event loop; anything that may do I/O runs in a thread.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from ...data import kv
+from ...errors import NotFound
+from ...names import DEFAULT_BRANCH
+from ..node import Node
+from .models import KVDeleted, KVItem, KVList, KVPut, KVWritten
+from .params import ERRORS, Branch, Durability, MinTxid, NodeDep, ReadFrom, durable, replica, set_txid
+from .strict import StrictRoute
+
+router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["kv"])
+KEY = "/v1/databases/{db}/kv/{key:path}"
+
+
+def _served_by(node: Node, response: Response, db: str, branch: str, replica: bool) -> None:
+    response.headers["Memoturn-Served-By"] = "replica" if replica and node.serves_replica(db, branch) else "primary"
+
+
+@router.put(KEY, response_model=KVWritten)
+def kv_put(
+    db: str,
+    key: str,
+    body: KVPut,
+    response: Response,
+    node: NodeDep,
+    branch: Branch = DEFAULT_BRANCH,
+    durability: Durability = None,
+) -> KVWritten:
+    kv.check_key(key)
+    text = kv.encode_value(body.value, node.settings.max_value_bytes)
+    _, txid = node.write(
+        db, lambda c: kv.put(c, key, text, body.ttl_seconds), branch=branch, durable=durable(durability)
+    )
+    set_txid(response, txid)
+    return KVWritten(key=key, txid=txid)
+
+
+@router.get(KEY, response_model=KVItem)
+async def kv_get(
+    db: str,
+    key: str,
+    response: Response,
+    node: NodeDep,
+    branch: Branch = DEFAULT_BRANCH,
+    min_txid: MinTxid = None,
+    read_from: ReadFrom = None,
+) -> KVItem:
+    # async: a hit in the hot handle's KV cache is answered on the event loop (no thread
+    # hand-off, the largest cost of a cached read); anything that may do I/O runs in a thread.
+    kv.check_key(key)
+    from_replica = replica(read_from)
+    if from_replica and node.serves_replica(db, branch):
+        item, txid = await run_in_threadpool(
+            node.read, db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True
+        )
+    elif (hit := node.kv_cached(db, key, branch=branch, min_txid=min_txid)) is not None:
+        item, txid = hit
+    else:
+        item, txid = await run_in_threadpool(node.kv_get, db, key, branch=branch, min_txid=min_txid)
+    _served_by(node, response, db, branch, from_replica)
+    if item is None:
+        raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)
+    set_txid(response, txid)
+    return KVItem(**item)
+
+
+@router.delete(KEY, response_model=KVDeleted)
+def kv_delete(
+    db: str,
+    key: str,
+    response: Response,
+    node: NodeDep,
+    branch: Branch = DEFAULT_BRANCH,
+    durability: Durability = None,
+) -> KVDeleted:
+    kv.check_key(key)
+    existed, txid = node.write(db, lambda c: kv.delete(c, key), branch=branch, durable=durable(durability))
+    set_txid(response, txid)
+    return KVDeleted(key=key, deleted=existed, txid=txid)
+
+
+@router.get("/v1/databases/{db}/kv", response_model=KVList)
+def kv_list(
+    db: str,
+    response: Response,
+    node: NodeDep,
+    prefix: str = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    values: bool = True,
+    branch: Branch = DEFAULT_BRANCH,
+    min_txid: MinTxid = None,
+    read_from: ReadFrom = None,
+) -> KVList:
+    from_replica = replica(read_from)
+    items, txid = node.read(
+        db,
+        lambda c: kv.list_keys(c, prefix, limit + 1, cursor, values),
+        branch=branch,
+        min_txid=min_txid,
+        replica=from_replica,
+    )
+    _served_by(node, response, db, branch, from_replica)
+    nxt = items[limit - 1]["key"] if len(items) > limit else None
+    set_txid(response, txid)
+    return KVList(items=[KVItem(**i) for i in items[:limit]], next_cursor=nxt)

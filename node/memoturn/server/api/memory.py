@@ -1,0 +1,372 @@
+"""Memory routes: namespaces, profiles and typed memories over the node.
+
+A profile is the database ``{namespace}--{profile}`` (built and parsed only by
+:mod:`memoturn.names`), created on first use. Embeddings are
+computed before the database lock is taken, so a slow embedder never blocks other writers.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+import numpy as np
+from cachetools import LRUCache
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ...data import memories
+from ...data.embedding import Embedder, as_vector, get_embedder
+from ...errors import BadRequest, Conflict, NotFound
+from ...names import SEPARATOR, check_namespace, profile_database, split_profile_database
+from ..node import Node
+from .models import Bool, Filter, Float, Int, Text, Timestamp
+from .params import ERRORS, Durability, MinTxid, NodeDep, durable, set_txid
+from .strict import StrictRoute
+
+
+def _ts(value: Timestamp | None) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return value.timestamp()
+
+
+class MemoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Text = Field("fact", description="fact, preference, event, instruction, episode, or your own type")
+    content: Text = Field(min_length=1, max_length=100_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[Annotated[Text, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=64)
+    subject: Text | None = Field(
+        None, max_length=512, description="A new memory with the same subject supersedes the current one"
+    )
+    supersedes: Text | None = Field(None, description="Id of the memory this one replaces")
+    event_time: Timestamp | None = Field(None, description="When it happened or became true (unix seconds or ISO 8601)")
+    embedding: list[Float] | None = Field(None, description="Your own vector; otherwise the server embeds the content")
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        return memories.check_type(v)
+
+
+class MemoryOut(BaseModel):
+    id: str
+    type: str
+    content: str
+    metadata: dict[str, Any]
+    tags: list[str]
+    subject: str | None
+    event_time: float | None
+    valid_from: float
+    valid_to: float | None
+    recorded_at: float
+    supersedes: str | None
+    superseded_by: str | None
+    current: bool
+
+
+class Stored(BaseModel):
+    memory: MemoryOut
+    duplicate: bool
+    txid: int
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    memories: list[MemoryIn] = Field(min_length=1, max_length=1000)
+
+
+class BatchOut(BaseModel):
+    memories: list[Stored]
+    txid: int
+
+
+class RecallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: Text = Field(min_length=1, max_length=10_000)
+    limit: Int = Field(10, ge=1, le=100)
+    types: list[Text] | None = None
+    tags: list[Text] | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    metadata: Filter | None = Field(None, description="Equality filters on metadata keys")
+    as_of: Timestamp | None = Field(None, description="Recall what was current at this time")
+    include_superseded: Bool = False
+    recency_half_life_days: Float | None = Field(None, gt=0)
+    embedding: list[Float] | None = None
+
+
+class Hit(BaseModel):
+    memory: MemoryOut
+    score: float
+    ranks: dict[str, int]
+
+
+class RecallOut(BaseModel):
+    results: list[Hit]
+    txid: int
+
+
+class MemoryList(BaseModel):
+    memories: list[MemoryOut]
+    next_cursor: str | None = None
+
+
+class ProfileStats(BaseModel):
+    namespace: str
+    profile: str
+    database: str
+    head_txid: int
+    memories: int
+    current: int
+    by_type: dict[str, int]
+    embedding_dim: int | None
+
+
+class ProfileList(BaseModel):
+    profiles: list[str]
+    next_cursor: str | None = None
+
+
+KNOWN_PROFILES = 100_000
+
+
+class Profiles:
+    """The profiles' databases of one node: created on first use, filled with embedded memories."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        settings = node.settings
+        self.embedder_spec = settings.embedder
+        self.embedding_url = settings.embedding_url
+        self.embedding_key = settings.embedding_api_key
+        self._known: LRUCache[str, bool] = LRUCache(maxsize=KNOWN_PROFILES)  # profiles known to exist
+        self._known_lock = threading.Lock()
+
+    def embedder(self) -> Embedder:
+        return get_embedder(self.embedder_spec, self.embedding_url, self.embedding_key)
+
+    def ensure(self, db: str) -> None:
+        """Create the profile's database on first use. Known ones cost nothing: without the cache
+        every memory write paid a conditional PUT to the object store (a fifth of its time)."""
+        with self._known_lock:
+            if self._known.get(db):  # a read marks it recently used
+                return
+        try:
+            self.node.create_database(db)
+        except Conflict:
+            pass
+        with self._known_lock:
+            self._known[db] = True
+
+    def vectors(self, items: list[tuple[str, list[float] | None]]) -> list[np.ndarray]:
+        missing = [i for i, (_, v) in enumerate(items) if v is None]
+        out: list[Any] = [None] * len(items)
+        dim = None
+        if missing:
+            model = self.embedder()
+            dim = model.dim
+            embedded = model.embed([items[i][0] for i in missing])
+            for row, i in enumerate(missing):
+                out[i] = embedded[row]
+        for i, (_, v) in enumerate(items):
+            if v is not None:
+                out[i] = as_vector(v, dim or len(v))
+        dims = {len(v) for v in out}
+        if len(dims) > 1:
+            raise BadRequest(
+                f"embeddings of different dimensions in one request: {sorted(dims)}", type="dimension-mismatch"
+            )
+        return out
+
+    def store(
+        self, db: str, items: list[MemoryIn], durable: bool | None
+    ) -> tuple[list[tuple[dict[str, Any], bool]], int]:
+        """Add memories to a profile's database (created again if it was deleted meanwhile)."""
+        vecs = self.vectors([(m.content, m.embedding) for m in items])
+        dim = len(vecs[0])
+        name = self.embedder_spec if any(m.embedding is None for m in items) else "client"
+        payload = [{**m.model_dump(exclude={"embedding"}), "event_time": _ts(m.event_time)} for m in items]
+
+        def tx(conn: Any) -> list[tuple[dict[str, Any], bool]]:
+            memories.ensure_schema(conn, dim, name)
+            return [memories.add(conn, p, v) for p, v in zip(payload, vecs, strict=False)]
+
+        try:
+            return self.node.write(db, tx, durable=durable)
+        except NotFound:  # deleted since we saw it: a profile is created on first use, so again
+            with self._known_lock:
+                self._known.pop(db, None)
+            self.ensure(db)
+            return self.node.write(db, tx, durable=durable)
+
+
+async def _profiles(request: Request) -> Profiles:
+    profiles: Profiles = request.app.state.profiles
+    return profiles
+
+
+ProfilesDep = Annotated[Profiles, Depends(_profiles)]
+BASE = "/v1/namespaces/{namespace}/profiles/{profile}"
+router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["memory"])
+
+
+@router.post(BASE + "/memories", status_code=201, response_model=Stored)
+def add_memory(
+    namespace: str,
+    profile: str,
+    body: MemoryIn,
+    response: Response,
+    profiles: ProfilesDep,
+    durability: Durability = None,
+) -> Stored:
+    db = profile_database(namespace, profile)
+    profiles.ensure(db)
+    (result,), txid = profiles.store(db, [body], durable(durability))
+    set_txid(response, txid)
+    return Stored(memory=MemoryOut(**result[0]), duplicate=result[1], txid=txid)
+
+
+@router.post(BASE + "/memories/batch", status_code=201, response_model=BatchOut)
+def add_memories(
+    namespace: str,
+    profile: str,
+    body: BatchIn,
+    response: Response,
+    profiles: ProfilesDep,
+    durability: Durability = None,
+) -> BatchOut:
+    db = profile_database(namespace, profile)
+    profiles.ensure(db)
+    results, txid = profiles.store(db, body.memories, durable(durability))
+    set_txid(response, txid)
+    return BatchOut(memories=[Stored(memory=MemoryOut(**m), duplicate=d, txid=txid) for m, d in results], txid=txid)
+
+
+@router.post(BASE + "/recall", response_model=RecallOut)
+def recall(
+    namespace: str,
+    profile: str,
+    body: RecallIn,
+    response: Response,
+    profiles: ProfilesDep,
+    min_txid: MinTxid = None,
+) -> RecallOut:
+    node = profiles.node
+    db = profile_database(namespace, profile)
+
+    def dim_of(conn: Any) -> int | None:
+        return memories.profile_dim(conn)
+
+    dim, _ = node.read(db, dim_of, min_txid=min_txid)
+    vector = None
+    if body.embedding is not None:
+        vector = as_vector(body.embedding, dim or len(body.embedding))
+    elif dim is not None:
+        model = profiles.embedder()
+        if model.dim != dim:
+            raise BadRequest(
+                f"this profile stores {dim}-dimensional embeddings; the server's embedder makes "
+                f"{model.dim}: send your own query embedding",
+                type="dimension-mismatch",
+            )
+        vector = model.embed([body.query])[0]
+    hits, txid = node.read(
+        db,
+        lambda conn: memories.recall(
+            conn,
+            query=body.query,
+            vector=vector,
+            limit=body.limit,
+            types=body.types,
+            tags=body.tags,
+            since=_ts(body.since),
+            until=_ts(body.until),
+            metadata=body.metadata,
+            as_of=_ts(body.as_of),
+            include_superseded=body.include_superseded,
+            recency_half_life_days=body.recency_half_life_days,
+        ),
+        min_txid=min_txid,
+    )
+    set_txid(response, txid)
+    return RecallOut(
+        results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits], txid=txid
+    )
+
+
+@router.get(BASE + "/memories", response_model=MemoryList)
+def list_memories(
+    namespace: str,
+    profile: str,
+    response: Response,
+    node: NodeDep,
+    type: Annotated[list[str] | None, Query()] = None,
+    include_superseded: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> MemoryList:
+    db = profile_database(namespace, profile)
+    items, txid = node.read(
+        db,
+        lambda c: memories.list_memories(
+            c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor
+        ),
+    )
+    set_txid(response, txid)
+    return MemoryList(
+        memories=[MemoryOut(**m) for m in items[:limit]],
+        next_cursor=items[limit - 1]["id"] if len(items) > limit else None,
+    )
+
+
+@router.get(BASE + "/memories/{memory_id}", response_model=MemoryOut)
+def get_memory(namespace: str, profile: str, memory_id: str, response: Response, node: NodeDep) -> MemoryOut:
+    item, txid = node.read(profile_database(namespace, profile), lambda c: memories.get(c, memory_id))
+    set_txid(response, txid)
+    return MemoryOut(**item)
+
+
+@router.get(BASE + "/memories/{memory_id}/history", response_model=list[MemoryOut])
+def memory_history(namespace: str, profile: str, memory_id: str, response: Response, node: NodeDep) -> list[MemoryOut]:
+    chain, txid = node.read(profile_database(namespace, profile), lambda c: memories.history(c, memory_id))
+    set_txid(response, txid)
+    return [MemoryOut(**m) for m in chain]
+
+
+@router.delete(BASE + "/memories/{memory_id}", status_code=204)
+def forget(namespace: str, profile: str, memory_id: str, node: NodeDep, durability: Durability = None) -> Response:
+    _, txid = node.write(
+        profile_database(namespace, profile),
+        lambda c: memories.forget(c, memory_id),
+        durable=durable(durability),
+    )
+    return Response(status_code=204, headers={"Memoturn-Txid": str(txid)})
+
+
+@router.get(BASE, response_model=ProfileStats)
+def profile_stats(namespace: str, profile: str, response: Response, node: NodeDep) -> ProfileStats:
+    db = profile_database(namespace, profile)
+    stats, txid = node.read(db, memories.stats)
+    set_txid(response, txid)
+    return ProfileStats(namespace=namespace, profile=profile, database=db, head_txid=txid, **stats)
+
+
+@router.delete(BASE, status_code=204)
+def delete_profile(namespace: str, profile: str, node: NodeDep) -> Response:
+    node.delete_database(profile_database(namespace, profile))
+    return Response(status_code=204)
+
+
+@router.get("/v1/namespaces/{namespace}/profiles", response_model=ProfileList)
+def list_profiles(
+    namespace: str, node: NodeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+) -> ProfileList:
+    prefix = check_namespace(namespace) + SEPARATOR
+    names, nxt = node.list_databases(limit=limit, cursor=prefix + cursor if cursor else None, prefix=prefix)
+    # The prefix also matches names that are no profile of this namespace ('acme---x',
+    # 'acme--x--y'): keep only exact splits. The cursor stays the position of the last
+    # name read, so a page of skipped names does not end the listing.
+    profiles = [split[1] for n in names if (split := split_profile_database(n)) and split[0] == namespace]
+    return ProfileList(profiles=profiles, next_cursor=nxt[len(prefix) :] if nxt else None)

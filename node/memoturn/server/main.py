@@ -1,0 +1,67 @@
+"""``memoturnd``: run one node (with no configuration, the embedded default) over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from ..config import Settings, settings_error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="memoturnd", description="Memoturn data-plane node")
+    parser.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:7411, env MEMOTURN_LISTEN)")
+    parser.add_argument("--data-dir", help="data directory (env MEMOTURN_DATA_DIR)")
+    parser.add_argument("--store", help="file:///path or s3://bucket/prefix (env MEMOTURN_STORE_URL)")
+    parser.add_argument("--durability", choices=["standard", "durable"])
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(
+            listen=args.listen, data_dir=args.data_dir, store_url=args.store, durability=args.durability
+        )
+    except ValidationError as exc:
+        print(f"memoturnd: invalid setting: {settings_error(exc)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    from ..errors import MemoturnError
+    from .api.app import create_app
+    from .node import Node
+
+    try:
+        node = Node(settings).start()
+    except MemoturnError as exc:
+        print(f"memoturnd: cannot start: {exc.detail}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"memoturnd: cannot start: {exc}", file=sys.stderr)
+        return 2
+    host, port = settings.listen_address
+    if not settings.admin_token:
+        print("memoturnd: auth is OFF (set MEMOTURN_ADMIN_TOKEN to require bearer tokens)", file=sys.stderr, flush=True)
+    print(
+        f"memoturnd {settings.node_id} listening on http://{settings.listen} "
+        f"(store {settings.resolved_store_url}, durability {settings.durability}, "
+        f"leases {'etcd ' + settings.etcd_endpoints if settings.etcd_endpoints else 'in-process'}, "
+        f"API docs http://{settings.listen}/docs)",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(node),
+        host=host,
+        port=port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""User SQL: screened (``guard``), run in a worker process under a deadline (``worker``, ``execute``)."""
