@@ -186,3 +186,59 @@ def test_every_pod_the_operator_creates_meets_the_restricted_pod_security_profil
             assert seccomp == {"type": "RuntimeDefault"}, obj["metadata"]["name"]
             assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"] == {"drop": ["ALL"]}
             assert ctx["readOnlyRootFilesystem"] is True
+
+
+def _tenant_on(store: dict) -> MemoryTenantSpec:
+    return MemoryTenantSpec.model_validate({**SPEC.model_dump(), "objectStore": store})
+
+
+def _node_pod(spec: MemoryTenantSpec) -> dict:
+    objs = desired("acme", "ns", "uid-1", spec, node_replicas=2)
+    return next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-node"))["spec"][
+        "template"
+    ]
+
+
+def _account(spec: MemoryTenantSpec) -> dict:
+    objs = desired("acme", "ns", "uid-1", spec, node_replicas=2)
+    return next(o for o in objs if o["kind"] == "ServiceAccount")
+
+
+def test_each_cloud_gets_its_url_and_credentials_the_way_its_workload_identity_expects():
+    # EKS: IRSA through the ServiceAccount annotation, no key anywhere.
+    eks = _tenant_on(
+        {"bucket": "mem", "prefix": "t/acme", "serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:x"}}
+    )
+    assert store_url(eks) == "s3://mem/t/acme?region=us-east-1"
+    assert _account(eks)["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:x"}
+    env = {e["name"] for e in _node_pod(eks)["spec"]["containers"][0]["env"]}
+    assert not env & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    # GKE: a gs:// URL; with a key, the service-account file is mounted and named.
+    gke = _tenant_on({"provider": "gcs", "bucket": "mem", "prefix": "p", "credentialsSecret": "gcs-key"})
+    assert store_url(gke) == "gs://mem/p"
+    pod = _node_pod(gke)
+    c = pod["spec"]["containers"][0]
+    assert {
+        "name": "GOOGLE_APPLICATION_CREDENTIALS",
+        "value": "/var/run/secrets/memoturn/gcs/service-account.json",
+    } in c["env"]
+    assert any(v.get("secret", {}).get("secretName") == "gcs-key" for v in pod["spec"]["volumes"])
+    assert any(m["mountPath"] == "/var/run/secrets/memoturn/gcs" and m["readOnly"] for m in c["volumeMounts"])
+    # AKS: az:// with the account; workload identity needs the pod label, a key needs none.
+    aks = _tenant_on(
+        {
+            "provider": "azure",
+            "bucket": "memories",
+            "account": "acmestore",
+            "serviceAccountAnnotations": {"azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000000"},
+        }
+    )
+    assert store_url(aks) == "az://memories/?account=acmestore"
+    assert _node_pod(aks)["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    keyed = _tenant_on({"provider": "azure", "bucket": "memories", "account": "a", "credentialsSecret": "az-key"})
+    assert "azure.workload.identity/use" not in _node_pod(keyed)["metadata"]["labels"]
+    assert any(e["name"] == "AZURE_STORAGE_ACCOUNT_KEY" for e in _node_pod(keyed)["spec"]["containers"][0]["env"])
+    with pytest.raises(ValidationError, match="account is required"):
+        _tenant_on({"provider": "azure", "bucket": "memories"})
+    with pytest.raises(ValidationError):
+        _tenant_on({"provider": "minio", "bucket": "mem"})

@@ -27,6 +27,9 @@ CEL = {
     "NodesSpec": [
         {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
     ],
+    "ObjectStoreSpec": [
+        {"rule": "self.provider != 'azure' || has(self.account)", "message": "an azure objectStore needs its account"}
+    ],
     "BranchParent": [
         {
             "rule": "[has(self.txid), has(self.checkpoint), has(self.timestamp)].filter(x, x).size() <= 1",

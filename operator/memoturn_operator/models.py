@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Spec(BaseModel):
@@ -34,14 +34,37 @@ class GatewaySpec(_Spec):
 
 
 class ObjectStoreSpec(_Spec):
-    bucket: str = Field(min_length=3, max_length=63)
+    provider: Literal["s3", "gcs", "azure"] = Field(
+        "s3", description="s3 (AWS S3 or an S3-compatible server), gcs (Google Cloud Storage), azure (Azure Blob)"
+    )
+    bucket: str = Field(min_length=3, max_length=222, description="The bucket (s3, gcs) or container (azure)")
     prefix: str = ""
-    endpoint: str | None = Field(None, description="S3-compatible endpoint URL; unset = AWS S3")
-    region: str = "us-east-1"
+    endpoint: str | None = Field(
+        None, description="Endpoint URL of a compatible server or emulator; unset = the cloud's"
+    )
+    region: str = Field("us-east-1", description="s3 only")
+    account: str | None = Field(None, description="azure only, required there: the storage account")
     credentialsSecret: str | None = Field(
         None,
-        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; unset = ambient credentials (IRSA, workload identity)",
+        description=(
+            "Secret with the keys: s3 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; gcs service-account.json; "
+            "azure AZURE_STORAGE_ACCOUNT_KEY. Unset = the cloud's workload identity (IRSA on EKS, Workload "
+            "Identity on GKE and AKS), set up through serviceAccountAnnotations"
+        ),
     )
+    serviceAccountAnnotations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Annotations of the tenant's ServiceAccount, e.g. eks.amazonaws.com/role-arn, "
+            "iam.gke.io/gcp-service-account or azure.workload.identity/client-id"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _azure_needs_an_account(self) -> ObjectStoreSpec:
+        if self.provider == "azure" and not self.account:
+            raise ValueError("objectStore.account is required when provider is azure")
+        return self
 
 
 class EtcdSpec(_Spec):

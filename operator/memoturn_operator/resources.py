@@ -78,10 +78,30 @@ def config_hash(tenant: str, namespace: str, spec: MemoryTenantSpec) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: Where a gcs credentialsSecret's service-account.json is mounted.
+GCS_CREDENTIALS_DIR = "/var/run/secrets/memoturn/gcs"
+#: The keys a credentialsSecret holds, by provider (each becomes the variable of the same name,
+#: except gcs's file, which is mounted and named by GOOGLE_APPLICATION_CREDENTIALS).
+CREDENTIAL_KEYS = {
+    "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    "gcs": ("service-account.json",),
+    "azure": ("AZURE_STORAGE_ACCOUNT_KEY",),
+}
+
+
 def store_url(spec: MemoryTenantSpec) -> str:
+    """``MEMOTURN_STORE_URL`` for the tenant: ``s3://``, ``gs://`` or ``az://`` bucket/prefix?options."""
     s = spec.objectStore
-    query = {"region": s.region, **({"endpoint": s.endpoint} if s.endpoint else {})}
-    return f"s3://{s.bucket}/{s.prefix.strip('/')}?{urllib.parse.urlencode(query)}"
+    scheme = {"s3": "s3", "gcs": "gs", "azure": "az"}[s.provider]
+    query: dict[str, str] = {}
+    if s.provider == "s3":
+        query["region"] = s.region
+    if s.provider == "azure" and s.account:
+        query["account"] = s.account
+    if s.endpoint:
+        query["endpoint"] = s.endpoint
+    url = f"{scheme}://{s.bucket}/{s.prefix.strip('/')}"
+    return f"{url}?{urllib.parse.urlencode(query)}" if query else url
 
 
 def etcd_prefix(namespace: str, tenant: str) -> str:
@@ -110,13 +130,12 @@ def config_map(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) ->
     }
 
 
-def service_account(tenant: str, namespace: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(names(tenant)["account"], namespace, tenant, uid),
-        "automountServiceAccountToken": False,
-    }
+def service_account(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) -> dict[str, Any]:
+    """The data plane's ServiceAccount: no role; annotated for the cloud's workload identity."""
+    meta = _meta(names(tenant)["account"], namespace, tenant, uid)
+    if spec.objectStore.serviceAccountAnnotations:
+        meta["annotations"] = dict(spec.objectStore.serviceAccountAnnotations)
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False}
 
 
 def token_secret(tenant: str, namespace: str, uid: str, token: str) -> dict[str, Any]:
@@ -143,12 +162,36 @@ def _env(tenant: str, spec: MemoryTenantSpec) -> list[dict[str, Any]]:
             "valueFrom": {"secretKeyRef": {"name": token_secret_name(tenant, spec), "key": "admin-token"}},
         },
     ]
-    if spec.objectStore.credentialsSecret:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            env.append(
-                {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.objectStore.credentialsSecret, "key": key}}}
-            )
+    store = spec.objectStore
+    if store.credentialsSecret and store.provider == "gcs":
+        env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_CREDENTIALS_DIR}/service-account.json"})
+    elif store.credentialsSecret:
+        for key in CREDENTIAL_KEYS[store.provider]:
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": store.credentialsSecret, "key": key}}})
     return env
+
+
+def _store_volumes(spec: MemoryTenantSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts) for a gcs service-account file; none otherwise."""
+    store = spec.objectStore
+    if store.provider != "gcs" or not store.credentialsSecret:
+        return [], []
+    volume = {
+        "name": "gcs-credentials",
+        "secret": {
+            "secretName": store.credentialsSecret,
+            "items": [{"key": "service-account.json", "path": "service-account.json"}],
+        },
+    }
+    return [volume], [{"name": "gcs-credentials", "mountPath": GCS_CREDENTIALS_DIR, "readOnly": True}]
+
+
+def _workload_identity_labels(spec: MemoryTenantSpec) -> dict[str, str]:
+    """AKS injects the federated token only into pods that ask for it (EKS and GKE need no label)."""
+    store = spec.objectStore
+    if store.provider == "azure" and not store.credentialsSecret:
+        return {"azure.workload.identity/use": "true"}
+    return {}
 
 
 def _security() -> dict[str, Any]:
@@ -178,6 +221,7 @@ def _pod_security(fs_group: bool = False) -> dict[str, Any]:
 def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, replicas: int) -> dict[str, Any]:
     n = names(tenant)
     sel = labels(tenant, "node")
+    store_volumes, store_mounts = _store_volumes(spec)
     container = {
         "name": "memoturnd",
         "image": spec.image,
@@ -196,7 +240,7 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "volumeMounts": [{"name": "cache", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "cache", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}, *store_mounts],
         "resources": spec.nodes.resources.model_dump(exclude_defaults=False),
         "securityContext": _security(),
     }
@@ -210,7 +254,7 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
-                    "labels": sel,
+                    "labels": {**sel, **_workload_identity_labels(spec)},
                     "annotations": {f"{GROUP}/config-hash": config_hash(tenant, namespace, spec)},
                 },
                 "spec": {
@@ -223,6 +267,7 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
                     "volumes": [
                         {"name": "cache", "emptyDir": {"sizeLimit": spec.nodes.cacheSizeLimit}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                        *store_volumes,
                     ],
                 },
             },
@@ -313,7 +358,7 @@ def desired(
     """Every object the tenant owns except the token Secret (created once, see :func:`token_secret`)."""
     replicas = min(max(node_replicas or spec.nodes.minReplicas, spec.nodes.minReplicas), spec.nodes.maxReplicas)
     return [
-        service_account(tenant, namespace, uid),
+        service_account(tenant, namespace, uid, spec),
         config_map(tenant, namespace, uid, spec),
         node_deployment(tenant, namespace, uid, spec, replicas),
         gateway_deployment(tenant, namespace, uid, spec),
