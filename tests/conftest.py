@@ -31,10 +31,21 @@ def minio():
 
 @pytest.fixture
 def s3_store(minio):
-    """An S3Store on a prefix of its own, so tests never see each other's keys."""
+    """The S3 store the node opens (CloudStore, obstore) on a prefix of its own, so tests never
+    see each other's keys."""
+    from memoturn.storage.store import open_store
+
+    store = open_store(minio.store_url(f"t-{uuid.uuid4().hex[:12]}"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def boto3_store(minio):
+    """S3Store (boto3) on a prefix of its own: the backend the benchmarks compare with."""
     from memoturn.storage.store.s3 import S3Store
 
-    store = S3Store.from_url(minio.store_url(f"t-{uuid.uuid4().hex[:12]}"))
+    store = S3Store.from_url(minio.store_url(f"b-{uuid.uuid4().hex[:12]}"))
     yield store
     store.close()
 

@@ -19,7 +19,7 @@ from memoturn.storage.store import ConditionFailed, ObjectNotFound, ObjectStore,
 N = 16
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", "s3", "boto3"])
 def store(request) -> ObjectStore:
     return request.getfixturevalue(f"{request.param}_store")
 
@@ -285,25 +285,30 @@ def test_iter_keys_and_delete_prefix(store):
 # -- S3 specifics -------------------------------------------------------------------------------
 
 
-def test_s3_prefixes_isolate_stores(minio, s3_store):
+def test_s3_prefixes_isolate_stores(minio, boto3_store):
     from memoturn.storage.store.s3 import S3Store
 
-    other = S3Store.from_url(minio.store_url(s3_store.prefix + "nested"))
+    other = S3Store.from_url(minio.store_url(boto3_store.prefix + "nested"))
     other.put("k", b"inner")
-    s3_store.put("k", b"outer")
+    boto3_store.put("k", b"outer")
     assert other.get("k")[0] == b"inner"
     assert other.list("").keys == ["k"]
-    assert s3_store.list("").keys == ["k", "nested/k"]
+    assert boto3_store.list("").keys == ["k", "nested/k"]
     other.close()
 
 
 def test_s3_endpoint_from_environment(minio, monkeypatch):
+    from memoturn.storage.store.s3 import S3Store
+
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", minio.endpoint)
-    store = open_store(f"s3://{minio.bucket}/env-endpoint")
+    store = S3Store.from_url(f"s3://{minio.bucket}/env-endpoint")
     assert store.url.startswith(f"s3://{minio.bucket}/env-endpoint?")
     store.put("k", b"v")
     assert store.get("k")[0] == b"v"
     store.close()
+    opened = open_store(f"s3://{minio.bucket}/env-endpoint")  # the node's store honours it too
+    assert opened.get("k")[0] == b"v"
+    opened.close()
 
 
 def test_s3_url_validation():

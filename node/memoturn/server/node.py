@@ -95,10 +95,14 @@ class Node:
         # Striped locks serialise opening and cold eviction per branch without a per-branch entry.
         self._gates = [threading.Lock() for _ in range(4096)]
         self.started = False
+        self._store_problem: str | None = None
+        self._store_probed_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Node:
+        if (problem := self.probe_store()) is not None:
+            log.warning("the object store %s cannot be used: %s; not ready until it can", self.store.url, problem)
         shutil.rmtree(self.settings.cache_dir, ignore_errors=True)
         os.makedirs(self.settings.cache_dir, exist_ok=True)
         self.leases.start()
@@ -135,11 +139,32 @@ class Node:
         with self._lock:
             return list(self._hot.values())
 
+    STORE_PROBE_SECONDS = 5.0
+
+    def probe_store(self) -> str | None:
+        """Reach the object store once (a one-key listing); the cause when it cannot be used, else None.
+
+        A wrong key, a missing bucket, a denied permission or an unreachable endpoint each
+        answer with their own cause, which readiness reports until the store answers.
+        """
+        try:
+            self.store.list(DATABASES_PREFIX, limit=1)
+        except st.StoreError as exc:
+            self._store_problem = str(exc) or type(exc).__name__
+        else:
+            self._store_problem = None
+        self._store_probed_at = time.monotonic()
+        return self._store_problem
+
     def ready(self) -> tuple[bool, str]:
         if not self.started:
             return False, "node not started"
         if not self.leases.healthy():
             return False, "writer lease not held"
+        if self._store_problem is not None and time.monotonic() - self._store_probed_at >= self.STORE_PROBE_SECONDS:
+            self.probe_store()
+        if self._store_problem is not None:
+            return False, f"object store unusable: {self._store_problem}"
         if self.shipper.store_down:
             return False, "object store unavailable"
         return True, "ok"

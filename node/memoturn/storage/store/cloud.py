@@ -1,0 +1,569 @@
+"""``s3://``, ``gs://``, ``az://``: object stores through obstore (the Rust ``object_store`` crate).
+
+URLs (query parameters are the only syntax beyond ``scheme://bucket/prefix``; an unknown one is
+a :class:`ValueError`)::
+
+    s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&profile=NAME
+    gs://bucket/prefix?endpoint=http://127.0.0.1:4443&anonymous=true
+    az://container/prefix?account=NAME&endpoint=https://...&key=...&emulator=true
+
+and, on every scheme, ``connect_timeout`` and ``read_timeout`` (seconds: connection set-up and
+the longest silence while reading an answer), ``timeout`` (seconds, a whole request) and
+``attempts`` (total tries of idempotent requests).
+
+Credentials come from each cloud's standard chain, read by obstore:
+
+* S3: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, web identity
+  (IRSA: ``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``), ECS container credentials, EC2
+  instance metadata. A named profile (``profile=`` or ``AWS_PROFILE``), or a shared credentials
+  file when nothing in the environment names credentials, goes through boto3's chain instead.
+  The endpoint may also come from ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``; with an explicit
+  endpoint requests are path-style, as self-hosted servers expect.
+* GCS: ``GOOGLE_APPLICATION_CREDENTIALS`` (service-account JSON), ``GOOGLE_SERVICE_ACCOUNT*``,
+  else the metadata server (GKE workload identity). The endpoint may come from
+  ``STORAGE_EMULATOR_HOST``. With an endpoint and no credentials in the environment, requests
+  are unsigned (an emulator); ``anonymous=`` decides explicitly.
+* Azure: ``key=``, ``AZURE_STORAGE_CONNECTION_STRING`` (``AccountName``/``AccountKey``/
+  ``BlobEndpoint``/``SharedAccessSignature``/``UseDevelopmentStorage``), ``AZURE_STORAGE_*``
+  variables, workload identity (``AZURE_FEDERATED_TOKEN_FILE`` + client and tenant id),
+  managed identity. ``emulator=true`` is Azurite with its well-known account.
+
+Conditional writes use obstore's ``PutMode``: ``"create"`` for ``if_none_match`` and
+``{"e_tag": ...}`` (GCS: ``{"version": generation}``) for ``if_match``; a lost condition
+(``AlreadyExistsError``/``PreconditionError``, which obstore also reports for ``If-Match`` on an
+absent key) is :class:`ConditionFailed`. Conditional PUTs go through a second obstore client
+configured with ``max_retries=0``: a retry after a write that landed but whose answer was lost
+would report a false lost race (or turn a lost race into a reported success), so a timeout or a
+dropped connection surfaces as :class:`StoreUnavailable` and the caller re-reads. Every other
+request retries ``attempts - 1`` times with a short backoff.
+
+ETags are returned without quotes. On GCS a conditional replace needs the object's generation,
+so the ETag this store hands out there is ``"<etag>#<generation>"``; an ``if_match`` without a
+generation cannot be one this store issued and fails as :class:`ConditionFailed`.
+
+Failures are :class:`StoreUnavailable` whose message names the cause: ``bucket not found``,
+``bad credentials``, ``access denied``, ``no credentials``, ``endpoint unreachable``, ``timed
+out``, ``connection lost``, ``throttled``, ``server error`` or ``backend error`` (a missing bucket is never
+:class:`ObjectNotFound` nor :class:`ConditionFailed`).
+
+``file://`` is not accepted: obstore's LocalStore cannot replace conditionally (``PutMode``
+update is not implemented there); :class:`~memoturn.storage.store.file.FileStore` is the local
+backend.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import obstore
+from obstore.exceptions import (
+    AlreadyExistsError,
+    BaseError,
+    NotSupportedError,
+    PermissionDeniedError,
+    PreconditionError,
+    UnauthenticatedError,
+)
+from obstore.store import AzureStore, GCSStore, S3Store
+
+from .base import ConditionFailed, ListPage, ObjectNotFound, ObjectStore, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from obstore import PutMode, PutResult
+    from obstore.store import ClientConfig, RetryConfig
+    from obstore.store import ObjectStore as ObstoreStore
+
+# The greatest code point: a string that sorts after every key with a given beginning.
+_MAX_CHAR = "\U0010ffff"
+# The emulator account of Azurite (public, documented constants).
+_AZURITE_ACCOUNT = "devstoreaccount1"
+_AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+_COMMON_PARAMS = {"connect_timeout", "read_timeout", "timeout", "attempts"}
+_PARAMS = {
+    "s3": _COMMON_PARAMS | {"endpoint", "region", "profile"},
+    "gs": _COMMON_PARAMS | {"endpoint", "anonymous"},
+    "az": _COMMON_PARAMS | {"account", "endpoint", "key", "emulator"},
+}
+
+_CODE = re.compile(r"<Code>\s*([^<\s]+)\s*</Code>")
+_STATUS = re.compile(r"status code: (\d{3})")
+# obstore appends the Rust error's debug form, whose HttpError kind tells what broke.
+_HTTP_KIND = re.compile(r"HttpError\s*\{\s*kind:\s*(\w+)")
+_BUCKET_MISSING = {"NoSuchBucket", "ContainerNotFound"}
+_BAD_CREDENTIALS = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "AuthenticationFailed",
+    "InvalidAuthenticationInfo",
+}
+_ACCESS_DENIED = {"AccessDenied", "AllAccessDisabled", "AuthorizationFailure", "AuthorizationPermissionMismatch"}
+
+
+def _check_key(key: str) -> None:
+    # Same key rules as the file and S3 backends, so every backend accepts the same keys.
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in key.split("/")):
+        raise ValueError(f"invalid object key {key!r}")
+
+
+def _valid_path(path: str) -> bool:
+    return all(p not in ("", ".", "..") for p in path.split("/"))
+
+
+def _safe_lower_bound(bound: str) -> str | None:
+    """The longest beginning of ``bound`` that obstore accepts as a path (a beginning of a
+    string sorts no later than the string, so it is still a lower bound)."""
+    kept: list[str] = []
+    for part in bound.split("/"):
+        if part in ("", ".", ".."):
+            break
+        kept.append(part)
+    return "/".join(kept) or None
+
+
+def _unquote(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"store URL parameter {name}={value!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"store URL parameter {name}={value!r} must be positive")
+    return seconds
+
+
+def _flag(value: str, name: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"store URL parameter {name}={value!r} is not a boolean")
+
+
+def _diagnose(exc: BaseException) -> str:
+    """The cause of a backend failure, in a few words an operator can act on."""
+    text = str(exc)
+    codes = set(_CODE.findall(text))
+    status_match = _STATUS.search(text)
+    status = int(status_match.group(1)) if status_match else None
+    lowered = text.lower()
+    if codes & _BUCKET_MISSING or "bucket does not exist" in lowered or "container does not exist" in lowered:
+        return "bucket not found"
+    if codes & _BAD_CREDENTIALS or isinstance(exc, UnauthenticatedError) or status == 401:
+        return "bad credentials"
+    if codes & _ACCESS_DENIED or isinstance(exc, PermissionDeniedError) or status == 403:
+        return "access denied"
+    if isinstance(exc, (NotSupportedError, NotImplementedError)):
+        return "not supported by this backend"
+    if status == 429 or "SlowDown" in codes or "ServerBusy" in codes:
+        return "throttled"
+    if status is not None and status >= 500:
+        return "server error"
+    kind_match = _HTTP_KIND.search(text)
+    kind = kind_match.group(1) if kind_match else ""
+    if kind == "Connect" or "connection refused" in lowered or "dns error" in lowered:
+        return "endpoint unreachable"
+    if kind == "Timeout" or "timed out" in lowered:
+        return "timed out"
+    if kind in ("Request", "Interrupted", "Decode") or "error sending request" in lowered:
+        return "connection lost"
+    if "credential" in lowered or "token" in lowered:
+        return "no credentials"
+    return "backend error"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+class CloudStore(ObjectStore):
+    """One obstore store (S3, GCS or Azure) behind the :class:`ObjectStore` contract.
+
+    ``store`` carries the bucket, prefix and credentials; keys are given and listed relative to
+    its prefix. ``cas_store`` is the client for conditional PUTs; by default it is ``store``
+    rebuilt with retries off (see the module docstring). Safe to share between threads.
+    """
+
+    def __init__(self, store: ObstoreStore, url: str, *, cas_store: ObstoreStore | None = None) -> None:
+        self._store = store
+        self._cas = cas_store if cas_store is not None else _without_retries(store)
+        self.url = url
+        if isinstance(store, GCSStore):
+            self.kind = "gs"
+        elif isinstance(store, AzureStore):
+            self.kind = "az"
+        elif isinstance(store, S3Store):
+            self.kind = "s3"
+        else:
+            self.kind = type(store).__name__
+        config: Mapping[str, Any] = getattr(store, "config", {}) or {}
+        self.bucket = str(config.get("bucket") or config.get("container_name") or "")
+        prefix = getattr(store, "prefix", None) or ""
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str) -> CloudStore:
+        parsed = urllib.parse.urlsplit(url)
+        scheme = parsed.scheme
+        if scheme == "file":
+            raise ValueError(
+                f"{url!r}: obstore's local store cannot replace conditionally; use the file store (file:///path)"
+            )
+        if scheme not in _PARAMS:
+            raise ValueError(f"unsupported cloud store URL {url!r}: use s3://, gs:// or az://bucket/prefix")
+        if not parsed.netloc:
+            raise ValueError(f"cloud store URL needs a bucket: {scheme}://bucket/prefix, got {url!r}")
+        if parsed.fragment:
+            raise ValueError(f"cloud store URL may not have a #fragment: {url!r}")
+        pairs = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=False)
+        query: dict[str, str] = {}
+        for name, value in pairs:
+            if name in query:
+                raise ValueError(f"store URL parameter {name!r} given twice in {url!r}")
+            query[name] = value
+        if unknown := set(query) - _PARAMS[scheme]:
+            raise ValueError(
+                f"unknown {scheme}:// store URL parameter(s) {sorted(unknown)}; known: {sorted(_PARAMS[scheme])}"
+            )
+        bucket = parsed.netloc
+        prefix = urllib.parse.unquote(parsed.path).strip("/")
+        if prefix and not _valid_path(prefix):
+            raise ValueError(f"invalid prefix {prefix!r} in {url!r}")
+
+        attempts_text = query.get("attempts", "2")
+        try:
+            attempts = int(attempts_text)
+        except ValueError:
+            raise ValueError(f"store URL parameter attempts={attempts_text!r} is not an integer") from None
+        if attempts < 1:
+            raise ValueError(f"store URL parameter attempts={attempts} must be at least 1")
+        client: ClientConfig = {
+            "connect_timeout": timedelta(seconds=_seconds(query.get("connect_timeout", "2"), "connect_timeout")),
+            "read_timeout": timedelta(seconds=_seconds(query.get("read_timeout", "10"), "read_timeout")),
+            "timeout": timedelta(seconds=_seconds(query.get("timeout", "120"), "timeout")),
+            "pool_idle_timeout": timedelta(seconds=50),
+        }
+        retry: RetryConfig = {
+            "max_retries": attempts - 1,
+            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2)},
+            "retry_timeout": timedelta(seconds=30),
+        }
+        endpoint = query.get("endpoint")
+        if endpoint is not None:
+            endpoint_scheme = urllib.parse.urlsplit(endpoint).scheme
+            if endpoint_scheme not in ("http", "https"):
+                raise ValueError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+
+        store: ObstoreStore
+        if scheme == "s3":
+            store = _s3(bucket, prefix, query, client, retry)
+        elif scheme == "gs":
+            store = _gcs(bucket, prefix, query, client, retry)
+        else:
+            store = _azure(bucket, prefix, query, client, retry)
+        return cls(store, url)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _where(self, key: str) -> str:
+        return f"{self.kind}://{self.bucket}/{self.prefix}{key}"
+
+    def _fail(self, exc: BaseException, key: str, *, missing: type[StoreError] | None = None) -> NoReturn:
+        """Translate an obstore failure; ``missing`` is what "no such object" means here."""
+        cause = _diagnose(exc)
+        if cause != "bucket not found":
+            if isinstance(exc, (AlreadyExistsError, PreconditionError)) and missing is ConditionFailed:
+                raise ConditionFailed(f"{key}: condition failed") from None
+            if isinstance(exc, FileNotFoundError) and missing is not None:
+                raise missing(key) from None
+        raise StoreUnavailable(f"{self._where(key)}: {cause}: {_first_line(exc)}") from exc
+
+    def _etag(self, e_tag: str | None, version: str | None, key: str) -> str:
+        if e_tag is None:
+            raise StoreUnavailable(f"{self._where(key)}: backend error: the backend returned no ETag")
+        etag = _unquote(e_tag)
+        if self.kind == "gs":
+            if version is None:
+                raise StoreUnavailable(f"{self._where(key)}: backend error: the backend returned no generation")
+            return f"{etag}#{version}"
+        return etag
+
+    # -- interface -------------------------------------------------------------------------
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        _check_key(key)
+        try:
+            result = obstore.get(self._store, key)
+            data = bytes(result.bytes())
+            meta = result.meta
+        except (BaseError, OSError) as exc:
+            self._fail(exc, key, missing=ObjectNotFound)
+        return data, self._etag(meta["e_tag"], meta["version"], key)
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        if if_match is not None and if_none_match:
+            raise ValueError("if_match and if_none_match are exclusive")
+        _check_key(key)
+        mode: PutMode = "overwrite"
+        store = self._store
+        conditional = if_none_match or if_match is not None
+        if if_none_match:
+            mode = "create"
+            store = self._cas
+        elif if_match is not None:
+            token = _unquote(if_match)
+            store = self._cas
+            if self.kind == "gs":
+                etag, sep, generation = token.rpartition("#")
+                if not sep or not generation:
+                    raise ConditionFailed(f"{key}: {if_match!r} carries no GCS generation, so it is not current")
+                mode = {"e_tag": f'"{etag}"', "version": generation}
+            else:
+                mode = {"e_tag": f'"{token}"'}
+        try:
+            result: PutResult = obstore.put(store, key, data, mode=mode, use_multipart=False)
+        except (BaseError, OSError, NotImplementedError) as exc:
+            self._fail(exc, key, missing=ConditionFailed if conditional else None)
+        return self._etag(result["e_tag"], result["version"], key)
+
+    def delete(self, key: str) -> None:
+        _check_key(key)
+        try:
+            obstore.delete(self._store, key)
+        except FileNotFoundError as exc:
+            if _diagnose(exc) == "bucket not found":
+                self._fail(exc, key)
+        except (BaseError, OSError) as exc:
+            self._fail(exc, key)
+
+    def list(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = None,
+        start_after: str | None = None,
+        limit: int = 1000,
+    ) -> ListPage:
+        limit = max(1, limit)
+        directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if directory and not _valid_path(directory):
+            return ListPage(keys=[], prefixes=[], next_cursor=None)  # no valid key starts so
+        if delimiter is None or delimiter == "":
+            return self._list_flat(prefix, directory, start_after, limit)
+        if delimiter != "/":
+            raise ValueError(f"only '/' is supported as a list delimiter, not {delimiter!r}")
+        try:
+            result = obstore.list_with_delimiter(self._store, directory or None)
+        except (BaseError, OSError) as exc:
+            self._fail(exc, prefix)
+        entries = sorted(
+            [(meta["path"], False) for meta in result["objects"]]
+            + [(p.rstrip("/") + "/", True) for p in result["common_prefixes"]]
+        )
+        # An entry after start_after; a common prefix that start_after lies in sorts before it.
+        entries = [e for e in entries if e[0].startswith(prefix) and (start_after is None or e[0] > start_after)]
+        page = entries[:limit]
+        return ListPage(
+            keys=[name for name, is_prefix in page if not is_prefix],
+            prefixes=[name for name, is_prefix in page if is_prefix],
+            next_cursor=page[-1][0] if len(entries) > limit else None,
+        )
+
+    def _list_flat(self, prefix: str, directory: str, start_after: str | None, limit: int) -> ListPage:
+        # Start the listing just before the first key that can match: obstore's offset is
+        # the backend's StartAfter (Azure filters on the client).
+        bound: str | None = None
+        if prefix:
+            last = ord(prefix[-1])
+            bound = prefix[:-1] + (chr(last - 1) + _MAX_CHAR if last > 0 else "")
+        if start_after is not None and (bound is None or start_after > bound):
+            bound = start_after
+        offset = _safe_lower_bound(bound) if bound else None
+        keys: list[str] = []
+        more = done = False
+        try:
+            stream = obstore.list(self._store, directory or None, offset=offset, chunk_size=min(limit + 1, 1000))
+            for chunk in stream:
+                for meta in chunk:
+                    path = meta["path"]
+                    if (start_after is not None and path <= start_after) or (
+                        not path.startswith(prefix) and path < prefix
+                    ):
+                        continue
+                    if not path.startswith(prefix):
+                        done = True  # keys with the prefix are contiguous: none follow
+                    elif len(keys) == limit:
+                        more = done = True
+                    else:
+                        keys.append(path)
+                    if done:
+                        break
+                if done:
+                    break
+        except (BaseError, OSError) as exc:
+            self._fail(exc, prefix)
+        return ListPage(keys=keys, prefixes=[], next_cursor=keys[-1] if more else None)
+
+
+# -- store builders ---------------------------------------------------------------------------
+
+
+def _without_retries(store: ObstoreStore) -> ObstoreStore:
+    """The same store with HTTP retries off, for conditional PUTs."""
+    if isinstance(store, (S3Store, GCSStore, AzureStore)):
+        retry: RetryConfig = dict(store.retry_config or {})  # type: ignore[assignment]
+        retry["max_retries"] = 0
+        cls: Any = type(store)
+        rebuilt: ObstoreStore = cls(
+            prefix=store.prefix,
+            config=store.config,
+            client_options=store.client_options,
+            retry_config=retry,
+            credential_provider=store.credential_provider,
+        )
+        return rebuilt
+    return store  # local and in-memory stores do not retry
+
+
+def _allow_http(client: ClientConfig, endpoint: str | None) -> ClientConfig:
+    if endpoint is not None and endpoint.startswith("http://"):
+        return {**client, "allow_http": True}
+    return client
+
+
+def _s3(bucket: str, prefix: str, query: dict[str, str], client: ClientConfig, retry: RetryConfig) -> ObstoreStore:
+    endpoint = query.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config: dict[str, Any] = {"conditional_put": "etag"}
+    region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    config["region"] = region or "us-east-1"
+    if endpoint:
+        config["endpoint"] = endpoint.rstrip("/")
+        config["virtual_hosted_style_request"] = False
+    elif "." not in bucket:
+        config["virtual_hosted_style_request"] = True
+    provider = None
+    profile = query.get("profile") or os.environ.get("AWS_PROFILE")
+    env_credentials = any(
+        os.environ.get(name)
+        for name in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        )
+    )
+    shared_file = os.path.exists(
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser("~/.aws/credentials")
+    )
+    if query.get("profile") or (not env_credentials and (profile or shared_file)):
+        # Profiles (SSO, credential_process, assume-role chains) are boto3's business.
+        import boto3
+        from obstore.auth.boto3 import Boto3CredentialProvider
+
+        provider = Boto3CredentialProvider(boto3.Session(profile_name=profile, region_name=config["region"]))
+    return S3Store(
+        bucket,
+        prefix=prefix or None,
+        config=config,  # type: ignore[arg-type]
+        client_options=_allow_http(client, endpoint),
+        retry_config=retry,
+        credential_provider=provider,
+    )
+
+
+def _gcs(bucket: str, prefix: str, query: dict[str, str], client: ClientConfig, retry: RetryConfig) -> ObstoreStore:
+    endpoint = query.get("endpoint")
+    if endpoint is None and (emulator := os.environ.get("STORAGE_EMULATOR_HOST")):
+        endpoint = emulator if "://" in emulator else "http://" + emulator
+    config: dict[str, Any] = {}
+    if endpoint:
+        config["base_url"] = endpoint.rstrip("/")
+    if "anonymous" in query:
+        anonymous = _flag(query["anonymous"], "anonymous")
+    else:
+        credentials_in_env = any(
+            os.environ.get(name)
+            for name in (
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "GOOGLE_SERVICE_ACCOUNT",
+                "GOOGLE_SERVICE_ACCOUNT_PATH",
+                "GOOGLE_SERVICE_ACCOUNT_KEY",
+                "GOOGLE_BEARER_TOKEN",
+            )
+        )
+        anonymous = bool(endpoint) and not credentials_in_env
+    if anonymous:
+        config["skip_signature"] = True
+    return GCSStore(
+        bucket,
+        prefix=prefix or None,
+        config=config,  # type: ignore[arg-type]
+        client_options=_allow_http(client, endpoint),
+        retry_config=retry,
+    )
+
+
+def _connection_string() -> dict[str, str]:
+    text = os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
+    parts: dict[str, str] = {}
+    for item in text.split(";"):
+        name, sep, value = item.strip().partition("=")
+        if sep:
+            parts[name.strip()] = value.strip()
+    return parts
+
+
+def _azure(
+    container: str, prefix: str, query: dict[str, str], client: ClientConfig, retry: RetryConfig
+) -> ObstoreStore:
+    conn = _connection_string()
+    emulator = _flag(query["emulator"], "emulator") if "emulator" in query else False
+    emulator = emulator or conn.get("UseDevelopmentStorage", "").lower() == "true"
+    account = query.get("account") or conn.get("AccountName")
+    endpoint = query.get("endpoint") or conn.get("BlobEndpoint")
+    key = query.get("key") or conn.get("AccountKey")
+    config: dict[str, Any] = {}
+    if emulator:
+        account = account or _AZURITE_ACCOUNT
+        key = key or (_AZURITE_KEY if account == _AZURITE_ACCOUNT else None)
+        if endpoint is None:
+            endpoint = os.environ.get("AZURITE_BLOB_STORAGE_URL", "http://127.0.0.1:10000").rstrip("/") + "/" + account
+    elif account is None and not os.environ.get("AZURE_STORAGE_ACCOUNT_NAME"):
+        raise ValueError("Azure store needs an account: az://container/prefix?account=NAME (or AZURE_STORAGE_*)")
+    if account:
+        config["account_name"] = account
+    if key:
+        config["account_key"] = key
+    if endpoint:
+        config["endpoint"] = endpoint.rstrip("/")
+    if sas := conn.get("SharedAccessSignature"):
+        config["sas_key"] = sas
+    return AzureStore(
+        container,
+        prefix=prefix or None,
+        config=config,  # type: ignore[arg-type]
+        client_options=_allow_http(client, endpoint),
+        retry_config=retry,
+    )
