@@ -198,7 +198,8 @@ def get_embedder(spec: str = "default", url: str | None = None, api_key: str | N
 def check_vector(values: Any, dim: int, *, what: str = "embedding", owner: str = "this profile uses") -> np.ndarray:
     """A caller-supplied vector as float32, or a 400 saying what is wrong with it."""
     try:
-        v = np.asarray(values, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32's range becomes infinity, refused below
+            v = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
         raise BadRequest(f"{what} must be a list of numbers", type=f"invalid-{what}") from None
     if v.ndim != 1 or v.shape[0] != dim:
@@ -206,7 +207,9 @@ def check_vector(values: Any, dim: int, *, what: str = "embedding", owner: str =
             f"{what} has {v.shape[-1] if v.ndim else 0} dimensions; {owner} {dim}", type="dimension-mismatch"
         )
     if not np.all(np.isfinite(v)):
-        raise BadRequest(f"{what} contains NaN or infinity", type=f"invalid-{what}")
+        raise BadRequest(
+            f"{what} contains NaN, infinity or a number beyond 32-bit float range (±3.4e38)", type=f"invalid-{what}"
+        )
     return v
 
 
