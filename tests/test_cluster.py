@@ -10,7 +10,7 @@ import httpx
 import pytest
 from memoturn.storage.manifest import load_manifest
 from memoturn.storage.store import open_store
-from support.cluster import Cluster
+from support.cluster import Cluster, until_status
 
 TTL = 3
 
@@ -138,12 +138,7 @@ def test_a_zombie_owner_can_never_land_a_write(tmp_path, etcd, minio):
                 )
             )
             t.start()
-            deadline = time.monotonic() + TTL + 15
-            while time.monotonic() < deadline:
-                r = heir.client.put("/v1/databases/z/kv/heir", json={"value": 2})
-                if r.status_code == 200:
-                    break
-                time.sleep(0.2)
+            r = until_status(lambda: heir.client.put("/v1/databases/z/kv/heir", json={"value": 2}), 200, TTL + 15)
             assert r.status_code == 200, r.text
             for i in range(5):
                 assert heir.client.put(f"/v1/databases/z/kv/heir{i}", json={"value": i}).status_code == 200

@@ -15,7 +15,7 @@ import time
 import httpx
 from memoturn.storage.manifest import load_manifest
 from memoturn.storage.store import open_store
-from support.cluster import Cluster
+from support.cluster import Cluster, until_status
 
 TTL = 3
 SLOW = (
@@ -43,12 +43,7 @@ def test_a_paused_owner_does_not_acknowledge_after_its_ownership_moved(tmp_path,
         time.sleep(0.3)  # the batch is running in the owner's SQL worker
         owner.proc.send_signal(signal.SIGSTOP)
         try:
-            deadline = time.monotonic() + TTL + 20
-            while time.monotonic() < deadline:
-                r = heir.client.put("/v1/databases/p/kv/heir", json={"value": 1})
-                if r.status_code == 200:
-                    break
-                time.sleep(0.2)
+            r = until_status(lambda: heir.client.put("/v1/databases/p/kv/heir", json={"value": 1}), 200, TTL + 20)
             assert r.status_code == 200, r.text
             for i in range(3):
                 assert heir.client.put(f"/v1/databases/p/kv/heir{i}", json={"value": i}).status_code == 200

@@ -115,3 +115,13 @@ class Cluster:
         self.gateway.close()
         for node in self.nodes.values():
             node.close()
+
+
+def until_status(request: Any, status: int, timeout: float) -> httpx.Response:
+    """Repeat ``request()`` every 0.2 s until it answers ``status`` or ``timeout`` passes; the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = request()
+        if r.status_code == status or time.monotonic() >= deadline:
+            return r
+        time.sleep(0.2)
