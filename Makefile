@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd kube helm clean
+.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm clean
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -65,6 +65,12 @@ minio:
 etcd:
 	@bash .ci/install-etcd >/dev/null
 
+fakegcs:
+	@bash .ci/install-fake-gcs-server >/dev/null
+
+azurite:
+	@bash .ci/install-azurite >/dev/null
+
 kube:
 	@bash .ci/install-kube >/dev/null
 
@@ -73,12 +79,13 @@ helm:
 
 # Every external part the tests run, installed (or found in ~/.cache/memoturn) and passed by path.
 TEST_ENV = MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
-	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) MEMOTURN_HELM_BIN=$$(bash .ci/install-helm)
+	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) MEMOTURN_HELM_BIN=$$(bash .ci/install-helm) \
+	MEMOTURN_FAKEGCS_BIN=$$(bash .ci/install-fake-gcs-server) MEMOTURN_AZURITE_BIN=$$(bash .ci/install-azurite)
 
-test: venv minio etcd kube helm
+test: venv minio etcd fakegcs azurite kube helm
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-e2e: venv minio etcd kube helm
+e2e: venv minio etcd fakegcs azurite kube helm
 	$(TEST_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 # The history-checked fault test of tests/test_history.py, for SOAK_DURATION seconds (default 10 min).
@@ -92,6 +99,7 @@ bench: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.memory
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.branching
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.store_cpu
 
 loadtest: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m loadtest.run --users $(USERS) --duration $(DURATION) --fail-on-error

@@ -40,6 +40,25 @@ def s3_store(minio):
     store.close()
 
 
+@pytest.fixture(scope="session")
+def azurite():
+    """One Azurite (Azure Blob emulator) process for the session."""
+    from support.azurite import AzuriteServer
+
+    with AzuriteServer() as server:
+        yield server
+
+
+@pytest.fixture
+def azure_store(azurite):
+    """The az:// store the node opens (CloudStore) on Azurite, on a prefix of its own."""
+    from memoturn.storage.store import open_store
+
+    store = open_store(azurite.store_url(f"t-{uuid.uuid4().hex[:12]}"))
+    yield store
+    store.close()
+
+
 @pytest.fixture
 def boto3_store(minio):
     """S3Store (boto3) on a prefix of its own: the backend the benchmarks compare with."""

@@ -69,7 +69,7 @@ def _workload(rng: random.Random, n_ops: int):
             yield "vacuum", (lambda c: c.execute("VACUUM")), True
 
 
-@pytest.mark.parametrize("backend", ["file", "s3"])
+@pytest.mark.parametrize("backend", ["file", "s3", "azure"])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_restore_equals_origin_at_every_checked_txid(tmp_path, backend, seed, request):
     store = request.getfixturevalue(f"{backend}_store")

@@ -1,4 +1,6 @@
-"""The ObjectStore contract, run against every backend (file, and S3 on a real MinIO).
+"""The ObjectStore contract, run against every backend: file; S3 on a real MinIO through the node's
+client (obstore) and through boto3; Azure Blob on a real Azurite. (GCS: fake-gcs-server cannot take
+obstore's uploads, see tests/test_emulators.py.)
 
 The conditional-write tests are the ones the manifest compare-and-swap relies on: of N
 concurrent ``If-None-Match: *`` creators exactly one wins, and of N concurrent ``If-Match``
@@ -19,7 +21,7 @@ from memoturn.storage.store import ConditionFailed, ObjectNotFound, ObjectStore,
 N = 16
 
 
-@pytest.fixture(params=["file", "s3", "boto3"])
+@pytest.fixture(params=["file", "s3", "boto3", "azure"])
 def store(request) -> ObjectStore:
     return request.getfixturevalue(f"{request.param}_store")
 
@@ -33,7 +35,8 @@ def test_put_get_roundtrip(store):
     assert data == b'{"x": 1}'
     assert got_etag == etag
     assert '"' not in etag
-    assert etag == hashlib.md5(b'{"x": 1}').hexdigest()  # single-part S3 ETag == MD5
+    if not store.url.startswith("az://"):  # Azure's ETag is opaque; S3's single-part ETag (and file's) is the MD5
+        assert etag == hashlib.md5(b'{"x": 1}').hexdigest()
 
 
 def test_binary_and_empty_objects(store):

@@ -8,9 +8,8 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...data import documents, vectors
-from ...names import DEFAULT_BRANCH
 from .models import Filter, Float, Int, Text
-from .params import ERRORS, Branch, Durability, MinTxid, NodeDep, durable, set_txid
+from .params import ERRORS, BranchDefaultWriter, BranchReader, BranchWriter
 from .strict import StrictRoute
 
 
@@ -87,175 +86,70 @@ router = APIRouter(route_class=StrictRoute, responses=ERRORS)
 
 
 @router.post(DOCS + "/documents", status_code=201, response_model=Document, tags=["documents"])
-def insert(
-    db: str,
-    collection: str,
-    body: DocumentIn,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    durability: Durability = None,
-) -> Any:
+def insert(collection: str, body: DocumentIn, w: BranchWriter) -> Any:
     documents.check_collection(collection)
-    doc, t = node.write(
-        db,
-        lambda c: documents.insert(c, collection, body.id, body.body, node.settings.max_value_bytes),
-        branch=branch,
-        durable=durable(durability),
-    )
-    set_txid(response, t)
-    return doc
+    return w.write(lambda c: documents.insert(c, collection, body.id, body.body, w.node.settings.max_value_bytes))
 
 
 @router.get(DOCS + "/documents/{doc_id}", response_model=Document, tags=["documents"])
-def get(
-    db: str,
-    collection: str,
-    doc_id: str,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    min_txid: MinTxid = None,
-) -> Any:
-    doc, t = node.read(db, lambda c: documents.get(c, collection, doc_id), branch=branch, min_txid=min_txid)
-    set_txid(response, t)
-    return doc
+def get(collection: str, doc_id: str, r: BranchReader) -> Any:
+    return r.read(lambda c: documents.get(c, collection, doc_id))
 
 
 @router.put(DOCS + "/documents/{doc_id}", response_model=Document, tags=["documents"])
-def replace(
-    db: str,
-    collection: str,
-    doc_id: str,
-    body: DocumentBody,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    durability: Durability = None,
-) -> Any:
-    doc, t = node.write(
-        db,
-        lambda c: documents.replace(c, collection, doc_id, body.body, node.settings.max_value_bytes),
-        branch=branch,
-        durable=durable(durability),
-    )
-    set_txid(response, t)
-    return doc
+def replace(collection: str, doc_id: str, body: DocumentBody, w: BranchWriter) -> Any:
+    return w.write(lambda c: documents.replace(c, collection, doc_id, body.body, w.node.settings.max_value_bytes))
 
 
 @router.patch(DOCS + "/documents/{doc_id}", response_model=Document, tags=["documents"])
-def patch(
-    db: str,
-    collection: str,
-    doc_id: str,
-    body: DocumentBody,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    durability: Durability = None,
-) -> Any:
+def patch(collection: str, doc_id: str, body: DocumentBody, w: BranchWriter) -> Any:
     """Apply a JSON merge patch (RFC 7386): null removes a key."""
-    doc, t = node.write(
-        db,
-        lambda c: documents.patch(c, collection, doc_id, body.body, node.settings.max_value_bytes),
-        branch=branch,
-        durable=durable(durability),
-    )
-    set_txid(response, t)
-    return doc
+    return w.write(lambda c: documents.patch(c, collection, doc_id, body.body, w.node.settings.max_value_bytes))
 
 
 @router.delete(DOCS + "/documents/{doc_id}", status_code=204, tags=["documents"])
-def delete(
-    db: str, collection: str, doc_id: str, node: NodeDep, branch: Branch = DEFAULT_BRANCH, durability: Durability = None
-) -> Response:
-    _, t = node.write(db, lambda c: documents.delete(c, collection, doc_id), branch=branch, durable=durable(durability))
-    return Response(status_code=204, headers={"Memoturn-Txid": str(t)})
+def delete(collection: str, doc_id: str, w: BranchWriter) -> Response:
+    w.write(lambda c: documents.delete(c, collection, doc_id))
+    return w.no_content()
 
 
 @router.post(DOCS + "/query", response_model=DocumentPage, tags=["documents"])
-def query(
-    db: str,
-    collection: str,
-    body: DocumentQuery,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    min_txid: MinTxid = None,
-) -> DocumentPage:
+def query(collection: str, body: DocumentQuery, r: BranchReader) -> DocumentPage:
     documents.check_collection(collection)
     sort = [s.model_dump() for s in body.sort]
-    (items, nxt), t = node.read(
-        db,
-        lambda c: documents.query(c, collection, filter=body.filter, sort=sort, limit=body.limit, cursor=body.cursor),
-        branch=branch,
-        min_txid=min_txid,
+    items, nxt = r.read(
+        lambda c: documents.query(c, collection, filter=body.filter, sort=sort, limit=body.limit, cursor=body.cursor)
     )
-    set_txid(response, t)
-    return DocumentPage(documents=[Document(**d) for d in items], next_cursor=nxt, txid=t)
+    return DocumentPage(documents=[Document(**d) for d in items], next_cursor=nxt, txid=r.txid)
 
 
 @router.post(DOCS + "/indexes", status_code=201, tags=["documents"])
-def index(
-    db: str, collection: str, body: IndexIn, response: Response, node: NodeDep, branch: Branch = DEFAULT_BRANCH
-) -> dict[str, Any]:
+def index(collection: str, body: IndexIn, w: BranchDefaultWriter) -> dict[str, Any]:
     documents.check_collection(collection)
-    name, t = node.write(db, lambda c: documents.create_index(c, collection, body.path), branch=branch)
-    set_txid(response, t)
-    return {"index": name, "path": body.path, "txid": t}
+    name = w.write(lambda c: documents.create_index(c, collection, body.path))
+    return {"index": name, "path": body.path, "txid": w.txid}
 
 
 @router.put(VECS, status_code=201, tags=["vectors"])
-def create_vectors(
-    db: str,
-    collection: str,
-    body: VectorCollectionIn,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-) -> dict[str, Any]:
-    _, t = node.write(db, lambda c: vectors.create(c, collection, body.dimensions), branch=branch)
-    set_txid(response, t)
-    return {"collection": collection, "dimensions": body.dimensions, "txid": t}
+def create_vectors(collection: str, body: VectorCollectionIn, w: BranchDefaultWriter) -> dict[str, Any]:
+    w.write(lambda c: vectors.create(c, collection, body.dimensions))
+    return {"collection": collection, "dimensions": body.dimensions, "txid": w.txid}
 
 
 @router.post(VECS + "/upsert", tags=["vectors"])
-def upsert(
-    db: str,
-    collection: str,
-    body: VectorUpsert,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    durability: Durability = None,
-) -> dict[str, Any]:
+def upsert(collection: str, body: VectorUpsert, w: BranchWriter) -> dict[str, Any]:
     items = [i.model_dump() for i in body.items]
-    n, t = node.write(db, lambda c: vectors.upsert(c, collection, items), branch=branch, durable=durable(durability))
-    set_txid(response, t)
-    return {"upserted": n, "txid": t}
+    n = w.write(lambda c: vectors.upsert(c, collection, items))
+    return {"upserted": n, "txid": w.txid}
 
 
 @router.post(VECS + "/query", tags=["vectors"])
-def vector_query(
-    db: str,
-    collection: str,
-    body: VectorQuery,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    min_txid: MinTxid = None,
-) -> dict[str, Any]:
-    hits, t = node.read(
-        db,
-        lambda c: vectors.query(c, collection, body.vector, body.k, body.filter),
-        branch=branch,
-        min_txid=min_txid,
-    )
-    set_txid(response, t)
-    return {"results": hits, "txid": t}
+def vector_query(collection: str, body: VectorQuery, r: BranchReader) -> dict[str, Any]:
+    hits = r.read(lambda c: vectors.query(c, collection, body.vector, body.k, body.filter))
+    return {"results": hits, "txid": r.txid}
 
 
 @router.delete(VECS + "/items/{item_id}", status_code=204, tags=["vectors"])
-def delete_vector(db: str, collection: str, item_id: str, node: NodeDep, branch: Branch = DEFAULT_BRANCH) -> Response:
-    _, t = node.write(db, lambda c: vectors.remove(c, collection, item_id), branch=branch)
-    return Response(status_code=204, headers={"Memoturn-Txid": str(t)})
+def delete_vector(collection: str, item_id: str, w: BranchDefaultWriter) -> Response:
+    w.write(lambda c: vectors.remove(c, collection, item_id))
+    return w.no_content()

@@ -15,7 +15,7 @@ from ...errors import NotFound
 from ...names import DEFAULT_BRANCH
 from ..node import Node
 from .models import KVDeleted, KVItem, KVList, KVPut, KVWritten
-from .params import ERRORS, Branch, Durability, MinTxid, NodeDep, ReadFrom, durable, replica, set_txid
+from .params import ERRORS, Branch, BranchWriter, MinTxid, NodeDep, ReadFrom, replica, set_txid
 from .strict import StrictRoute
 
 router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["kv"])
@@ -27,22 +27,11 @@ def _served_by(node: Node, response: Response, db: str, branch: str, replica: bo
 
 
 @router.put(KEY, response_model=KVWritten)
-def kv_put(
-    db: str,
-    key: str,
-    body: KVPut,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    durability: Durability = None,
-) -> KVWritten:
+def kv_put(key: str, body: KVPut, w: BranchWriter) -> KVWritten:
     kv.check_key(key)
-    text = kv.encode_value(body.value, node.settings.max_value_bytes)
-    _, txid = node.write(
-        db, lambda c: kv.put(c, key, text, body.ttl_seconds), branch=branch, durable=durable(durability)
-    )
-    set_txid(response, txid)
-    return KVWritten(key=key, txid=txid)
+    text = kv.encode_value(body.value, w.node.settings.max_value_bytes)
+    w.write(lambda c: kv.put(c, key, text, body.ttl_seconds))
+    return KVWritten(key=key, txid=w.txid)
 
 
 @router.get(KEY, response_model=KVItem)
@@ -75,18 +64,10 @@ async def kv_get(
 
 
 @router.delete(KEY, response_model=KVDeleted)
-def kv_delete(
-    db: str,
-    key: str,
-    response: Response,
-    node: NodeDep,
-    branch: Branch = DEFAULT_BRANCH,
-    durability: Durability = None,
-) -> KVDeleted:
+def kv_delete(key: str, w: BranchWriter) -> KVDeleted:
     kv.check_key(key)
-    existed, txid = node.write(db, lambda c: kv.delete(c, key), branch=branch, durable=durable(durability))
-    set_txid(response, txid)
-    return KVDeleted(key=key, deleted=existed, txid=txid)
+    existed = w.write(lambda c: kv.delete(c, key))
+    return KVDeleted(key=key, deleted=existed, txid=w.txid)
 
 
 @router.get("/v1/databases/{db}/kv", response_model=KVList)

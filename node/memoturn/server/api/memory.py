@@ -8,6 +8,7 @@ computed before the database lock is taken, so a slow embedder never blocks othe
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from ...errors import BadRequest, Conflict, NotFound
 from ...names import SEPARATOR, check_namespace, profile_database, split_profile_database
 from ..node import Node
 from .models import Bool, Filter, Float, Int, Text, Timestamp
-from .params import ERRORS, Durability, MinTxid, NodeDep, durable, set_txid
+from .params import ERRORS, Durability, MinTxid, NodeDep, Reader, Writer
 from .strict import StrictRoute
 
 
@@ -208,58 +209,69 @@ async def _profiles(request: Request) -> Profiles:
 
 
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
+
+
+class _ProfileWriter(Writer):
+    """A :class:`Writer` of a profile's database, which :meth:`store` creates on first use."""
+
+    def __init__(self, profiles: Profiles, response: Response, db: Callable[[], str], durability: str | None) -> None:
+        super().__init__(profiles.node, response, db, durability=durability)
+        self.profiles = profiles
+
+    def store(self, items: list[MemoryIn]) -> list[tuple[dict[str, Any], bool]]:
+        db = self.db
+        self.profiles.ensure(db)
+        return self.said(*self.profiles.store(db, items, self.durable()))
+
+
+def _database(namespace: str, profile: str) -> Callable[[], str]:
+    # named (and checked) when the route first uses it, as a route that named it itself did
+    return lambda: profile_database(namespace, profile)
+
+
+# async: resolved on the event loop, they add no thread hand-off
+async def _profile_writer(
+    namespace: str, profile: str, response: Response, profiles: ProfilesDep, durability: Durability = None
+) -> _ProfileWriter:
+    return _ProfileWriter(profiles, response, _database(namespace, profile), durability)
+
+
+async def _profile_reader(namespace: str, profile: str, response: Response, node: NodeDep) -> Reader:
+    return Reader(node, response, _database(namespace, profile))
+
+
+async def _profile_reader_at(
+    namespace: str, profile: str, response: Response, node: NodeDep, min_txid: MinTxid = None
+) -> Reader:
+    return Reader(node, response, _database(namespace, profile), min_txid=min_txid)
+
+
+# The path's profile; the Memoturn header each one honours:
+ProfileWriter = Annotated[_ProfileWriter, Depends(_profile_writer)]  # Memoturn-Durability
+ProfileReader = Annotated[Reader, Depends(_profile_reader)]  # none
+ProfileReaderAt = Annotated[Reader, Depends(_profile_reader_at)]  # Memoturn-Min-Txid
 BASE = "/v1/namespaces/{namespace}/profiles/{profile}"
 router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["memory"])
 
 
 @router.post(BASE + "/memories", status_code=201, response_model=Stored)
-def add_memory(
-    namespace: str,
-    profile: str,
-    body: MemoryIn,
-    response: Response,
-    profiles: ProfilesDep,
-    durability: Durability = None,
-) -> Stored:
-    db = profile_database(namespace, profile)
-    profiles.ensure(db)
-    (result,), txid = profiles.store(db, [body], durable(durability))
-    set_txid(response, txid)
-    return Stored(memory=MemoryOut(**result[0]), duplicate=result[1], txid=txid)
+def add_memory(body: MemoryIn, w: ProfileWriter) -> Stored:
+    ((memory, duplicate),) = w.store([body])
+    return Stored(memory=MemoryOut(**memory), duplicate=duplicate, txid=w.txid)
 
 
 @router.post(BASE + "/memories/batch", status_code=201, response_model=BatchOut)
-def add_memories(
-    namespace: str,
-    profile: str,
-    body: BatchIn,
-    response: Response,
-    profiles: ProfilesDep,
-    durability: Durability = None,
-) -> BatchOut:
-    db = profile_database(namespace, profile)
-    profiles.ensure(db)
-    results, txid = profiles.store(db, body.memories, durable(durability))
-    set_txid(response, txid)
-    return BatchOut(memories=[Stored(memory=MemoryOut(**m), duplicate=d, txid=txid) for m, d in results], txid=txid)
+def add_memories(body: BatchIn, w: ProfileWriter) -> BatchOut:
+    stored = [Stored(memory=MemoryOut(**m), duplicate=d, txid=w.txid) for m, d in w.store(body.memories)]
+    return BatchOut(memories=stored, txid=w.txid)
 
 
 @router.post(BASE + "/recall", response_model=RecallOut)
-def recall(
-    namespace: str,
-    profile: str,
-    body: RecallIn,
-    response: Response,
-    profiles: ProfilesDep,
-    min_txid: MinTxid = None,
-) -> RecallOut:
-    node = profiles.node
-    db = profile_database(namespace, profile)
-
+def recall(body: RecallIn, profiles: ProfilesDep, r: ProfileReaderAt) -> RecallOut:
     def dim_of(conn: Any) -> int | None:
         return memories.profile_dim(conn)
 
-    dim, _ = node.read(db, dim_of, min_txid=min_txid)
+    dim = r.read(dim_of)
     vector = None
     if body.embedding is not None:
         vector = as_vector(body.embedding, dim or len(body.embedding))
@@ -272,8 +284,7 @@ def recall(
                 type="dimension-mismatch",
             )
         vector = model.embed([body.query])[0]
-    hits, txid = node.read(
-        db,
+    hits = r.read(
         lambda conn: memories.recall(
             conn,
             query=body.query,
@@ -287,34 +298,26 @@ def recall(
             as_of=_ts(body.as_of),
             include_superseded=body.include_superseded,
             recency_half_life_days=body.recency_half_life_days,
-        ),
-        min_txid=min_txid,
+        )
     )
-    set_txid(response, txid)
     return RecallOut(
-        results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits], txid=txid
+        results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits], txid=r.txid
     )
 
 
 @router.get(BASE + "/memories", response_model=MemoryList)
 def list_memories(
-    namespace: str,
-    profile: str,
-    response: Response,
-    node: NodeDep,
+    r: ProfileReader,
     type: Annotated[list[str] | None, Query()] = None,
     include_superseded: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> MemoryList:
-    db = profile_database(namespace, profile)
-    items, txid = node.read(
-        db,
+    items = r.read(
         lambda c: memories.list_memories(
             c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor
         ),
     )
-    set_txid(response, txid)
     return MemoryList(
         memories=[MemoryOut(**m) for m in items[:limit]],
         next_cursor=items[limit - 1]["id"] if len(items) > limit else None,
@@ -322,35 +325,25 @@ def list_memories(
 
 
 @router.get(BASE + "/memories/{memory_id}", response_model=MemoryOut)
-def get_memory(namespace: str, profile: str, memory_id: str, response: Response, node: NodeDep) -> MemoryOut:
-    item, txid = node.read(profile_database(namespace, profile), lambda c: memories.get(c, memory_id))
-    set_txid(response, txid)
-    return MemoryOut(**item)
+def get_memory(memory_id: str, r: ProfileReader) -> MemoryOut:
+    return MemoryOut(**r.read(lambda c: memories.get(c, memory_id)))
 
 
 @router.get(BASE + "/memories/{memory_id}/history", response_model=list[MemoryOut])
-def memory_history(namespace: str, profile: str, memory_id: str, response: Response, node: NodeDep) -> list[MemoryOut]:
-    chain, txid = node.read(profile_database(namespace, profile), lambda c: memories.history(c, memory_id))
-    set_txid(response, txid)
-    return [MemoryOut(**m) for m in chain]
+def memory_history(memory_id: str, r: ProfileReader) -> list[MemoryOut]:
+    return [MemoryOut(**m) for m in r.read(lambda c: memories.history(c, memory_id))]
 
 
 @router.delete(BASE + "/memories/{memory_id}", status_code=204)
-def forget(namespace: str, profile: str, memory_id: str, node: NodeDep, durability: Durability = None) -> Response:
-    _, txid = node.write(
-        profile_database(namespace, profile),
-        lambda c: memories.forget(c, memory_id),
-        durable=durable(durability),
-    )
-    return Response(status_code=204, headers={"Memoturn-Txid": str(txid)})
+def forget(memory_id: str, w: ProfileWriter) -> Response:
+    w.write(lambda c: memories.forget(c, memory_id))
+    return w.no_content()
 
 
 @router.get(BASE, response_model=ProfileStats)
-def profile_stats(namespace: str, profile: str, response: Response, node: NodeDep) -> ProfileStats:
-    db = profile_database(namespace, profile)
-    stats, txid = node.read(db, memories.stats)
-    set_txid(response, txid)
-    return ProfileStats(namespace=namespace, profile=profile, database=db, head_txid=txid, **stats)
+def profile_stats(namespace: str, profile: str, r: ProfileReader) -> ProfileStats:
+    stats = r.read(memories.stats)
+    return ProfileStats(namespace=namespace, profile=profile, database=r.db, head_txid=r.txid, **stats)
 
 
 @router.delete(BASE, status_code=204)
