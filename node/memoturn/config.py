@@ -93,8 +93,9 @@ class Settings(EnvSettings):
     store_url: str | None = Field(
         None,
         validation_alias=AliasChoices("MEMOTURN_STORE_URL", "MEMOTURN_STORE"),
-        description="object store: `file:///path` or `s3://bucket/prefix?endpoint=URL&region=R` "
-        "(credentials from the usual AWS variables)",
+        description="object store: `file:///path`, `s3://bucket/prefix?endpoint=URL&region=R`, "
+        "`gs://bucket/prefix` or `az://container/prefix?account=A` (credentials from each cloud's "
+        "standard chain: environment, profile, workload identity; docs/storage.md)",
         json_schema_extra={"shown_default": "file://{data_dir}/store"},
     )
     listen: str = Field("127.0.0.1:7411", description="HOST:PORT of the HTTP API")

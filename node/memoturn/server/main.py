@@ -15,7 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="memoturnd", description="Memoturn data-plane node")
     parser.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:7411, env MEMOTURN_LISTEN)")
     parser.add_argument("--data-dir", help="data directory (env MEMOTURN_DATA_DIR)")
-    parser.add_argument("--store", help="file:///path or s3://bucket/prefix (env MEMOTURN_STORE_URL)")
+    parser.add_argument(
+        "--store",
+        help="file:///path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix (env MEMOTURN_STORE_URL)",
+    )
     parser.add_argument("--durability", choices=["standard", "durable"])
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
