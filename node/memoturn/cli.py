@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from . import mcp_server
 from .client import Memoturn, ProblemError
 from .errors import MemoturnError
 
@@ -297,7 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grace", type=float, help="keep objects younger than this many seconds")
     g.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
 
-    command(sub, "mcp", "run the MCP server (stdio, or --http HOST:PORT); see memoturn mcp --help")
+    # Its --url/--token set nothing unless given, so both `memoturn --url URL mcp` and `memoturn mcp --url URL` work.
+    mcp_server.add_arguments(
+        command(sub, "mcp", "run the MCP server for agents (stdio, or --http HOST:PORT with --http-token)"),
+        connection_defaults=False,
+    )
     command(sub, "nodes", "list the live nodes (ask a gateway)")
     o = command(sub, "owner", "owner, epoch, head txid and replica lag of a database (ask a gateway)")
     o.add_argument("db", help="database name")
@@ -307,11 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["mcp"]:
-        from .mcp_server import main as mcp_main
-
-        return mcp_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.cmd == "mcp":
+        return mcp_server.serve(args)
     try:
         with Memoturn(args.url, token=args.token, timeout=args.timeout, retries=2) as mt:
             _run(args, mt)
