@@ -37,6 +37,8 @@ from ..names import check_namespace, is_part, split_profile_database, token_key
 from ..storage import store as st
 
 _OPEN = {"/v1/health", "/v1/ready", "/metrics", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
+#: The API docs' own assets (Swagger UI, ReDoc), served by the node itself: no CDN.
+DOCS_ASSETS = "/static-offline-docs"
 _NS_PATH = re.compile(r"^/v1/namespaces/([^/]+)(?:/|$)")
 _DB_PATH = re.compile(r"^/v1/databases/([^/]+)(?:/|$)")
 MAX_TOKEN_LIFETIME = 100 * 365 * 86400  # seconds; longer is "never" (omit the expiry), and keeps the float sane
@@ -126,7 +128,7 @@ class Authenticator:
     # -- what they may reach -------------------------------------------------------------
 
     def authorize(self, path: str, authorization: str | None) -> None:
-        if not self.enabled or path in _OPEN:
+        if not self.enabled or path in _OPEN or path.startswith(DOCS_ASSETS + "/"):
             return
         who = self.identify(authorization)
         if who == "*":

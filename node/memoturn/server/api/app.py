@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
+from ..auth import DOCS_ASSETS
 from ..node import Node
 from . import admin, branching, data, databases, internal, kv, memory, ops, problems, sql
 from .authenticate import Authenticate
@@ -47,7 +49,10 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
                 flush=True,
             )
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from assets installed with the
+    # project (under DOCS_ASSETS), so they work on a machine without internet.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Memoturn node API",
         version="0.1.0",
         description="memoturnd: databases, KV and SQL over libSQL files shipped to object storage.",

@@ -11,6 +11,7 @@ node and the response, and says the txid of what it did in ``Memoturn-Txid``. Th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response
@@ -69,27 +70,26 @@ def set_txid(response: Response, txid: int) -> None:
     response.headers["Memoturn-Txid"] = str(txid)
 
 
+@dataclass
 class _Scope:
     """One request's database branch: what it reads or writes there says its txid (``Memoturn-Txid``).
 
-    The database is named lazily (``db`` may be a function that checks the name), and the headers
-    are parsed only when used, so a route raises its errors in the same order as when it read
-    them itself: request validation first, then its own checks, then the header.
+    The database is named lazily (``database`` may be a function that checks the name), and the
+    headers are parsed only when used, so a route raises its errors in the same order as when it
+    read them itself: request validation first, then its own checks, then the header.
     """
 
-    txid: int  # of the last read or write, once there was one
-
-    def __init__(self, node: Node, response: Response, db: str | Callable[[], str], branch: str) -> None:
-        self.node = node
-        self.response = response
-        self._db = db
-        self.branch = branch
+    node: Node
+    response: Response
+    database: str | Callable[[], str]
+    branch: str = DEFAULT_BRANCH
+    txid: int = field(init=False)  # of the last read or write, once there was one
 
     @property
     def db(self) -> str:
-        if not isinstance(self._db, str):
-            self._db = self._db()
-        return self._db
+        if not isinstance(self.database, str):
+            self.database = self.database()
+        return self.database
 
     def said(self, result: T, txid: int) -> T:
         """``result``, served at ``txid``: said in ``Memoturn-Txid`` (and kept as :attr:`txid`)."""
@@ -102,19 +102,11 @@ class _Scope:
         return Response(status_code=204, headers={"Memoturn-Txid": str(self.txid)})
 
 
+@dataclass
 class Writer(_Scope):
     """Writes at the ``Memoturn-Durability`` the request asked for (None: the node's default)."""
 
-    def __init__(
-        self,
-        node: Node,
-        response: Response,
-        db: str | Callable[[], str],
-        branch: str = DEFAULT_BRANCH,
-        durability: str | None = None,
-    ) -> None:
-        super().__init__(node, response, db, branch)
-        self.durability = durability
+    durability: str | None = None
 
     def durable(self) -> bool | None:
         """The parsed ``Memoturn-Durability`` header (400 ``invalid-header`` if it is neither value)."""
@@ -134,19 +126,11 @@ class Writer(_Scope):
         return self.said(*self.node.sql(db, statements, branch=self.branch, durable=wait, transaction=transaction))
 
 
+@dataclass
 class Reader(_Scope):
     """Reads once the branch has reached the request's ``Memoturn-Min-Txid`` (if any)."""
 
-    def __init__(
-        self,
-        node: Node,
-        response: Response,
-        db: str | Callable[[], str],
-        branch: str = DEFAULT_BRANCH,
-        min_txid: int | None = None,
-    ) -> None:
-        super().__init__(node, response, db, branch)
-        self.min_txid = min_txid
+    min_txid: int | None = None
 
     def read(self, fn: Callable[[Any], T], **kw: Any) -> T:
         """``node.read(db, fn)`` on the branch; ``kw`` goes to the node."""
