@@ -94,8 +94,8 @@ soak: venv minio etcd
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
 	$(BIN)/python -m bench.soak --duration $(SOAK_DURATION)
 
-bench: venv minio etcd
-	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage
+bench: venv minio etcd azurite
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_AZURITE_BIN=$$(bash .ci/install-azurite) $(BIN)/python -m bench.storage
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.memory
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.branching
@@ -128,8 +128,8 @@ bench-recall: venv
 venv-path: venv
 	@echo $(VENV)
 
-bench-quick: venv minio etcd
-	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.storage --quick
+bench-quick: venv minio etcd azurite
+	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_AZURITE_BIN=$$(bash .ci/install-azurite) $(BIN)/python -m bench.storage --quick
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.cluster --quick
 	$(BIN)/python -m bench.memory --quick
 	MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) $(BIN)/python -m bench.branching --quick

@@ -277,21 +277,73 @@ def needs(rel: str) -> Callable[[Callable[[Report, dict[str, Any], str], str]], 
     return wrap
 
 
+STORE_COLORS = {"sqlite": "#999999", "file": "#4c72b0", "s3": "#dd8452", "s3_boto3": "#c44e52", "azure": "#55a868"}
+
+
+def storage_backends(d: dict[str, Any]) -> str:
+    """Durable put and seal + ship per object-store backend, naming the client each went through.
+
+    Results without a ``clients`` key predate the obstore switch: their S3 rows went through boto3."""
+    kv = d["kv_put"]
+    clients = d.get("clients") or {"file": "FileStore", "s3": "boto3"}
+    backends = [
+        ("file store (local directory)", "file", "durable_file", "segment_seal_ship_file"),
+        ("S3 on MinIO", "s3", "durable_s3", "segment_seal_ship_s3"),
+        ("S3 on MinIO, comparison row", "s3_boto3", "durable_s3_boto3", None),
+        ("Azure Blob on Azurite", "azure", "durable_azure", "segment_seal_ship_azure"),
+    ]
+    rows: list[list[Any]] = []
+    for label, client, put_key, ship_key in backends:
+        put, ship = kv.get(put_key), d.get(ship_key) if ship_key else None
+        if put is None and ship is None:
+            continue
+        rows.append(
+            [
+                label,
+                clients.get(client, "-"),
+                *((put["n"], put["p50_ms"], put["p99_ms"]) if put else ("-", "-", "-")),
+                *((ship["n"], ship["p50_ms"], ship["p99_ms"]) if ship else ("not run", "-", "-")),
+            ]
+        )
+    notes = []
+    for key, label, client in (
+        ("gcs", "GCS on fake-gcs-server", "obstore"),
+        ("azure", "Azure Blob on Azurite", "obstore"),
+    ):
+        x = d.get(key)
+        if isinstance(x, dict) and not (x.get("measurable", True) and x.get("measured", True)):
+            reason = str(x.get("reason", ""))
+            short = "not measurable: emulator gap" if reason.startswith("emulator gap") else "not measured"
+            rows.append([label, client, short, "-", "-", short, "-", "-"])
+            notes.append(f"{label}: {reason}.")
+    table = md_table(
+        ["backend", "client", "durable put n", "p50 ms", "p99 ms", "seal + ship n", "p50 ms", "p99 ms"], rows
+    )
+    return table + ("\n\n" + "\n\n".join(notes) if notes else "")
+
+
 @needs("storage.json")
 def sec_storage(r: Report, d: dict[str, Any], rel: str) -> str:
     plain, kv = d["plain_sqlite_commit"], d["kv_put"]
-    rows: list[tuple[str, dict[str, Any]]] = [
-        ("plain SQLite commit, WAL, synchronous=FULL", plain["wal_full"]),
-        ("plain SQLite commit, WAL, synchronous=NORMAL", plain["wal_normal"]),
-        ("Memoturn KV put, standard, file store", kv["standard_file"]),
-        ("Memoturn KV put, standard, S3 (MinIO)", kv["standard_s3"]),
-        ("Memoturn KV put, durable, file store", kv["durable_file"]),
-        ("Memoturn KV put, durable, S3 (MinIO)", kv["durable_s3"]),
+    rows: list[tuple[str, dict[str, Any], str]] = [
+        ("plain SQLite commit, WAL, synchronous=FULL", plain["wal_full"], "sqlite"),
+        ("plain SQLite commit, WAL, synchronous=NORMAL", plain["wal_normal"], "sqlite"),
+        ("Memoturn KV put, standard, file store", kv["standard_file"], "file"),
+        ("Memoturn KV put, standard, S3 (MinIO)", kv["standard_s3"], "s3"),
+        ("Memoturn KV put, durable, file store", kv["durable_file"], "file"),
+        ("Memoturn KV put, durable, S3 (MinIO)", kv["durable_s3"], "s3"),
     ]
+    for key, label, color in (
+        ("durable_s3_boto3", "Memoturn KV put, durable, S3 (MinIO), boto3 client (comparison)", "s3_boto3"),
+        ("durable_azure", "Memoturn KV put, durable, Azure (Azurite)", "azure"),
+    ):
+        if key in kv:
+            rows.append((label, kv[key], color))
     other: list[tuple[str, dict[str, Any]]] = []
     for key, label in (
         ("segment_seal_ship_file", "segment seal + ship, file store"),
         ("segment_seal_ship_s3", "segment seal + ship, S3"),
+        ("segment_seal_ship_azure", "segment seal + ship, Azure (Azurite)"),
         ("create_database_file", "create database, file store"),
         ("create_database_s3", "create database, S3"),
         ("cold_wake_1mb_file", "cold wake, 1 MB, file store"),
@@ -302,7 +354,7 @@ def sec_storage(r: Report, d: dict[str, Any], rel: str) -> str:
             other.append((label.format(**d[key]), d[key]))
     table = md_table(
         ["operation", "n", "p50 ms", "p99 ms", "ops/s"],
-        [[label, s["n"], s["p50_ms"], s["p99_ms"], s.get("ops_per_s")] for label, s in rows + other],
+        [[label, s["n"], s["p50_ms"], s["p99_ms"], s.get("ops_per_s")] for label, s in [x[:2] for x in rows] + other],
     )
     parts = [table]
     if "restore_s3" in d:
@@ -323,14 +375,14 @@ def sec_storage(r: Report, d: dict[str, Any], rel: str) -> str:
                 ],
             )
         )
-    fig, ax = figure(8, 3.6)
-    colors = ["#999999", "#bbbbbb", "#4c72b0", "#4c72b0", "#dd8452", "#dd8452"]
+    parts.append(storage_backends(d))
+    fig, ax = figure(8, 3.6 + 0.3 * max(0, len(rows) - 6))
     hbars(
         ax[0][0],
-        [lbl.replace("Memoturn KV put, ", "") for lbl, _ in rows],
-        [s["p50_ms"] for _, s in rows],
-        [s["p99_ms"] for _, s in rows],
-        colors=colors,
+        [lbl.replace("Memoturn KV put, ", "") for lbl, _, _ in rows],
+        [s["p50_ms"] for _, s, _ in rows],
+        [s["p99_ms"] for _, s, _ in rows],
+        colors=[STORE_COLORS[c] for _, _, c in rows],
         title="One-row commit: p50 (bar), p99 (tick)",
     )
     parts.append(r.image(fig, "storage-write-path", "write path latency vs plain SQLite"))
