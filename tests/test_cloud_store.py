@@ -330,3 +330,12 @@ def test_outage_raises_store_unavailable_and_recovers():
         assert store.get("manifest") == (b"v2", e2)
         with pytest.raises(ObjectNotFound):
             store.get("absent")
+
+
+def test_a_secret_in_the_store_url_is_redacted_for_logs():
+    from memoturn.storage.store.cloud_url import redact
+
+    url = "az://c/p?account=a&key=c2VjcmV0Lw%3D%3D&endpoint=http://127.0.0.1:1/a"
+    out = redact(url)
+    assert "c2VjcmV0" not in out and "key=***" in out and "account=a" in out and "endpoint=http://127.0.0.1:1/a" in out
+    assert redact("s3://b/p") == "s3://b/p"

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from ..errors import MemoturnError
+    from ..storage.store.cloud_url import redact
     from .api.app import create_app
     from .node import Node
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print("memoturnd: auth is OFF (set MEMOTURN_ADMIN_TOKEN to require bearer tokens)", file=sys.stderr, flush=True)
     print(
         f"memoturnd {settings.node_id} listening on http://{settings.listen} "
-        f"(store {settings.resolved_store_url}, durability {settings.durability}, "
+        f"(store {redact(settings.resolved_store_url)}, durability {settings.durability}, "
         f"leases {'etcd ' + settings.etcd_endpoints if settings.etcd_endpoints else 'in-process'}, "
         f"API docs http://{settings.listen}/docs)",
         flush=True,

@@ -47,6 +47,7 @@ from ..storage.leases import LeaseTable, LocalLeaseTable
 from ..storage.local_files import drop_local_files, restore_into, sidecar_path
 from ..storage.manifest import Manifest, create_manifest, load_manifest
 from ..storage.shipper import Shipper
+from ..storage.store.cloud_url import redact
 from .auth import Authenticator
 from .tiers import TierManager
 
@@ -102,7 +103,8 @@ class Node:
 
     def start(self) -> Node:
         if (problem := self.probe_store()) is not None:
-            log.warning("the object store %s cannot be used: %s; not ready until it can", self.store.url, problem)
+            where = redact(self.store.url)
+            log.warning("the object store %s cannot be used: %s; not ready until it can", where, problem)
         shutil.rmtree(self.settings.cache_dir, ignore_errors=True)
         os.makedirs(self.settings.cache_dir, exist_ok=True)
         self.leases.start()

@@ -279,3 +279,17 @@ def _azure(
         client_options=_allow_http(client, endpoint),
         retry_config=retry,
     )
+
+
+#: Query parameters whose values are secrets.
+SECRET_PARAMS = frozenset({"key"})
+
+
+def redact(url: str) -> str:
+    """``url`` with secret parameter values (an Azure ``key=``) replaced, for logs and messages."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.query:
+        return url
+    pairs = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
+    query = urllib.parse.urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs], safe="*:/")
+    return urllib.parse.urlunsplit(parsed._replace(query=query))
