@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from support.processes import installed_binary
+from support.server import ServerProcess, obstore_retry_config
 
 FAKEGCS_VERSION = "v1.56.1"  # keep in sync with .ci/install-fake-gcs-server
 DEFAULT_BIN = os.path.expanduser(f"~/.cache/memoturn/fake-gcs-server-{FAKEGCS_VERSION}/fake-gcs-server")
@@ -34,138 +31,58 @@ DEFAULT_BIN = os.path.expanduser(f"~/.cache/memoturn/fake-gcs-server-{FAKEGCS_VE
 
 def fakegcs_binary() -> str:
     """Path of the fake-gcs-server binary; skip (or fail under CI) when it is not installed."""
-    path = os.environ.get("MEMOTURN_FAKEGCS_BIN") or DEFAULT_BIN
-    if os.access(path, os.X_OK):
-        return path
-    reason = f"fake-gcs-server not found at {path}: run .ci/install-fake-gcs-server (or set MEMOTURN_FAKEGCS_BIN)"
-    if os.environ.get("CI"):
-        raise RuntimeError(reason)
-    import pytest
-
-    pytest.skip(reason)
+    return installed_binary("MEMOTURN_FAKEGCS_BIN", DEFAULT_BIN, "fake-gcs-server", ".ci/install-fake-gcs-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class FakeGcsServer(ServerProcess):
+    """One ``fake-gcs-server`` process with one bucket; ``endpoint``, ``store_url()``.
 
+    ``stop()`` kills it (an abrupt outage). The filesystem backend writes each object before
+    answering, so nothing acknowledged is lost; the memory backend loses everything (the bucket
+    is created again at ``start()``)."""
 
-class FakeGcsServer:
-    """One ``fake-gcs-server`` process with one bucket; ``endpoint``, ``store_url()``."""
+    name = "fake-gcs-server"
+    health_path = "/_internal/healthcheck"
 
     def __init__(
         self, bucket: str = "memoturn-test", *, binary: str | None = None, backend: str = "filesystem"
     ) -> None:
-        self.binary = binary or fakegcs_binary()
+        super().__init__(binary or fakegcs_binary(), "memoturn-fakegcs-")
         self.bucket = bucket
         self.backend = backend  # "filesystem" (survives stop()/start()) or "memory"
-        self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.data_dir = tempfile.mkdtemp(prefix="memoturn-fakegcs-")
-        self.log_path = self.data_dir + ".log"
-        self.proc: subprocess.Popen | None = None
         self._bucket_created = False
 
-    # -- lifecycle -----------------------------------------------------------------------
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            # The XML API (path style /<bucket>/<object>, what obstore speaks) answers
+            # only requests whose Host is the public host.
+            "-public-host",
+            f"127.0.0.1:{self.port}",
+            "-external-url",
+            self.endpoint,
+            "-backend",
+            self.backend,
+            "-filesystem-root",
+            os.path.join(self.data_dir, "storage"),
+            "-log-level",
+            "warn",
+        ]
 
-    def start(self, timeout: float = 30.0) -> FakeGcsServer:
-        """Start (or restart) the server on the same port and data dir; wait until live."""
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "-scheme",
-                    "http",
-                    "-host",
-                    "127.0.0.1",
-                    "-port",
-                    str(self.port),
-                    # The XML API (path style /<bucket>/<object>, what obstore speaks) answers
-                    # only requests whose Host is the public host.
-                    "-public-host",
-                    f"127.0.0.1:{self.port}",
-                    "-external-url",
-                    self.endpoint,
-                    "-backend",
-                    self.backend,
-                    "-filesystem-root",
-                    os.path.join(self.data_dir, "storage"),
-                    "-log-level",
-                    "warn",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        finally:
-            log.close()
-        self._wait_ready(timeout)
+    def after_start(self) -> None:
         if not self._bucket_created or self.backend == "memory":
             status, body = self.json_request("POST", "/storage/v1/b", {"name": self.bucket})
             if status not in (200, 409):  # 409: the bucket is already in the data dir
                 self.stop()
                 raise RuntimeError(f"fake-gcs-server: creating bucket {self.bucket}: {status} {body}")
             self._bucket_created = True
-        return self
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"{self.endpoint}/_internal/healthcheck"
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"fake-gcs-server not ready after {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Kill the process (an abrupt outage); data and port are kept for ``start()``.
-
-        The filesystem backend writes each object before answering, so nothing acknowledged is
-        lost; the memory backend loses everything (the bucket is created again at ``start()``)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # in case it was paused
-            self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def pause(self) -> None:
-        """Freeze the process (SIGSTOP): connections are accepted by the kernel but never
-        answered, like a hung server; ``resume()`` thaws it."""
-        assert self.proc is not None, "server not running"
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None, "server not running"
-        self.proc.send_signal(signal.SIGCONT)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        try:
-            os.unlink(self.log_path)
-        except FileNotFoundError:
-            pass
-
-    def __enter__(self) -> FakeGcsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- access --------------------------------------------------------------------------
 
@@ -176,8 +93,6 @@ class FakeGcsServer:
     def obstore(self, prefix: str | None = None, *, retry_seconds: float = 5.0):
         """An ``obstore`` GCSStore on the bucket (a dummy bearer token: the emulator checks no
         credentials), for assertions that bypass Memoturn. Writes fail: see the module doc."""
-        import datetime
-
         from obstore.store import GCSStore
 
         return GCSStore(
@@ -186,16 +101,7 @@ class FakeGcsServer:
             base_url=self.endpoint,
             bearer_token="fake-gcs-server",
             client_options={"allow_http": True},
-            # A stopped or paused emulator fails fast instead of after obstore's 180 s default.
-            retry_config={
-                "max_retries": 3,
-                "retry_timeout": datetime.timedelta(seconds=retry_seconds),
-                "backoff": {
-                    "init_backoff": datetime.timedelta(milliseconds=50),
-                    "max_backoff": datetime.timedelta(seconds=1),
-                    "base": 2,
-                },
-            },
+            retry_config=obstore_retry_config(retry_seconds),
         )
 
     def json_request(
@@ -236,10 +142,3 @@ class FakeGcsServer:
         except ValueError:
             body = {"raw": raw.decode(errors="replace")}
         return status, body
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except FileNotFoundError:
-            return ""
