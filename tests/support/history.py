@@ -363,6 +363,14 @@ def node_ready(node: Memoturnd) -> bool:
         return False
 
 
+def _ready_detail(node: Memoturnd) -> str:
+    """What the node's readiness says (why it is not ready), for the failure message."""
+    try:
+        return str(node.client.get("/v1/ready", timeout=2).json().get("detail"))
+    except (httpx.HTTPError, ValueError):
+        return "no answer"
+
+
 def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> float:
     """Until every node is ready and the gateway sees them all; seconds it took."""
     t0 = time.monotonic()
@@ -375,7 +383,7 @@ def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> float:
         if gw_nodes >= len(cluster.nodes) and all(node_ready(n) for n in cluster.nodes.values()):
             return time.monotonic() - t0
         time.sleep(0.1)
-    states = {i: (n.proc.poll(), node_ready(n)) for i, n in cluster.nodes.items()}
+    states = {i: (n.proc.poll(), node_ready(n), _ready_detail(n)) for i, n in cluster.nodes.items()}
     raise TimeoutError(f"cluster not healthy after {timeout}s: {states}")
 
 

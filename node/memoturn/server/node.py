@@ -163,8 +163,11 @@ class Node:
             return False, "node not started"
         if not self.leases.healthy():
             return False, "writer lease not held"
-        if self._store_problem is not None and time.monotonic() - self._store_probed_at >= self.STORE_PROBE_SECONDS:
+        since_probe = time.monotonic() - self._store_probed_at
+        if self._store_problem is not None and since_probe >= self.STORE_PROBE_SECONDS:
             self.probe_store()
+        elif self.shipper.store_down and since_probe >= 1.0 and self.probe_store() is None:
+            self.shipper.store_reachable()
         if self._store_problem is not None:
             return False, f"object store unusable: {self._store_problem}"
         if self.shipper.store_down:

@@ -228,6 +228,12 @@ class Shipper:
             self.unshipped_txids -= shipped.txids
             self.metrics.unshipped_txids.set(self.unshipped_txids)
 
+    def store_reachable(self) -> None:
+        """A probe reached the store: durable writes are accepted again (a failing ship sets
+        :attr:`store_down` back). Without it the flag waited for a successful ship, which never
+        came when the log that failed had nothing left to ship."""
+        self.store_down = False
+
     def _failed(self, blog: BranchLog, exc: Exception, *, corrupt: bool = False) -> None:
         if not corrupt:
             self.store_down = True
