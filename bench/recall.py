@@ -12,6 +12,18 @@ It runs a real node in-process (file store in a temporary directory) and calls t
 functions as the HTTP routes (embedding outside the lock, then hybrid recall in the
 database); latencies therefore exclude HTTP. The last line of standard output is one JSON
 object with the headline figures. The data file is read where it is, never copied.
+
+The headline figures are recall as the API answers by default, i.e. with the relevance floor
+``memories.DEFAULT_MIN_SCORE``. ``run(..., sweep=True)`` (what ``main`` does) adds
+``floor_sweep``: each question is also recalled with the floor off (``min_score=0``, the
+same 50 candidates per list as ``limit=10``, all of them kept), and every floor of
+:data:`FLOORS` is applied afterwards under two rules, ``similarity_or_text`` (what
+``memories.recall`` does: a hit is kept if its cosine similarity reaches the floor or its
+text matched) and ``similarity_only``; the result is the same as recalling with that floor
+(``floor_sweep.check`` compares the default floor both ways). For each: R@5, R@10, Hit@5, MRR
+on categories 1-4, and how often nothing passes the floor for the adversarial (category 5)
+questions, for the answerable ones (categories 1-4), and for "foreign" questions (the
+categories 1-4 questions of the next conversation, asked of this one's profile).
 """
 
 from __future__ import annotations
@@ -99,6 +111,69 @@ def questions(sample: dict[str, Any]) -> list[tuple[dict[str, Any], set[str]]]:
     return out
 
 
+#: Relevance floors (cosine similarity) the sweep applies; 0 = no floor.
+FLOORS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+RULES = ("similarity_or_text", "similarity_only")
+
+
+def adversarial(sample: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation's category-5 (adversarial) questions: the floor should leave them empty."""
+    return [qa for qa in sample["qa"] if qa.get("category") == 5]
+
+
+def passes(hit: dict[str, Any], floor: float, rule: str) -> bool:
+    """Whether a hit (``similarity``, ``text_match``) passes ``floor`` under ``rule``."""
+    if floor <= 0:
+        return True
+    sim = hit.get("similarity")
+    return (sim is not None and sim >= floor) or (rule == "similarity_or_text" and bool(hit.get("text_match")))
+
+
+def floored(hits: list[dict[str, Any]], floor: float, rule: str, limit: int = 10) -> list[Any]:
+    """dia_ids of the ``limit`` best hits (fused order) that pass the floor."""
+    return [h["dia_id"] for h in hits if passes(h, floor, rule)][:limit]
+
+
+def sweep(
+    answerable: list[tuple[int, set[str], list[dict[str, Any]]]],
+    adversarial_hits: list[list[dict[str, Any]]],
+    foreign_hits: list[list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Figures for every rule and floor from unfloored hit lists (each hit: ``dia_id``,
+    ``similarity``, ``text_match``, in fused order)."""
+
+    def empty(lists: list[list[dict[str, Any]]], floor: float, rule: str) -> float:
+        return round(sum(1 for hits in lists if not floored(hits, floor, rule)) / max(1, len(lists)), 4)
+
+    out = []
+    for rule in RULES:
+        for floor in FLOORS:
+            per_cat: dict[int, list[dict[str, float]]] = {}
+            for category, wanted, hits in answerable:
+                per_cat.setdefault(category, []).append(score(floored(hits, floor, rule), wanted))
+            everything = agg([r for rows in per_cat.values() for r in rows])
+            out.append(
+                {
+                    "rule": rule,
+                    "min_score": floor,
+                    "r_at_5": everything["r5"],
+                    "r_at_10": everything["r10"],
+                    "hit_at_5": everything["hit5"],
+                    "mrr": everything["mrr"],
+                    "r_at_5_per_category": {str(c): agg(rows)["r5"] for c, rows in sorted(per_cat.items())},
+                    "adversarial_empty": empty(adversarial_hits, floor, rule),
+                    "answerable_empty": empty([h for _, _, h in answerable], floor, rule),
+                    "foreign_empty": empty(foreign_hits, floor, rule),
+                    "adversarial_mean_results": round(
+                        statistics.fmean(len(floored(h, floor, rule)) for h in adversarial_hits), 2
+                    )
+                    if adversarial_hits
+                    else 0.0,
+                }
+            )
+    return out
+
+
 def agg(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.fmean(r[k] for r in rows), 4) for k in ("r5", "r10", "hit5", "mrr")} | {
         "questions": len(rows)
@@ -151,12 +226,30 @@ def embedded_chunks(
         detail["ingest_store"].append(time.perf_counter() - e1)
 
 
-def run(data: list[dict[str, Any]], data_path: str, detail: dict[str, list[float]] | None = None) -> dict[str, Any]:
+def _unfloored(node: Node, db: str, query: str, vector: np.ndarray) -> list[dict[str, Any]]:
+    """Every candidate of ``limit=10`` recall with the floor off, fused order, with its scores."""
+    hits, _ = node.read(
+        db, lambda c: memories.recall(c, query=query, vector=vector, limit=1000, candidates=50, min_score=0.0)
+    )
+    return [
+        {"dia_id": h["memory"]["metadata"].get("dia_id"), "similarity": h["similarity"], "text_match": h["text_match"]}
+        for h in hits
+    ]
+
+
+def run(
+    data: list[dict[str, Any]],
+    data_path: str,
+    detail: dict[str, list[float]] | None = None,
+    *,
+    sweep_floor: bool = False,
+) -> dict[str, Any]:
     """Run the protocol on Memoturn (a real node in-process) and return the headline result.
 
     If ``detail`` is given it receives the raw timings, in seconds: ``recall`` (embed + search,
     what the result's percentiles are of), ``recall_embed`` and ``recall_search`` per question,
-    and ``ingest_embed`` and ``ingest_store`` per 64-turn batch.
+    and ``ingest_embed`` and ``ingest_store`` per 64-turn batch. ``sweep_floor`` adds
+    ``floor_sweep`` (module docstring).
     """
     detail = detail if detail is not None else {}
     for key in ("recall", "recall_embed", "recall_search", "ingest_embed", "ingest_store"):
@@ -168,6 +261,10 @@ def run(data: list[dict[str, Any]], data_path: str, detail: dict[str, list[float
     latencies: list[float] = []
     ingest_seconds = 0.0
     n_turns = 0
+    answerable: list[tuple[int, set[str], list[dict[str, Any]]]] = []
+    adversarial_hits: list[list[dict[str, Any]]] = []
+    foreign_hits: list[list[dict[str, Any]]] = []
+    mismatches = 0
     try:
         for conv_index, sample in enumerate(data):
             db = f"locomo--conv{conv_index}"
@@ -196,11 +293,47 @@ def run(data: list[dict[str, Any]], data_path: str, detail: dict[str, list[float
                 detail["recall_search"].append(t2 - t1)
                 ranked = [h["memory"]["metadata"].get("dia_id") for h in hits]
                 per_cat.setdefault(qa["category"], []).append(score(ranked, wanted))
+                if sweep_floor:
+                    every = _unfloored(node, db, qa["question"], vector)
+                    answerable.append((qa["category"], wanted, every))
+                    mismatches += ranked != floored(every, memories.DEFAULT_MIN_SCORE, "similarity_or_text")
+            if sweep_floor:
+                for qa in adversarial(sample):
+                    vector = embedder.embed([qa["question"]])[0]
+                    adversarial_hits.append(_unfloored(node, db, qa["question"], vector))
+                for qa, _ in questions(data[(conv_index + 1) % len(data)]) if len(data) > 1 else []:
+                    vector = embedder.embed([qa["question"]])[0]
+                    foreign_hits.append(_unfloored(node, db, qa["question"], vector))
             print(f"conversation {conv_index}: {len(items)} turns ingested", file=sys.stderr, flush=True)
     finally:
         node.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return figures(data_path, embedder.name, len(data), n_turns, ingest_seconds, per_cat, latencies)
+    result = figures(data_path, embedder.name, len(data), n_turns, ingest_seconds, per_cat, latencies)
+    result["min_score"] = memories.DEFAULT_MIN_SCORE
+    if sweep_floor:
+        rows = sweep(answerable, adversarial_hits, foreign_hits)
+        base = next(r for r in rows if r["rule"] == "similarity_or_text" and r["min_score"] == 0)
+        result["floor_sweep"] = {
+            "note": "headline figures above: default floor (min_score) on; sweep: bench/recall.py docstring",
+            "default_min_score": memories.DEFAULT_MIN_SCORE,
+            "default_rule": "similarity_or_text",
+            "no_floor": {k: base[k] for k in ("r_at_5", "r_at_10", "hit_at_5", "mrr")},
+            "adversarial_questions": len(adversarial_hits),
+            "answerable_questions": len(answerable),
+            "foreign_questions": len(foreign_hits),
+            "largest_floor_within_0_01_r_at_5": {
+                rule: max(
+                    (r["min_score"] for r in rows if r["rule"] == rule and r["r_at_5"] >= base["r_at_5"] - 0.01),
+                    default=0.0,
+                )
+                for rule in RULES
+            },
+            "check": {
+                "questions_whose_default_recall_differs_from_the_sweep": mismatches,
+            },
+            "rows": rows,
+        }
+    return result
 
 
 def load(path: str, limit_conversations: int | None = None) -> list[dict[str, Any]]:
@@ -214,6 +347,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--limit-conversations", type=int, default=None)
+    p.add_argument("--no-sweep", action="store_true", help="only the headline figures, no relevance-floor sweep")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "recall.json"))
     args = p.parse_args()
     try:
@@ -221,7 +355,7 @@ def main() -> int:
     except (OSError, ValueError) as exc:
         print(f"bench-recall: cannot read {args.data}: {exc}", file=sys.stderr)
         return 2
-    result = run(data, args.data)
+    result = run(data, args.data, sweep_floor=not args.no_sweep)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

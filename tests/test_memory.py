@@ -99,7 +99,11 @@ def test_hybrid_recall_finds_by_meaning_and_by_words_with_filters(client):
     assert recall(client, query="Does Alice have a dog?", limit=1) == ["Alice adopted a golden retriever named Biscuit"]
     assert recall(client, query="Biscuit", limit=1) == ["Alice adopted a golden retriever named Biscuit"]
     assert recall(client, query="running race", types=["event"]) == ["Alice ran the Lisbon half marathon"]
-    assert recall(client, query="anything", tags=["pets"]) == ["Alice adopted a golden retriever named Biscuit"]
+    # a query that matches nothing passes no relevance floor: filters alone need min_score=0
+    assert recall(client, query="anything", tags=["pets"]) == []
+    assert recall(client, query="anything", tags=["pets"], min_score=0) == [
+        "Alice adopted a golden retriever named Biscuit"
+    ]
     assert recall(client, query="Alice", since=1_650_000_000, until=1_750_000_000) == [
         "Alice ran the Lisbon half marathon"
     ]

@@ -71,6 +71,16 @@ def _memory_line(m: dict[str, Any]) -> str:
     return f"{m['id']}  {m['type']:<11} {m['content']}{tags}{flag}"
 
 
+def _hit_line(h: dict[str, Any]) -> str:
+    """One recall hit: cosine similarity, BM25 text score ('-' when the text did not match), fused score."""
+    sim = h.get("similarity")
+    text = h.get("text_score")
+    return (
+        f"sim {'-' if sim is None else f'{sim:.3f}':>6}  text {'-' if text is None else f'{text:.2f}':>6}  "
+        f"fused {h['score']:.4f}  {_memory_line(h['memory'])}"
+    )
+
+
 def _iter_memories(profile: Any) -> Iterator[dict[str, Any]]:
     cursor = None
     while True:
@@ -228,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag", action="append", dest="tags", metavar="TAG", help="only memories with this tag (repeat for several)"
     )
     m.add_argument("--include-superseded", action="store_true", help="also memories that were replaced")
+    m.add_argument(
+        "--min-score",
+        type=float,
+        metavar="COSINE",
+        help="relevance floor: the cosine similarity a memory whose words did not match must reach "
+        "(0 = off; default: the server's)",
+    )
     m = command(mem, "list", "list the memories of a profile")
     m.add_argument("namespace", help="namespace (tenant)")
     m.add_argument("profile", help="profile in the namespace")
@@ -394,13 +411,9 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
                 types=args.types,
                 tags=args.tags,
                 include_superseded=args.include_superseded or None,
+                min_score=args.min_score,
             )
-            _out(
-                args,
-                r.data,
-                "\n".join(f"{h['score']:.4f}  {_memory_line(h['memory'])}" for h in r["results"])
-                or "no memories matched",
-            )
+            _out(args, r.data, "\n".join(_hit_line(h) for h in r["results"]) or "no memories matched")
         elif args.action == "list":
             r = prof.list(types=args.types, include_superseded=args.include_superseded, limit=args.limit)
             _out(args, r.data, "\n".join(_memory_line(m) for m in r["memories"]) or "no memories")

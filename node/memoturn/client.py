@@ -402,8 +402,25 @@ class Profile(_Scope[_R]):
             )
         )
 
-    def recall(self, query: str, *, limit: int = 10, min_txid: int | None = None, **filters: Any) -> _R:
-        body = {"query": query, "limit": limit, **{k: v for k, v in filters.items() if v is not None}}
+    def recall(
+        self,
+        query: str,
+        *,
+        limit: int = 10,
+        min_score: float | None = None,
+        min_txid: int | None = None,
+        **filters: Any,
+    ) -> _R:
+        """The memories most relevant to ``query``, best first: ``results`` of ``{memory, score (fused rank),
+        ranks, similarity (cosine), text_match, text_score (BM25)}``. ``min_score`` is the relevance floor
+        (cosine similarity a memory whose text did not match must reach; 0 = off; omitted = the server's
+        default), so an empty ``results`` means nothing matched."""
+        body = {
+            "query": query,
+            "limit": limit,
+            **({"min_score": min_score} if min_score is not None else {}),
+            **{k: v for k, v in filters.items() if v is not None},
+        }
         return self.client._do(
             _Call("POST", self.base + "/recall", json=body, headers=_headers(min_txid=min_txid), idempotent=True)
         )

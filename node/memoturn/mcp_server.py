@@ -206,17 +206,40 @@ def build_server(
         limit: Annotated[int, Field(ge=1, le=100, description="At most this many memories (1-100)")] = 5,
         types: Types = None,
         tags: Annotated[list[str] | None, Field(description="Only memories with all of these tags")] = None,
+        min_score: Annotated[
+            float | None,
+            Field(
+                ge=0,
+                le=1,
+                description="Relevance floor (0-1): a memory whose words did not match the query is returned only "
+                "if its similarity in meaning reaches this; 0 returns the best matches however weak; omit for "
+                "the server's default",
+            ),
+        ] = None,
         namespace: Namespace = None,
         profile_name: ProfileName = None,
     ) -> list[dict[str, Any]]:
-        """Find the current memories most relevant to a query, best first.
+        """Find the current memories most relevant to a query, best first; an empty list means nothing relevant.
 
-        Ranks by keyword (BM25) and meaning (embeddings) together; superseded memories are left out.
-        Each result is a memory (id, type, content, tags, subject, metadata, event_time in seconds
-        since the Unix epoch, current) with its relevance score.
+        Ranks by keyword (BM25) and meaning (embeddings) together; superseded memories are left out,
+        and so are memories below the relevance floor (min_score). Each result is a memory (id, type,
+        content, tags, subject, metadata, event_time in seconds since the Unix epoch, current) with
+        score (the fused rank score, for ordering only), similarity (cosine similarity in meaning,
+        -1 to 1), text_match (whether its words matched the query) and text_score (BM25, higher is better).
         """
-        r = call(profile(namespace, profile_name).recall, query, limit=limit, types=types, tags=tags)
-        return [{**slim(h["memory"]), "score": round(h["score"], 5)} for h in r["results"]]
+        r = call(
+            profile(namespace, profile_name).recall, query, limit=limit, types=types, tags=tags, min_score=min_score
+        )
+        return [
+            {
+                **slim(h["memory"]),
+                "score": round(h["score"], 5),
+                "similarity": None if h.get("similarity") is None else round(h["similarity"], 4),
+                "text_match": bool(h.get("text_match")),
+                "text_score": None if h.get("text_score") is None else round(h["text_score"], 4),
+            }
+            for h in r["results"]
+        ]
 
     @tool(
         title="Get a memory",

@@ -17,6 +17,12 @@ subject key, two times (bitemporal: ``event_time`` when it happened or became tr
   range, metadata equality, validity), then fused by reciprocal rank fusion
   (``score = Σ 1 / (60 + rank)``); optional recency weighting multiplies by
   ``exp(-age / half_life * ln 2)``-style decay.
+* **Relevance floor**: fused scores only order hits (every memory gets one, related or not),
+  so each hit also carries scores a caller can interpret: ``similarity`` (cosine between the
+  query's and the memory's embeddings), ``text_match`` and ``text_score`` (BM25, > 0 when the
+  text query matched). A hit is kept if ``similarity >= min_score`` or its text matched;
+  ``min_score`` 0 turns the floor off. The default, :data:`DEFAULT_MIN_SCORE`, was chosen on
+  the LoCoMo dev split (``bench/recall.py``, ``docs/memory.md``).
 
 The tables are created on the first memory write, with the profile's embedding dimension
 (recorded in ``__memoturn_meta``; a vector of another dimension is a 400).
@@ -43,6 +49,10 @@ BUILTIN_TYPES = ("fact", "preference", "event", "instruction", "episode")
 _TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 RRF_K = 60
+#: The default relevance floor on the cosine similarity of a hit (when its text did not match).
+#: Chosen on the LoCoMo dev split with ``python -m bench.recall`` (the sweep in
+#: ``bench/results/recall.json``, table in ``docs/memory.md``) for all-MiniLM-L6-v2.
+DEFAULT_MIN_SCORE = 0.3
 
 
 def schema(dim: int) -> list[str]:
@@ -332,8 +342,14 @@ def recall(
     recency_half_life_days: float | None = None,
     candidates: int | None = None,
     cache: VectorCache | None = None,
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> list[dict[str, Any]]:
-    """Hybrid recall: BM25 and vector ranks fused by RRF, filters applied to both."""
+    """Hybrid recall: BM25 and vector ranks fused by RRF, filters applied to both.
+
+    Each hit is ``{"memory", "score" (fused), "ranks", "similarity", "text_match", "text_score"}``;
+    candidates whose ``similarity`` is below ``min_score`` and whose text did not match are
+    dropped before the ``limit`` best are taken (``min_score <= 0``: none is dropped).
+    """
     if not has_memories(conn):
         return []
     where, params = _filters(
@@ -348,6 +364,7 @@ def recall(
     filtered = bool(where != ["m.valid_to IS NULL"])
     k = candidates or max(50, limit * 5)
     ranks: dict[int, dict[str, int]] = {}
+    bm25: dict[int, float] = {}
     cond = (" AND " + " AND ".join(where)) if where else ""
     fq = fts_query(query)
     if fq:
@@ -356,8 +373,9 @@ def recall(
             f" WHERE __memoturn_memories_fts MATCH ?{cond} ORDER BY f.rank LIMIT ?",
             (fq, *params, k),
         ).fetchall()
-        for rank, (rowid, _score) in enumerate(r for r in rows if -r[1] > _MIN_BM25):
+        for rank, (rowid, fts_rank) in enumerate(r for r in rows if -r[1] > _MIN_BM25):
             ranks.setdefault(rowid, {})["bm25"] = rank
+            bm25[rowid] = -fts_rank
     if vector is not None:
         fetch = k * (20 if filtered else 2)
         ordered = (cache or _DEFAULT_CACHE).search(conn, vector, fetch)
@@ -373,7 +391,12 @@ def recall(
                 ranks.setdefault(rowid, {})["vector"] = rank
     if not ranks:
         return []
+    similarity = _similarities(conn, list(ranks), vector) if vector is not None else {}
     scores = {rowid: sum(1.0 / (RRF_K + 1 + rank) for rank in r.values()) for rowid, r in ranks.items()}
+    if min_score > 0:
+        scores = {r: s for r, s in scores.items() if r in bm25 or similarity.get(r, -1.0) >= min_score}
+        if not scores:
+            return []
     if recency_half_life_days:
         now = time.time()
         ids = list(scores)
@@ -392,7 +415,43 @@ def recall(
             f"SELECT {_COLUMNS}, rowid FROM __memoturn_memories WHERE rowid IN ({','.join('?' * len(top))})", top
         ).fetchall()
     }
-    return [{"memory": _row(rows[r]), "score": scores[r], "ranks": ranks[r]} for r in top if r in rows]
+    return [
+        {
+            "memory": _row(rows[r]),
+            "score": scores[r],
+            "ranks": ranks[r],
+            "similarity": similarity.get(r),
+            "text_match": r in bm25,
+            "text_score": bm25.get(r),
+        }
+        for r in top
+        if r in rows
+    ]
+
+
+def _similarities(conn: Any, rowids: list[int], vector: np.ndarray) -> dict[int, float]:
+    """Cosine similarity of ``vector`` and each memory's embedding (a caller's own vectors need
+    not be unit length, so both sides are normalised here)."""
+    q = np.asarray(vector, dtype=np.float32)
+    qn = float(np.linalg.norm(q))
+    out: dict[int, float] = {}
+    if qn == 0:
+        return out
+    rows = conn.execute(
+        f"SELECT rowid, embedding FROM __memoturn_memories WHERE rowid IN ({','.join('?' * len(rowids))})"
+        " AND embedding IS NOT NULL",
+        rowids,
+    ).fetchall()
+    if not rows:
+        return out
+    mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+    if mat.shape[1] != q.shape[0]:
+        return out
+    norms = np.clip(np.linalg.norm(mat, axis=1), 1e-12, None)
+    sims = (mat @ q) / (norms * qn)
+    for (rowid, _), sim in zip(rows, sims, strict=True):
+        out[int(rowid)] = round(float(sim), 6)
+    return out
 
 
 def stats(conn: Any) -> dict[str, Any]:

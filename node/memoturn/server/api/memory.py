@@ -96,12 +96,29 @@ class RecallIn(BaseModel):
     include_superseded: Bool = False
     recency_half_life_days: Float | None = Field(None, gt=0)
     embedding: list[Float] | None = None
+    min_score: Float = Field(
+        memories.DEFAULT_MIN_SCORE,
+        ge=0,
+        le=1,
+        description="Relevance floor: a memory whose text did not match the query is returned only if the cosine "
+        "similarity of its embedding and the query's is at least this; 0 turns the floor off. The default was "
+        "chosen on LoCoMo (docs/memory.md)",
+    )
 
 
 class Hit(BaseModel):
     memory: MemoryOut
-    score: float
+    score: float = Field(
+        description="Fused rank score (reciprocal rank fusion): orders hits, not comparable across queries"
+    )
     ranks: dict[str, int]
+    similarity: float | None = Field(
+        None, description="Cosine similarity of the query's and the memory's embeddings (-1..1)"
+    )
+    text_match: bool = Field(False, description="Whether the text query (BM25 over content and tags) matched")
+    text_score: float | None = Field(
+        None, description="BM25 score of the text match (higher matched better; comparable within a profile)"
+    )
 
 
 class RecallOut(BaseModel):
@@ -298,10 +315,22 @@ def recall(body: RecallIn, profiles: ProfilesDep, r: ProfileReaderAt) -> RecallO
             as_of=_ts(body.as_of),
             include_superseded=body.include_superseded,
             recency_half_life_days=body.recency_half_life_days,
+            min_score=body.min_score,
         )
     )
     return RecallOut(
-        results=[Hit(memory=MemoryOut(**h["memory"]), score=h["score"], ranks=h["ranks"]) for h in hits], txid=r.txid
+        results=[
+            Hit(
+                memory=MemoryOut(**h["memory"]),
+                score=h["score"],
+                ranks=h["ranks"],
+                similarity=h["similarity"],
+                text_match=h["text_match"],
+                text_score=h["text_score"],
+            )
+            for h in hits
+        ],
+        txid=r.txid,
     )
 
 
