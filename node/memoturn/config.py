@@ -86,6 +86,28 @@ class EnvSettings(BaseSettings):
             _ENVIRON.reset(token)
 
 
+_ETCD_CA = "PEM file of the CA that signed etcd's server certificates; set (or an `https://` endpoint): TLS"
+_ETCD_CERT = "PEM client certificate presented to etcd (etcd's `--client-cert-auth`); needs `MEMOTURN_ETCD_KEY_FILE`"
+_ETCD_KEY = "PEM private key of `MEMOTURN_ETCD_CERT_FILE`"
+_ETCD_USERNAME = "etcd user (etcd's `auth enable`); needs `MEMOTURN_ETCD_PASSWORD`"
+_ETCD_PASSWORD = "password of `MEMOTURN_ETCD_USERNAME`"
+
+
+class EtcdAccessSettings(EnvSettings):
+    """How to reach a secured etcd: the ``MEMOTURN_ETCD_*`` TLS and auth variables alone.
+
+    ``memoturnd`` and ``memoturn-gateway`` both read them (``EtcdClient`` does, from the
+    environment, when it is given no :class:`~memoturn.cluster.etcd_client.EtcdSecurity`);
+    they are listed with the node's settings.
+    """
+
+    etcd_ca_file: str | None = Field(None, description=_ETCD_CA)
+    etcd_cert_file: str | None = Field(None, description=_ETCD_CERT)
+    etcd_key_file: str | None = Field(None, description=_ETCD_KEY)
+    etcd_username: str | None = Field(None, description=_ETCD_USERNAME)
+    etcd_password: str | None = Field(None, description=_ETCD_PASSWORD)
+
+
 class Settings(EnvSettings):
     """One ``memoturnd`` node."""
 
@@ -163,9 +185,16 @@ class Settings(EnvSettings):
     )
     tier_interval_seconds: float = Field(1.0, description="how often tier transitions run")
     etcd_endpoints: str | None = Field(
-        None, description="`HOST:PORT` of etcd; unset: the in-process lease table of the embedded default"
+        None,
+        description="etcd members, comma-separated `HOST:PORT` (`https://HOST:PORT`: TLS); every one is used, "
+        "a failed call moves to the next; unset: the in-process lease table of the embedded default",
     )
     etcd_prefix: str = Field("/memoturn", description="key prefix in etcd (nodes, owners)")
+    etcd_ca_file: str | None = Field(None, description=_ETCD_CA)
+    etcd_cert_file: str | None = Field(None, description=_ETCD_CERT)
+    etcd_key_file: str | None = Field(None, description=_ETCD_KEY)
+    etcd_username: str | None = Field(None, description=_ETCD_USERNAME)
+    etcd_password: str | None = Field(None, description=_ETCD_PASSWORD)
     lease_ttl_seconds: int = Field(
         15,
         ge=2,
@@ -241,7 +270,8 @@ class GatewaySettings(EnvSettings):
     )
     etcd_endpoints: str | None = Field(
         None,
-        description="`HOST:PORT` of etcd, where the nodes register (required)",
+        description="etcd members where the nodes register, comma-separated `HOST:PORT` or `https://HOST:PORT` "
+        "(required; TLS and auth: the MEMOTURN_ETCD_* variables of memoturnd, read from the environment)",
         json_schema_extra={"flag": "--etcd"},
     )
     etcd_prefix: str = Field(

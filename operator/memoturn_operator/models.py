@@ -68,8 +68,22 @@ class ObjectStoreSpec(_Spec):
 
 
 class EtcdSpec(_Spec):
-    endpoints: list[str] = Field(min_length=1, description="host:port of etcd members")
-    tlsSecret: str | None = Field(None, description="Secret with ca.crt, tls.crt, tls.key")
+    endpoints: list[str] = Field(
+        min_length=1,
+        description="etcd members, host:port or https://host:port; all are used, a failing member is left for the next",
+    )
+    tlsSecret: str | None = Field(
+        None,
+        description=(
+            "Secret with ca.crt (the CA of etcd's server certificates), tls.crt and tls.key (the client "
+            "certificate etcd's --client-cert-auth asks for); mounted read-only into node and gateway pods. "
+            "Set: TLS to every endpoint"
+        ),
+    )
+    credentialsSecret: str | None = Field(
+        None,
+        description="Secret with username and password of an etcd user (etcd's auth enabled); set as variables",
+    )
 
 
 class TierPolicy(_Spec):

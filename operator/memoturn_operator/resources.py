@@ -108,6 +108,45 @@ def etcd_prefix(namespace: str, tenant: str) -> str:
     return f"/memoturn/{namespace}/{tenant}"
 
 
+#: Where an etcd tlsSecret (ca.crt, tls.crt, tls.key) is mounted in node and gateway pods.
+ETCD_TLS_DIR = "/var/run/secrets/memoturn/etcd"
+#: The keys of an etcd tlsSecret and the variable naming each file.
+ETCD_TLS_FILES = {
+    "ca.crt": "MEMOTURN_ETCD_CA_FILE",
+    "tls.crt": "MEMOTURN_ETCD_CERT_FILE",
+    "tls.key": "MEMOTURN_ETCD_KEY_FILE",
+}
+#: The keys of an etcd credentialsSecret and the variable each becomes.
+ETCD_CREDENTIAL_KEYS = {"username": "MEMOTURN_ETCD_USERNAME", "password": "MEMOTURN_ETCD_PASSWORD"}
+
+
+def _etcd_env(spec: MemoryTenantSpec) -> list[dict[str, Any]]:
+    """How node and gateway pods reach a secured etcd: file paths of the tlsSecret, credentials from
+    the credentialsSecret (never in the ConfigMap)."""
+    etcd = spec.etcd
+    env: list[dict[str, Any]] = []
+    if etcd.tlsSecret:
+        env += [{"name": var, "value": f"{ETCD_TLS_DIR}/{key}"} for key, var in ETCD_TLS_FILES.items()]
+    if etcd.credentialsSecret:
+        env += [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": etcd.credentialsSecret, "key": key}}}
+            for key, var in ETCD_CREDENTIAL_KEYS.items()
+        ]
+    return env
+
+
+def _etcd_volumes(spec: MemoryTenantSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts) for the etcd tlsSecret, read-only; none without one."""
+    secret = spec.etcd.tlsSecret
+    if not secret:
+        return [], []
+    volume = {
+        "name": "etcd-tls",
+        "secret": {"secretName": secret, "items": [{"key": key, "path": key} for key in ETCD_TLS_FILES]},
+    }
+    return [volume], [{"name": "etcd-tls", "mountPath": ETCD_TLS_DIR, "readOnly": True}]
+
+
 def config_map(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) -> dict[str, Any]:
     data = {
         "MEMOTURN_STORE_URL": store_url(spec),
@@ -222,6 +261,7 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
     n = names(tenant)
     sel = labels(tenant, "node")
     store_volumes, store_mounts = _store_volumes(spec)
+    etcd_volumes, etcd_mounts = _etcd_volumes(spec)
     container = {
         "name": "memoturnd",
         "image": spec.image,
@@ -233,14 +273,20 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
         + [
             {"name": "MEMOTURN_NODE_ID", "value": "$(POD_NAME)"},
             {"name": "MEMOTURN_ADVERTISE_URL", "value": f"http://$(POD_IP):{NODE_PORT}"},
-        ],
+        ]
+        + _etcd_env(spec),
         "readinessProbe": {"httpGet": {"path": "/v1/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2},
         "livenessProbe": {
             "httpGet": {"path": "/v1/health", "port": "http"},
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "volumeMounts": [{"name": "cache", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}, *store_mounts],
+        "volumeMounts": [
+            {"name": "cache", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *store_mounts,
+            *etcd_mounts,
+        ],
         "resources": spec.nodes.resources.model_dump(exclude_defaults=False),
         "securityContext": _security(),
     }
@@ -268,6 +314,7 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
                         {"name": "cache", "emptyDir": {"sizeLimit": spec.nodes.cacheSizeLimit}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
                         *store_volumes,
+                        *etcd_volumes,
                     ],
                 },
             },
@@ -278,7 +325,8 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
 def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) -> dict[str, Any]:
     n = names(tenant)
     sel = labels(tenant, "gateway")
-    container = {
+    etcd_volumes, etcd_mounts = _etcd_volumes(spec)
+    container: dict[str, Any] = {
         "name": "gateway",
         "image": spec.image,
         "command": ["memoturn-gateway"],
@@ -295,6 +343,10 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
         "resources": spec.gateway.resources.model_dump(),
         "securityContext": _security(),
     }
+    if etcd_env := _etcd_env(spec):
+        container["env"] = etcd_env
+    if etcd_mounts:
+        container["volumeMounts"] = etcd_mounts
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -312,6 +364,7 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
                     "automountServiceAccountToken": False,
                     "securityContext": _pod_security(),
                     "containers": [container],
+                    **({"volumes": etcd_volumes} if etcd_volumes else {}),
                 },
             },
         },

@@ -12,6 +12,10 @@ Keys (under ``prefix``, default ``/memoturn``)::
   refresh has succeeded for ``ttl - margin`` seconds (default margin ``ttl/3``): the node
   then refuses writes *before* etcd can expire the lease and hand its branches to
   another node (self-fencing).
+* A refresh that fails on one etcd member moves to the next endpoint at once (each try at
+  most ``ttl/6`` s, all of them within ``ttl/3`` s), and a failed round is retried every
+  0.5 s rather than after a full interval: a lease is cluster-wide, so any member renews it,
+  and losing one member of several costs no write (docs/cluster.md gives the window).
 * If the lease did expire (etcd was unreachable for longer than the TTL, or the process was
   paused), the node takes a new lease and re-registers; :attr:`generation` increases so every
   open branch must re-acquire ownership (new epoch, manifest CAS) before its next write.
@@ -26,11 +30,12 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import NotOwner, Unavailable
 from ..storage.leases import LeaseTable
-from .etcd_client import EtcdClient
+from .etcd_client import EtcdClient, EtcdSecurity
 
 log = logging.getLogger("memoturn.etcd")
 
@@ -49,10 +54,12 @@ class EtcdLeaseTable(LeaseTable):
         prefix: str = "/memoturn",
         capacity: dict[str, Any] | None = None,
         metrics: Any = None,
+        security: EtcdSecurity | None = None,
     ) -> None:
         if ttl < 2:
             raise ValueError("lease TTL must be at least 2 seconds")
-        self.etcd = EtcdClient(endpoints)
+        # security None: the MEMOTURN_ETCD_* TLS and auth variables of the environment.
+        self.etcd = EtcdClient(endpoints, security=security)
         self.node_id = node_id
         self.url = url
         self.ttl = ttl
@@ -102,13 +109,21 @@ class EtcdLeaseTable(LeaseTable):
 
     async def _keepalive_loop(self) -> None:
         interval = max(0.2, self.ttl / 3)
+        retry = min(interval, 0.5)
+        renewed = True
         while not self._closed:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval if renewed else retry)
             if self._closed:
                 return
             sent = time.monotonic()
+            lease_id = self.lease_id
+            renewed = False
             try:
-                reply = await asyncio.wait_for(self.etcd.client.refresh_lease(self.lease_id), timeout=interval)
+                # Any member renews the lease: a failing one is left for the next endpoint at once.
+                reply = await self.etcd.attempt(
+                    self._refresh(lease_id), timeout=interval, attempt_timeout=max(0.2, interval / 2)
+                )
+                renewed = True
                 if reply is None or reply.TTL <= 0:
                     log.warning("etcd lease %x expired; taking a new one", self.lease_id or 0)
                     if self.metrics:
@@ -120,9 +135,17 @@ class EtcdLeaseTable(LeaseTable):
                 if self.metrics:
                     self.metrics.lease_renewals.inc()
             except Exception as exc:  # noqa: BLE001 - keep renewing while etcd is away
+                renewed = False
                 if self.metrics:
                     self.metrics.lease_renewal_failures.inc()
-                log.warning("etcd lease renewal failed: %s", exc)
+                log.warning("etcd lease renewal failed: %s", getattr(exc, "detail", exc))
+
+    @staticmethod
+    def _refresh(lease_id: int | None) -> Callable[[Any], Awaitable[Any]]:
+        async def go(client: Any) -> Any:
+            return await client.refresh_lease(lease_id)
+
+        return go
 
     def healthy(self) -> bool:
         with self._lock:

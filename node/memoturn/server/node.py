@@ -66,6 +66,7 @@ class Node:
         self.store = store or st.open_store(settings.resolved_store_url)
         self.metrics = NodeMetrics()
         if leases is None and settings.etcd_endpoints:
+            from ..cluster.etcd_client import EtcdSecurity
             from ..cluster.etcd_leases import EtcdLeaseTable
 
             leases = EtcdLeaseTable(
@@ -76,6 +77,7 @@ class Node:
                 prefix=settings.etcd_prefix,
                 capacity={"max_hot": settings.max_hot, "max_disk_bytes": settings.max_disk_bytes},
                 metrics=self.metrics,
+                security=EtcdSecurity.from_settings(settings),
             )
         self.leases = leases or LocalLeaseTable()
         self.placement: Placement | None = None
