@@ -72,20 +72,26 @@ class Memoturnd:
         )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Poll ``/v1/ready``; the timeout is generous (a loaded CI machine starts slowly) and
+        the error names the last readiness answer and the end of the daemon's log."""
         deadline = time.monotonic() + timeout
+        last = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"memoturnd exited with {self.proc.returncode}: {open(self.log_path).read()[-2000:]}"
                 )
             try:
-                if self.client.get("/v1/ready").status_code == 200:
+                r = self.client.get("/v1/ready")
+                if r.status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
+                last = f"{r.status_code} {r.text[:300]}"
+            except httpx.TransportError as exc:
+                last = repr(exc)
             time.sleep(0.05)
-        raise TimeoutError(f"memoturnd not ready after {timeout}s")
+        tail = open(self.log_path, errors="replace").read()[-1500:]
+        raise TimeoutError(f"memoturnd not ready after {timeout}s (last: {last}); log tail:\n{tail}")
 
     def kill(self, sig: int = 9) -> None:
         if self.proc.poll() is None:

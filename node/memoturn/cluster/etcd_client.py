@@ -168,6 +168,18 @@ class EtcdSecurity:
         )
 
 
+def cancelled_from_outside() -> bool:
+    """Whether a ``CancelledError`` caught in the running task is that task's own cancellation.
+
+    aetcd and gRPC tear a stream or a channel down by cancelling the tasks that wait on it, and
+    that ``CancelledError`` can surface in a caller that nobody cancelled. A long-lived loop
+    (the placement watch, the lease keepalive) that took it for its own shutdown would stop
+    for good while the process stays up; it must exit only when it really was cancelled.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 def _describe(exc: BaseException) -> str:
     """One line for ``exc``: gRPC's ``failed to connect to all addresses; last error:`` dropped."""
     if isinstance(exc, TimeoutError):
@@ -261,6 +273,11 @@ class FailoverClient(aetcd.Client):  # type: ignore[misc]  # aetcd has no type i
         if generation != self.generation:
             return
         self.generation += 1
+        # Shielded: a caller's deadline that cancels it half-way would leave the old watcher's
+        # subscribers (the placement watch) never told that their stream is gone.
+        await asyncio.shield(self._drop(reason, move=move))
+
+    async def _drop(self, reason: str, *, move: bool) -> None:
         failed = self.current
         try:
             await self.close()
@@ -430,6 +447,14 @@ class EtcdClient:
             generation, at = client.generation, client.current
             try:
                 return await asyncio.wait_for(fn(client), min(remaining, per_try))
+            except asyncio.CancelledError as exc:
+                if cancelled_from_outside():
+                    raise
+                # A stream torn down under this call (see cancelled_from_outside): as a lost connection.
+                errors.append(f"{at}: connection torn down")
+                last = exc
+                moves += 1
+                await client.failover(generation, "connection torn down")
             except etcd_errors.UnauthenticatedError as exc:
                 errors.append(f"{at}: {_describe(exc)}")
                 last = exc

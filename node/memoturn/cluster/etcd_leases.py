@@ -35,7 +35,7 @@ from typing import Any
 
 from ..errors import NotOwner, Unavailable
 from ..storage.leases import LeaseTable
-from .etcd_client import EtcdClient, EtcdSecurity
+from .etcd_client import EtcdClient, EtcdSecurity, cancelled_from_outside
 
 log = logging.getLogger("memoturn.etcd")
 
@@ -134,7 +134,9 @@ class EtcdLeaseTable(LeaseTable):
                     self._renewed_at = sent
                 if self.metrics:
                     self.metrics.lease_renewals.inc()
-            except Exception as exc:  # noqa: BLE001 - keep renewing while etcd is away
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - keep renewing while etcd is away
+                if isinstance(exc, asyncio.CancelledError) and (self._closed or cancelled_from_outside()):
+                    raise
                 renewed = False
                 if self.metrics:
                     self.metrics.lease_renewal_failures.inc()

@@ -57,6 +57,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .. import dashboard
 from ..backoff import next_delay
 from ..config import GatewaySettings, settings_error
 from ..errors import BadRequest
@@ -113,6 +114,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._refreshing: set[str] = set()
         self.retries = 0
 
     @property
@@ -210,7 +212,11 @@ class Gateway:
                 except _NOT_SENT as exc:  # never reached the node: safe to retry elsewhere
                     excluded.add(node["id"])
                     last_problem = f"node {node['id']} unreachable: {exc}"
+                    self._refresh_soon(key)
                 except (TimeoutError, aiohttp.ClientError) as exc:  # may have run
+                    # A silent or vanished owner: ask etcd who owns it now rather than wait for
+                    # the watch, which is the one thing that could be stale.
+                    self._refresh_soon(key)
                     if request.method not in _SAFE_METHODS or isinstance(exc, asyncio.TimeoutError):
                         return _outcome_unknown(request.method, node["id"], exc)
                     last_problem = f"node {node['id']} lost the connection: {exc!r}"
@@ -227,6 +233,13 @@ class Gateway:
             return None
         ranked = self.placement.replicas(key, self.placement.owner(key), 1)
         return ranked[0] if ranked else None
+
+    def _refresh_soon(self, key: str | None) -> None:
+        """:meth:`_refresh` in the background (the answer to this request does not wait for etcd)."""
+        if key and key not in self._refreshing:  # one refresh per key in flight
+            self._refreshing.add(key)
+            future = asyncio.get_running_loop().run_in_executor(None, self._refresh, key)
+            future.add_done_callback(lambda _: self._refreshing.discard(key))
 
     def _refresh(self, key: str) -> None:
         try:
@@ -303,7 +316,9 @@ def create_gateway_app(gateway: Gateway) -> Starlette:
         await gateway.close()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)], lifespan=lifespan)
+    # The dashboard's files are the gateway's own; its API calls are routed like any other.
+    routes = [*dashboard.routes(), Route("/{path:path}", endpoint, methods=methods)]
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from .etcd_client import EtcdClient
+from .etcd_client import EtcdClient, cancelled_from_outside
 
 log = logging.getLogger("memoturn.placement")
 
@@ -31,6 +31,10 @@ def rendezvous(key: str, nodes: list[str]) -> list[str]:
     return sorted(nodes, key=weight, reverse=True)
 
 
+def _name(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 class Placement:
     def __init__(self, etcd: EtcdClient, prefix: str = "/memoturn") -> None:
         self.etcd = etcd
@@ -41,6 +45,8 @@ class Placement:
         self._ready = threading.Event()
         self._closed = False
         self._task: Any = None
+        #: How often an idle watch checks that its connection is still the client's.
+        self.check_seconds = 1.0
 
     def start(self, timeout: float = 10.0) -> Placement:
         self._task = self.etcd.spawn(self._follow())
@@ -126,23 +132,55 @@ class Placement:
             revision = max(revision, int(header.revision))
         return revision
 
+    async def _watch(self, revision: int) -> None:
+        """Apply watch events after ``revision`` until the stream ends (then the caller reloads).
+
+        The stream also counts as ended when the client has moved to another connection since
+        it was opened (``generation``): a watch on a dropped channel may never be told so, and a
+        cache that silently stops following would route to dead owners forever.
+        """
+        client = self.etcd.client
+        generation = getattr(client, "generation", 0)
+        watch = await client.watch_prefix(f"{self.prefix}/".encode(), start_revision=revision + 1)
+        events = watch.__aiter__()
+        pending: asyncio.Future[Any] = asyncio.ensure_future(events.__anext__())
+        try:
+            while not self._closed:
+                done, _ = await asyncio.wait({pending}, timeout=self.check_seconds)
+                if not done:
+                    if getattr(client, "generation", 0) != generation:
+                        log.info("placement watch: etcd connection replaced; reloading")
+                        return
+                    continue
+                if pending.cancelled():  # torn down with its channel
+                    return
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return
+                kind = getattr(event.kind, "value", event.kind)
+                self._apply(event.kv.key, None if str(kind).lower().endswith("delete") else event.kv.value)
+                pending = asyncio.ensure_future(events.__anext__())
+        finally:
+            if not pending.done():
+                pending.cancel()
+            try:
+                await asyncio.wait_for(watch.cancel(), 1.0)
+            except Exception:  # noqa: BLE001 - the stream may already be gone
+                pass
+
     async def _follow(self) -> None:
         delay = 0.1
         while not self._closed:
             try:
                 revision = await self._load()
                 self._ready.set()
-                watch = await self.etcd.client.watch_prefix(f"{self.prefix}/".encode(), start_revision=revision + 1)
+                await self._watch(revision)
                 delay = 0.1
-                async for event in watch:
-                    kind = getattr(event.kind, "value", event.kind)
-                    self._apply(event.kv.key, None if str(kind).lower().endswith("delete") else event.kv.value)
-                    if self._closed:
-                        await watch.cancel()
-                        return
-            except asyncio.CancelledError:
-                return
-            except Exception as exc:  # noqa: BLE001 - reload and watch again
-                log.warning("placement watch broke (%s); reloading in %.1fs", exc, delay)
+                await asyncio.sleep(delay)  # the stream ended: reload, but never in a tight loop
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - reload and watch again
+                if isinstance(exc, asyncio.CancelledError) and (self._closed or cancelled_from_outside()):
+                    return
+                log.warning("placement watch broke (%s); reloading in %.1fs", _name(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
