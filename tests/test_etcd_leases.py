@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
 from memoturn.cluster.etcd_leases import EtcdLeaseTable
 from memoturn.errors import NotOwner, Unavailable
+from support.etcd import EtcdServer
 
 
 def _table(etcd, node_id, ttl=3, prefix="/t1"):
@@ -67,3 +70,29 @@ def test_self_fencing_when_etcd_is_away_and_recovery_after(etcd):
         assert a.acquire("db/main", "a", at_least=1) > 0
     finally:
         a.close()
+
+
+def test_the_keepalive_survives_a_hung_etcd():
+    """etcd frozen (SIGSTOP) long enough for renewals to time out while their streams are torn
+    down: the table fences itself, then renews again once etcd thaws (it used to stop renewing
+    for good, leaving the node 'writer lease not held' until restarted)."""
+    with EtcdServer() as server:
+        a = EtcdLeaseTable(server.endpoint, "a", url="http://a", ttl=3, prefix="/hung").start()
+        try:
+            assert a.healthy() and server.proc is not None
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 10
+                while a.healthy() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert not a.healthy(), "must stop accepting writes before the lease can expire"
+                time.sleep(3)  # several renewals fail by timeout
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            deadline = time.monotonic() + 30
+            while not a.healthy() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert a.healthy(), "renews again once etcd answers"
+            assert a.acquire("db/main", "a", at_least=1) > 0
+        finally:
+            a.close()
