@@ -421,3 +421,24 @@ def test_the_standard_loss_window_holds_while_a_long_statement_runs(client):
             assert th.is_alive(), "the write shipped only after the long statement ended: shipping was starved"
             time.sleep(0.01)
     th.join()
+
+
+def test_named_parameters_bind_by_name_and_bad_ones_are_a_400(client):
+    _seed(client)
+    ok = _sql(
+        client,
+        "INSERT INTO t VALUES (:a || '-' || @b || '-' || $c || '-' || :a || ' :not_a_param')",
+        {"a": "x", ":b": "y", "$c": "z"},
+    )
+    assert ok.status_code == 200, ok.text
+    got = _sql(client, "SELECT a FROM t WHERE a LIKE :p", {"p": "x-%"})
+    assert got.json()["results"][0]["rows"] == [["x-y-z-x :not_a_param"]]
+    for sql, params, fragment in [
+        ("SELECT :missing", {"a": 1}, "no value for parameter ':missing'"),
+        ("SELECT ?, :a", {"a": 1}, "positional parameter '?'"),
+        ("SELECT ?1", {"a": 1}, "positional parameter '?1'"),
+    ]:
+        r = _sql(client, sql, params)
+        assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json", r.text
+        assert r.json()["type"] == "invalid-params" and fragment in r.json()["detail"]
+    assert _sql(client, "SELECT ?, ?", [1, 2]).json()["results"][0]["rows"] == [[1, 2]]

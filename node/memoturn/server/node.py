@@ -342,10 +342,10 @@ class Node:
         transaction: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
         """Run a batch of user SQL (screened first) in an SQL worker, under its deadline."""
-        from ..sql.execute import bind, screen
+        from ..sql.execute import bind_statement, screen
 
         autocommit = screen(statements)
-        statements = [(sql, bind(params)) for sql, params in statements]  # plain values for the pipe
+        statements = [bind_statement(sql, params) for sql, params in statements]  # plain values for the pipe
         try:
             return self.write(
                 name,

@@ -24,7 +24,7 @@ import os
 from typing import Any
 
 from ..errors import BadRequest, MemoturnError, PayloadTooLarge, Unavailable
-from .guard import Protected, check_program, check_statement, protected_pages
+from .guard import Protected, check_program, check_statement, protected_pages, tokenize
 
 
 def engine_error(exc: Exception, where: str = "") -> MemoturnError:
@@ -79,10 +79,42 @@ def screen(statements: list[tuple[str, Any]]) -> bool:
     return False
 
 
-def bind(params: Any) -> Any:
-    if isinstance(params, dict):
-        return {k.lstrip(":@$"): _param(v) for k, v in params.items()}
+def bind(params: Any) -> tuple[Any, ...]:
+    """Positional parameters as the values libSQL binds."""
     return tuple(_param(v) for v in params or ())
+
+
+def bind_statement(sql: str, params: Any) -> tuple[str, tuple[Any, ...]]:
+    """``(sql, values)`` with named parameters (``:name``, ``@name``, ``$name``) made positional.
+
+    libSQL's Python binding takes positional values only, so each distinct name becomes a
+    numbered ``?N`` (one name used twice binds one value, as in SQLite). A name without a value,
+    or a positional ``?`` mixed with a mapping, is a 400, never a late binding error.
+    """
+    if not isinstance(params, dict):
+        return sql, bind(params)
+    values = {k.lstrip(":@$"): v for k, v in params.items()}
+    numbers: dict[str, int] = {}
+    parts: list[str] = []
+    at = 0
+    for tok in tokenize(sql):
+        if tok.kind != "var":
+            continue
+        if tok.value.startswith("?"):
+            raise BadRequest(
+                f"statement uses positional parameter {tok.value!r} but params is an object; "
+                "give params as a list, or name every parameter",
+                type="invalid-params",
+            )
+        name = tok.value[1:]
+        if name not in values:
+            raise BadRequest(f"no value for parameter {tok.value!r} in params", type="invalid-params")
+        number = numbers.setdefault(name, len(numbers) + 1)
+        parts += [sql[at : tok.start], f"?{number}"]
+        at = tok.start + len(tok.value)
+    parts.append(sql[at:])
+    ordered = sorted(numbers, key=numbers.__getitem__)
+    return "".join(parts), bind([values[name] for name in ordered])
 
 
 class Budget:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadRequest, Forbidden
@@ -93,6 +93,7 @@ class Token:
     kind: str  # 'id' (word or quoted identifier), 'str', 'blob', 'num', 'var', 'op', 'semi'
     value: str  # identifiers unquoted and lower-cased; strings unquoted
     quoted: bool = False
+    start: int = field(default=-1, compare=False)  # where a 'var' token is in the text (rewritten by bind)
 
 
 _SPACE = re.compile(r"\s+")
@@ -153,7 +154,7 @@ def tokenize(sql: str) -> list[Token]:
             out.append(Token("id", m.group().lower()))
             i = m.end()
         elif c in "?:@$" and (m := _VAR.match(sql, i)):
-            out.append(Token("var", m.group()))
+            out.append(Token("var", m.group(), start=i))
             i = m.end()
         else:
             op = next((o for o in _OPS if sql.startswith(o, i)), c)
