@@ -121,3 +121,104 @@ def test_an_unreachable_api_server_postpones_the_reconcile_instead_of_failing_it
         kube.tenant("memoturn.io", "v1alpha1", "ns", "acme")
     with pytest.raises(Retry, match="unreachable"):
         kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "ns"}})
+
+
+def _answers(*pairs: tuple[str, bool | None, str]) -> list[dataplane.NodeReadiness]:
+    return [dataplane.NodeReadiness(pod, ready, detail) for pod, ready, detail in pairs]
+
+
+def test_dependency_conditions_name_the_failing_nodes_and_their_causes():
+    from memoturn_operator.status import LEASE, STORE, dependencies
+
+    wrong_key = "object store unusable: InvalidAccessKeyId: The Access Key Id you provided does not exist"
+    deps = dependencies(_answers(("n-1", True, "ok"), ("n-2", False, wrong_key)))
+    assert deps[STORE].status == "False" and deps[STORE].reason == "ObjectStoreUnusable"
+    assert "n-2: " + wrong_key in deps[STORE].message and "1/2 nodes" in deps[STORE].message
+    assert deps[LEASE].status == "True"  # the node checks its lease first: it holds one
+    deps = dependencies(_answers(("n-1", False, "writer lease not held")))
+    assert deps[LEASE].status == "False" and deps[LEASE].reason == "LeaseNotHeld"
+    assert deps[STORE].status == "Unknown"  # not reached by the node's check
+    deps = dependencies(_answers(("n-1", False, "object store unavailable"), ("n-2", None, "no answer (ConnectError)")))
+    assert deps[STORE].status == "False" and "n-2" not in deps[STORE].message
+    assert dependencies(_answers(("n-1", None, "no answer (ConnectError)")))[STORE].reason == "NodesNotAnswering"
+    assert dependencies([])[LEASE].reason == "NoNodes"
+    assert (
+        len(
+            dependencies(_answers(*[(f"n-{i}", False, "object store unusable: " + "x" * 300) for i in range(9)]))[
+                STORE
+            ].message
+        )
+        <= 1000
+    )
+    assert dataplane.probe("p", "127.0.0.1", 1).ready is None  # nothing listens: no answer, no exception
+
+
+def _deployment(replicas: int, available: int) -> dict:
+    return {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": 1, "availableReplicas": available, "updatedReplicas": replicas},
+    }
+
+
+def test_kstatus_conditions_stall_on_an_unreachable_store_and_keep_their_transition_times():
+    from memoturn_operator.status import tenant_status
+
+    wrong = _answers(("n-1", False, "object store unusable: InvalidAccessKeyId"))
+    s = tenant_status(3, _deployment(1, 0), _deployment(1, 1), nodes=wrong, now=NOW)
+    c = {x.type: x for x in s.conditions}
+    assert s.phase == "Degraded" and c["Ready"].status == "False" and c["Ready"].reason == "ObjectStoreUnreachable"
+    assert "InvalidAccessKeyId" in c["Ready"].message and "InvalidAccessKeyId" in c["ObjectStoreReachable"].message
+    assert c["Stalled"].status == "True" and c["Reconciling"].status == "False"  # kstatus: Failed, not InProgress
+    assert all(x.observedGeneration == 3 and x.lastTransitionTime == "2026-11-22T10:00:00Z" for x in s.conditions)
+    later = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
+    previous = [x.model_dump() for x in s.conditions]
+    again = tenant_status(3, _deployment(1, 0), _deployment(1, 1), previous, nodes=wrong, now=later)
+    assert again == s  # nothing moved: the same status, nothing to write
+    fixed = tenant_status(
+        3, _deployment(1, 1), _deployment(1, 1), previous, nodes=_answers(("n-1", True, "ok")), now=later
+    )
+    c = {x.type: x for x in fixed.conditions}
+    assert fixed.phase == "Ready" and c["Ready"].lastTransitionTime == "2026-11-22T10:05:00Z"
+    assert c["ObjectStoreReachable"].status == "True" and c["Stalled"].status == "False"
+    assert c["LeaseStoreReachable"].lastTransitionTime == "2026-11-22T10:00:00Z"  # True before and after
+    # Between the failure and the fix, a node pod being replaced (no answer) keeps the failure.
+    replaced = tenant_status(3, _deployment(1, 0), _deployment(1, 1), previous, nodes=[], now=later)
+    assert {x.type: x.status for x in replaced.conditions}["ObjectStoreReachable"] == "False"
+    # A refresh without probing (a Deployment moved) keeps the dependency verdicts as they were.
+    kept = tenant_status(3, _deployment(1, 1), _deployment(1, 1), [x.model_dump() for x in fixed.conditions], now=later)
+    assert {x.type: x.status for x in kept.conditions}["ObjectStoreReachable"] == "True"
+
+
+def test_changed_conditions_become_events_with_specific_reasons_and_types():
+    from memoturn_operator import events
+    from memoturn_operator.status import tenant_status
+
+    ok = tenant_status(1, _deployment(1, 1), _deployment(1, 1), nodes=_answers(("n-1", True, "ok")), now=NOW)
+    wrong = _answers(("n-1", False, "object store unusable: InvalidAccessKeyId"))
+    bad = tenant_status(1, _deployment(1, 0), _deployment(1, 1), nodes=wrong, now=NOW)
+    dump = lambda s: [c.model_dump() for c in s.conditions]  # noqa: E731
+    went_bad = events.transitions(dump(ok), dump(bad))
+    assert [(e.type, e.reason) for e in went_bad] == [("Warning", "StoreUnreachable"), ("Warning", "Stalled")]
+    assert "InvalidAccessKeyId" in went_bad[0].message
+    came_back = events.transitions(dump(bad), dump(ok))
+    assert [(e.type, e.reason) for e in came_back] == [("Normal", "StoreReachable"), ("Normal", "Ready")]
+    assert events.transitions(dump(ok), dump(ok)) == []
+    first = events.transitions(None, dump(ok))  # a new tenant: Ready once, no "reachable again"
+    assert [e.reason for e in first] == ["Ready"]
+    made = [
+        events.created(["Deployment/a"]),
+        events.scaled(1, 2, [7], 6),
+        events.failover_assisted("n-1", "pod deleted", [0x1F], 12.3),
+        events.branch_forked("acme--alice", "exp", 42, adopted=False),
+        events.branch_expired("acme--alice", "burner", 3),
+    ]
+    assert [(e.type, e.reason) for e in made] == [
+        ("Normal", "Created"),
+        ("Normal", "Scaled"),
+        ("Normal", "FailoverAssisted"),
+        ("Normal", "BranchForked"),
+        ("Normal", "BranchExpired"),
+    ]
+    assert "1f" in made[2].message and "1 -> 2" in made[1].message
+    assert events.retrying("resync", "API server away").type == "Warning"

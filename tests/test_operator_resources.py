@@ -162,13 +162,17 @@ def test_status_conditions_are_truthful_and_keep_transition_times():
     ready = tenant_status(2, _deploy(3, 3), _deploy(2, 2), now=t0)
     assert ready.phase == "Ready" and {c.type: c.status for c in ready.conditions} == {
         "Ready": "True",
-        "Progressing": "False",
-        "Degraded": "False",
+        "Reconciling": "False",
+        "Stalled": "False",
+        "ObjectStoreReachable": "Unknown",  # not probed in this test
+        "LeaseStoreReachable": "Unknown",
     }
+    assert rolling.conditions[1].type == "Reconciling" and rolling.conditions[1].status == "True"
     again = tenant_status(2, _deploy(3, 3), _deploy(2, 2), [c.model_dump() for c in ready.conditions], now=t1)
     assert again.conditions[0].lastTransitionTime == "2026-01-01T00:00:00Z"  # unchanged status keeps its time
     degraded = tenant_status(2, _deploy(3, 2), _deploy(2, 2), [c.model_dump() for c in ready.conditions], now=t1)
     assert degraded.phase == "Degraded" and degraded.conditions[0].reason == "ReplicasUnavailable"
+    assert degraded.conditions[2].type == "Stalled" and degraded.conditions[2].status == "True"
     assert degraded.conditions[0].lastTransitionTime == "2026-01-02T00:00:00Z"
     assert all(c.observedGeneration == 2 for c in degraded.conditions)
 

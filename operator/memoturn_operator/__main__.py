@@ -5,7 +5,9 @@ Every option is kopf's (``--all-namespaces``, ``--namespace``, ``--peering NAME`
 Settings of its own come from the environment (:mod:`.settings`): ``MEMOTURN_OPERATOR_RESYNC_SECONDS`` (how often
 each tenant is reconciled and scaled, default 10), ``MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS``
 (least time between two scaling steps, default 60), ``MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS``
-(how often burner branches are checked for expiry, default 5) and
+(how often burner branches are checked for expiry, default 5),
+``MEMOTURN_OPERATOR_REAPPLY_SECONDS`` (longest time an unchanged tenant goes without its
+objects being re-applied, default 300) and
 ``MEMOTURN_OPERATOR_METRICS_LISTEN`` (``HOST:PORT`` for Prometheus metrics; unset: none).
 
 With ``--peering`` and no ``--priority``, each process takes a random priority: kopf pauses

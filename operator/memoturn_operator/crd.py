@@ -170,6 +170,16 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Ready Nodes", "type": "integer", "jsonPath": ".status.readyNodes"},
                 {"name": "Hot", "type": "integer", "jsonPath": ".status.hotDatabases"},
+                {
+                    "name": "Store",
+                    "type": "string",
+                    "jsonPath": '.status.conditions[?(@.type=="ObjectStoreReachable")].status',
+                },
+                {
+                    "name": "Etcd",
+                    "type": "string",
+                    "jsonPath": '.status.conditions[?(@.type=="LeaseStoreReachable")].status',
+                },
                 age,
             ],
         ),

@@ -1,4 +1,4 @@
-"""How the operator talks to a tenant's data plane: node metrics and the branch API.
+"""How the operator talks to a tenant's data plane: node readiness and metrics, the branch API.
 
 Endpoints are the ready pods a tenant's Services select (:meth:`.kube.Kube.ready_endpoints`);
 requests carry the tenant's admin token. A data plane that cannot be reached is a
@@ -44,6 +44,30 @@ def scrape(pod: str, address: str, port: int) -> NodeLoad | None:
     except httpx.HTTPError:
         return None
     return parse_load(pod, r.text)
+
+
+@dataclass(frozen=True)
+class NodeReadiness:
+    """One node's answer to ``GET /v1/ready``: ``ready`` None when it did not answer at all."""
+
+    pod: str
+    ready: bool | None
+    detail: str
+
+
+def probe(pod: str, address: str, port: int) -> NodeReadiness:
+    """Ask a node whether it can serve, and if not, why (the cause names the dependency)."""
+    try:
+        r = httpx.get(f"http://{address}:{port}/v1/ready", timeout=SCRAPE_TIMEOUT)
+    except httpx.HTTPError as exc:
+        return NodeReadiness(pod, None, f"no answer ({type(exc).__name__})")
+    try:
+        detail = str(r.json().get("detail") or "")
+    except ValueError:
+        detail = r.text[:200]
+    if r.status_code not in (200, 503):
+        return NodeReadiness(pod, None, f"HTTP {r.status_code} {detail}".strip())
+    return NodeReadiness(pod, r.status_code == 200, detail or ("ok" if r.status_code == 200 else "not ready"))
 
 
 def client(endpoints: list[tuple[str, int]], token: str | None) -> Memoturn:

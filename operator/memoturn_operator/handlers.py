@@ -1,12 +1,16 @@
 """The kopf handlers: thin translations from events to the functions that do the work.
 
 * ``MemoryTenant``: created, changed or resumed → :func:`.tenant.reconcile`; a timer re-runs
-  it every ``MEMOTURN_OPERATOR_RESYNC_SECONDS`` (drift repair, tier scaling, status).
+  it every ``MEMOTURN_OPERATOR_RESYNC_SECONDS`` (tier scaling, the nodes' readiness, status;
+  re-applying only what changed, or every ``MEMOTURN_OPERATOR_REAPPLY_SECONDS``).
 * Objects a tenant owns: deleted, or their spec changed by someone else → reconcile the
   owner at once; a Deployment's status moved → refresh the owner's status.
 * Node pods: deleted or failed → revoke the node's etcd lease (:mod:`.failover`).
 * ``MemoryBranch``: created → fork through the gateway; a timer deletes it at its TTL; a
   finalizer deletes the branch from the data plane when the resource goes.
+
+What the operator does and sees is posted as Kubernetes Events with their own reasons
+(:mod:`.events`); kopf's posting of log lines as Events (reason ``Logging``) is off.
 
 Progress and the last-handled spec are kept in annotations (not in ``status``, whose
 schema is ours). Two operator replicas never act together: kopf peering (``--peering``)
@@ -25,11 +29,12 @@ from typing import Any
 import kopf
 from memoturn.client import Memoturn, ProblemError
 
-from . import GROUP, VERSION, branch, dataplane, failover, metrics, tenant
+from . import GROUP, VERSION, branch, dataplane, events, failover, metrics, tenant
 from .kube import Kube, Retry
 from .models import MemoryBranchSpec, MemoryTenantSpec
 from .resources import etcd_prefix, names, token_secret_name
 from .settings import load as load_settings
+from .status import LEASE, STORE
 
 TENANTS = (GROUP, VERSION, "memorytenants")
 BRANCHES = (GROUP, VERSION, "memorybranches")
@@ -37,6 +42,7 @@ MANAGED = {"app.kubernetes.io/managed-by": "memoturn-operator"}
 NODE_PODS = {**MANAGED, "app.kubernetes.io/component": "node"}
 
 log = logging.getLogger("memoturn.operator")
+CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", STORE, LEASE)
 _kube: Kube | None = None
 _kube_lock = threading.Lock()
 _memories: dict[str, tenant.Memory] = {}
@@ -68,7 +74,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-    settings.posting.level = logging.WARNING
+    # Events are posted explicitly, with specific reasons and Normal/Warning types; log lines
+    # stay in the log (kopf would post each as an Event of reason "Logging", type "Error").
+    settings.posting.loggers = False
     settings.watching.server_timeout = 300
     listen = load_settings().metrics_listen
     if listen:
@@ -85,12 +93,25 @@ def _reconcile_tenant(body: Any, trigger: str, *, scale: bool, logger: Any) -> N
         outcome = tenant.reconcile(kube(), raw, _memory(raw["metadata"]["uid"]), scale=scale)
     except Retry as exc:
         metrics.retries.labels("MemoryTenant").inc()
+        events.post(raw, [events.retrying(f"{trigger} reconcile", str(exc))])
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    if not outcome.applied:
+        metrics.applies_skipped.inc()
+    happened = list(outcome.events)
     if outcome.changed:
         metrics.changes.labels("MemoryTenant").inc(len(outcome.changed))
         logger.info(f"{trigger}: applied changes to {', '.join(outcome.changed)}")
+        if trigger == "create":
+            happened.insert(0, events.created(outcome.changed))
+        elif trigger == "update":
+            happened.insert(0, events.updated(outcome.changed))
+        elif trigger == "resync" and not any(e.reason == "Scaled" for e in outcome.events):  # someone else's change
+            happened.insert(0, events.repaired("the periodic re-apply found drift", outcome.changed))
+        # (on resume, a restarted operator remembers no versions: everything looks changed)
     if outcome.status_written:
         metrics.status_writes.labels("MemoryTenant").inc()
+    metrics.record_conditions(raw["metadata"]["namespace"], raw["metadata"]["name"], outcome.status["conditions"])
+    events.post(raw, happened)
 
 
 @kopf.on.create(*TENANTS)
@@ -123,6 +144,7 @@ def tenant_resync(body: Any, logger: Any, **_: Any) -> None:
 def tenant_deleted(body: Any, logger: Any, **_: Any) -> None:
     """Owner references take the owned objects away; the object-store data is kept."""
     _memories.pop(body["metadata"]["uid"], None)
+    metrics.forget_tenant(body["metadata"]["namespace"], body["metadata"]["name"], CONDITION_TYPES)
     logger.info("tenant deleted; its Kubernetes objects go by owner reference, its data stays in the object store")
 
 
@@ -148,12 +170,17 @@ def _owned_changed(event_type: str | None, body: Any, logger: Any) -> None:
         if event_type == "DELETED" or (event_type == "MODIFIED" and not ours and _spec_edited(body)):
             metrics.reconciles.labels("MemoryTenant", "drift").inc()
             outcome = tenant.reconcile(k, owner, memory)
+            happened = list(outcome.events)
             if outcome.changed:
                 metrics.changes.labels("MemoryTenant").inc(len(outcome.changed))
                 logger.info(f"repaired {key} ({event_type}): applied {', '.join(outcome.changed)}")
+                happened.insert(0, events.repaired(f"{key} {event_type.lower()}", outcome.changed))
+            events.post(owner, happened)
         elif body["kind"] == "Deployment":
-            if tenant.refresh_status(k, namespace, name):
+            written, moved = tenant.refresh_status(k, namespace, name)
+            if written is not None:
                 metrics.status_writes.labels("MemoryTenant").inc()
+                events.post(written, moved)
     except Retry as exc:
         metrics.retries.labels("MemoryTenant").inc()
         logger.warning(f"could not react to {event_type} of {body['kind']}: {exc} (the resync timer will)")
@@ -213,13 +240,13 @@ async def node_pod_event(type: str | None, body: Any, logger: Any, **_: Any) -> 
         logger.warning(
             f"node {name} is gone ({reason}); revoking its lease failed ({exc}); it expires in {spec.leaseTtlSeconds}s"
         )
+        events.post(tenant_body, [events.failover_skipped(name, reason, str(exc), spec.leaseTtlSeconds)])
         return
     if revoked:
         metrics.lease_revocations.inc(len(revoked))
-        logger.info(
-            f"node {name} is gone ({reason}): revoked etcd lease {', '.join(f'{x:x}' for x in revoked)} "
-            f"in {1000 * (time.monotonic() - t0):.0f} ms"
-        )
+        done = events.failover_assisted(name, reason, revoked, 1000 * (time.monotonic() - t0))
+        logger.info(done.message)
+        events.post(tenant_body, [done])
 
 
 # -- MemoryBranch ---------------------------------------------------------------------------
@@ -256,6 +283,7 @@ def branch_created(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
     metrics.reconciles.labels("MemoryBranch", "create").inc()
     spec = MemoryBranchSpec.model_validate(raw["spec"])
     generation = raw["metadata"].get("generation")
+    adopted = False
     try:
         with _gateway(raw["metadata"]["namespace"], spec) as c:
             parent = c.database(spec.database, spec.parent.branch)
@@ -267,6 +295,7 @@ def branch_created(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
                 described = branch.find(c.database(spec.database).branches()["branches"], spec.branch)
                 if described is None:
                     raise
+                adopted = True
                 logger.info(f"branch {spec.branch} already existed: adopted")
     except (Retry, Exception) as exc:
         if isinstance(exc, Retry) or dataplane.unreachable(exc):
@@ -278,12 +307,14 @@ def branch_created(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
                 )
             )
             logger.warning(f"fork refused: {exc.status} {exc.type}: {exc.detail}")
+            kind = exc.type or "ForkRefused"
+            events.post(raw, [events.branch_refused(spec.database, spec.branch, kind, exc.detail or "")])
             return
         raise
-    patch.status.update(
-        branch.ready_status(described, generation, status.get("conditions")).model_dump(mode="json", exclude_none=True)
-    )
+    ready = branch.ready_status(described, generation, status.get("conditions"))
+    patch.status.update(ready.model_dump(mode="json", exclude_none=True))
     metrics.changes.labels("MemoryBranch").inc()
+    events.post(raw, [events.branch_forked(spec.database, spec.branch, ready.resolvedTxid, adopted)])
 
 
 def _delete_branch(namespace: str, spec: MemoryBranchSpec) -> None:
@@ -314,6 +345,7 @@ def branch_expiry(body: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
         ).model_dump(mode="json", exclude_none=True)
     )
     logger.info(f"burner branch {spec.database}@{spec.branch} expired and was deleted")
+    events.post(raw, [events.branch_expired(spec.database, spec.branch, spec.ttlSeconds)])
 
 
 @kopf.on.delete(*BRANCHES)
@@ -334,3 +366,4 @@ def branch_deleted(body: Any, logger: Any, **_: Any) -> None:
             raise _temporary(exc) from exc
         raise
     logger.info(f"branch {spec.database}@{spec.branch} deleted from the data plane")
+    events.post(raw, [events.branch_deleted(spec.database, spec.branch)])

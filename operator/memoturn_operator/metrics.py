@@ -2,13 +2,16 @@
 
 ``memoturn_operator_object_changes_total`` staying flat while reconciles keep running is
 the evidence that reconciling is idempotent (no hot loop): an unchanged tenant produces no
-writes.
+writes. ``memoturn_operator_tenant_condition`` and ``memoturn_operator_node_ready`` mirror
+what each tenant's status and each node's ``/v1/ready`` say, for the chart's alerts.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from memoturn.netaddr import parse_host_port
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 registry = CollectorRegistry()
 reconciles = Counter("memoturn_operator_reconciles", "Reconciles run", ["kind", "trigger"], registry=registry)
@@ -22,9 +25,53 @@ lease_revocations = Counter(
 scale_events = Counter(
     "memoturn_operator_scale_events", "Node Deployment replica changes", ["direction"], registry=registry
 )
+applies_skipped = Counter(
+    "memoturn_operator_applies_skipped",
+    "Resyncs of an unchanged tenant that read its Deployments instead of re-applying its objects",
+    registry=registry,
+)
+status_conditions = Gauge(
+    "memoturn_operator_tenant_condition",
+    "1 when the tenant's condition has this status (Ready, Stalled, ObjectStoreReachable, ...)",
+    ["namespace", "tenant", "type", "status"],
+    registry=registry,
+)
+node_ready = Gauge(
+    "memoturn_operator_node_ready",
+    "1 when the node pod answered /v1/ready with 200 at the last resync, 0 otherwise",
+    ["namespace", "tenant", "pod"],
+    registry=registry,
+)
+_node_pods: dict[tuple[str, str], set[str]] = {}
 retries = Counter(
     "memoturn_operator_retries", "Reconciles postponed (API server or data plane away)", ["kind"], registry=registry
 )
+
+
+def record_conditions(namespace: str, tenant: str, conditions: list[dict[str, Any]]) -> None:
+    """Mirror a tenant's conditions into ``memoturn_operator_tenant_condition`` (what the alerts read)."""
+    for c in conditions:
+        for value in ("True", "False", "Unknown"):
+            status_conditions.labels(namespace, tenant, c["type"], value).set(1 if c.get("status") == value else 0)
+
+
+def record_nodes(namespace: str, tenant: str, ready: dict[str, bool]) -> None:
+    """One gauge per running node pod of the tenant; pods gone since the last resync are dropped."""
+    for pod in _node_pods.get((namespace, tenant), set()) - set(ready):
+        node_ready.remove(namespace, tenant, pod)
+    for pod, ok in ready.items():
+        node_ready.labels(namespace, tenant, pod).set(1 if ok else 0)
+    _node_pods[(namespace, tenant)] = set(ready)
+
+
+def forget_tenant(namespace: str, tenant: str, types: tuple[str, ...]) -> None:
+    record_nodes(namespace, tenant, {})
+    for type_ in types:
+        for value in ("True", "False", "Unknown"):
+            try:
+                status_conditions.remove(namespace, tenant, type_, value)
+            except KeyError:
+                pass
 
 
 def serve(address: str) -> None:

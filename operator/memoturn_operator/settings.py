@@ -21,6 +21,9 @@ class OperatorSettings(BaseSettings):
     """How often burner branches are checked for expiry."""
     scale_cooldown_seconds: float = Field(60.0, validation_alias="MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS")
     """Least time between two scaling steps of one tenant."""
+    reapply_seconds: float = Field(300.0, gt=0, validation_alias="MEMOTURN_OPERATOR_REAPPLY_SECONDS")
+    """Longest time an idle tenant's objects go without being re-applied (watch events repair
+    drift at once; this is the safety net for an event the operator missed)."""
     metrics_listen: str | None = Field(None, validation_alias="MEMOTURN_OPERATOR_METRICS_LISTEN")
     """``HOST:PORT`` for Prometheus metrics; unset or empty: none."""
 

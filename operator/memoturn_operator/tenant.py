@@ -6,17 +6,26 @@ The steps, each safe to repeat:
    hold that token);
 2. every object from :func:`.resources.desired`, by server-side apply (idempotent, repairs
    drift, recreates deleted dependents);
-3. tier scaling: each ready node's ``/metrics`` gives its hot and warm counts;
+3. the nodes: each node pod's ``/v1/ready`` says whether it can use its object store and etcd
+   (and why not: the dependency conditions of the status); each ready node's ``/metrics``
+   gives its hot and warm counts. Tier scaling:
    :func:`.resources.scale_decision` picks the node count (hysteresis, and at most one step
    per cooldown). Before a scale-down every node pod is annotated with its hot count as its
    ``pod-deletion-cost``, so the ReplicaSet removes the least-loaded one; that pod gets
    SIGTERM and drains (ships its tail, releases its branches) within its grace period;
-4. status from what the API server reports (:func:`.status.tenant_status`), written only
-   when it changed.
+4. status from what the API server and the nodes report (:func:`.status.tenant_status`),
+   written only when it changed; a changed condition becomes an Event (:mod:`.events`).
+
+A periodic resync (``scale=True``) of a tenant whose desired objects are the ones it last
+applied skips step 2 (watch events on the owned objects already repair drift at once) and
+reads the two Deployments instead: three API calls, plus a status patch when something
+changed. Every ``MEMOTURN_OPERATOR_REAPPLY_SECONDS`` it applies anyway, as a safety net.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -24,8 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import GROUP, VERSION, metrics
-from .dataplane import NodeLoad, scrape
+from . import GROUP, VERSION, events, metrics
+from .dataplane import NodeLoad, NodeReadiness, probe, scrape
 from .kube import Kube
 from .models import MemoryTenantSpec
 from .resources import GATEWAY_PORT, NODE_PORT, desired, labels, names, scale_decision, token_secret
@@ -45,6 +54,9 @@ class Memory:
     # a status update by a controller moves neither, so only our own changes count as changes.
     versions: dict[str, str] = field(default_factory=dict)
     last_scale: float = 0.0
+    # digest of the desired objects last applied, and when (the idle resync skips re-applying them)
+    applied_digest: str = ""
+    applied_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -54,25 +66,36 @@ class Outcome:
     status: dict[str, Any]
     status_written: bool
     replicas: int
+    events: list[events.Event] = field(default_factory=list)
+    applied: bool = True
 
 
 def _key(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
-def node_loads(kube: Kube, namespace: str, tenant: str) -> list[NodeLoad]:
-    loads = []
+def survey_nodes(kube: Kube, namespace: str, tenant: str) -> tuple[list[NodeLoad], list[NodeReadiness]]:
+    """Every running node pod's readiness answer, and the load of those that are ready."""
+    loads, answers = [], []
     for pod in kube.pods(namespace, labels(tenant, "node")):
         ip = (pod.get("status") or {}).get("podIP")
+        if not ip or pod["metadata"].get("deletionTimestamp"):
+            continue
+        name = pod["metadata"]["name"]
+        answers.append(probe(name, ip, NODE_PORT))
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True"
             for c in (pod.get("status") or {}).get("conditions") or []
         )
-        if ip and ready and not pod["metadata"].get("deletionTimestamp"):
-            load = scrape(pod["metadata"]["name"], ip, NODE_PORT)
+        if ready:
+            load = scrape(name, ip, NODE_PORT)
             if load is not None:
                 loads.append(load)
-    return loads
+    return loads, answers
+
+
+def digest(objects: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
 
 
 def _replicas(
@@ -82,17 +105,17 @@ def _replicas(
     spec: MemoryTenantSpec,
     loads: list[NodeLoad],
     memory: Memory,
+    current: dict[str, Any] | None,
     *,
     scale: bool,
-) -> int:
-    current = kube.get("apps/v1", "Deployment", namespace, names(tenant)["node"])
+) -> tuple[int, events.Event | None]:
     have = (current or {}).get("spec", {}).get("replicas") or spec.nodes.minReplicas
     have = min(max(have, spec.nodes.minReplicas), spec.nodes.maxReplicas)
     if not scale or current is None:
-        return have
+        return have, None
     want = scale_decision(have, [load.hot for load in loads], spec)
     if want == have or time.monotonic() - memory.last_scale < load_settings().scale_cooldown_seconds:
-        return have
+        return have, None
     if want < have:
         for load in loads:  # the ReplicaSet removes the pod with the lowest cost first
             kube.annotate_pod(namespace, load.pod, {DELETION_COST: str(load.hot)})
@@ -107,37 +130,60 @@ def _replicas(
         [load.hot for load in loads],
         spec.nodes.hotPerNodeTarget,
     )
-    return want
+    return want, events.scaled(have, want, [load.hot for load in loads], spec.nodes.hotPerNodeTarget)
 
 
 def reconcile(kube: Kube, body: dict[str, Any], memory: Memory, *, scale: bool = False) -> Outcome:
+    """Apply, scale and report; ``scale=True`` is the periodic resync (which may skip applying)."""
     meta = body["metadata"]
     tenant, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     spec = MemoryTenantSpec.model_validate(body["spec"])
+    n = names(tenant)
     with memory.lock:
         changed: list[str] = []
-        if not spec.auth.tokenSecret:
+        idle = scale and bool(memory.applied_digest)
+        if not spec.auth.tokenSecret and not idle:
             if kube.create_if_absent(token_secret(tenant, namespace, uid, secrets.token_urlsafe(32))):
-                changed.append(f"Secret/{names(tenant)['token']}")
-        loads = node_loads(kube, namespace, tenant)
-        replicas = _replicas(kube, namespace, tenant, spec, loads, memory, scale=scale)
+                changed.append(f"Secret/{n['token']}")
+        loads, answers = survey_nodes(kube, namespace, tenant)
+        metrics.record_nodes(namespace, tenant, {a.pod: bool(a.ready) for a in answers})
+        current = kube.get("apps/v1", "Deployment", namespace, n["node"])
+        replicas, scaled = _replicas(kube, namespace, tenant, spec, loads, memory, current, scale=scale)
+        wanted = desired(tenant, namespace, uid, spec, node_replicas=replicas)
+        wanted_digest = digest(wanted)
+        reapply_after = load_settings().reapply_seconds
+        skip = (
+            idle
+            and current is not None
+            and wanted_digest == memory.applied_digest
+            and time.monotonic() - memory.applied_at < reapply_after
+        )
         applied: dict[str, dict[str, Any]] = {}
-        for obj in desired(tenant, namespace, uid, spec, node_replicas=replicas):
-            stored = kube.apply(obj)
-            key = _key(obj)
-            version = str(stored["metadata"].get("generation") or stored["metadata"]["resourceVersion"])
-            if memory.versions.get(key) != version:
-                changed.append(key)
-                memory.versions[key] = version
-            applied[key] = stored
-        status, written = write_status(
+        gateway = kube.get("apps/v1", "Deployment", namespace, n["gateway"]) if skip else None
+        skip = skip and gateway is not None  # a missing gateway Deployment: re-apply now
+        if skip and current is not None and gateway is not None:
+            applied[f"Deployment/{n['node']}"] = current
+            applied[f"Deployment/{n['gateway']}"] = gateway
+        else:
+            for obj in wanted:
+                stored = kube.apply(obj)
+                key = _key(obj)
+                version = str(stored["metadata"].get("generation") or stored["metadata"]["resourceVersion"])
+                if memory.versions.get(key) != version:
+                    changed.append(key)
+                    memory.versions[key] = version
+                applied[key] = stored
+            memory.applied_digest, memory.applied_at = wanted_digest, time.monotonic()
+        status, written, moved = write_status(
             kube,
             body,
-            applied.get(f"Deployment/{names(tenant)['node']}"),
-            applied.get(f"Deployment/{names(tenant)['gateway']}"),
+            applied.get(f"Deployment/{n['node']}"),
+            applied.get(f"Deployment/{n['gateway']}"),
             loads,
+            answers,
         )
-        return Outcome(changed, status, written, replicas)
+        happened = ([scaled] if scaled else []) + moved
+        return Outcome(changed, status, written, replicas, happened, applied=not skip)
 
 
 def write_status(
@@ -146,8 +192,10 @@ def write_status(
     node: dict[str, Any] | None,
     gateway: dict[str, Any] | None,
     loads: list[NodeLoad] | None,
-) -> tuple[dict[str, Any], bool]:
-    """Compute the status from the Deployments as stored; patch it if it differs."""
+    answers: list[NodeReadiness] | None = None,
+) -> tuple[dict[str, Any], bool, list[events.Event]]:
+    """Compute the status from the Deployments as stored and the nodes' answers; patch it if it
+    differs. Also the Events for the conditions that changed."""
     meta = body["metadata"]
     tenant, namespace = meta["name"], meta["namespace"]
     previous = body.get("status") or {}
@@ -159,13 +207,14 @@ def write_status(
         node,
         gateway,
         previous.get("conditions"),
+        nodes=answers,
         hot=hot,
         warm=warm,
         endpoints={"gateway": f"http://{n['gateway']}.{namespace}.svc:{GATEWAY_PORT}"},
     ).model_dump(mode="json", exclude_none=True)
     comparable = {k: v for k, v in previous.items() if k in status}
     if comparable == status:
-        return status, False
+        return status, False, []
     kube._call(
         f"patch MemoryTenant {namespace}/{tenant} status",
         kube.custom.patch_namespaced_custom_object_status,
@@ -176,15 +225,18 @@ def write_status(
         tenant,
         {"status": status},
     )
-    return status, True
+    return status, True, events.transitions(previous.get("conditions"), status.get("conditions") or [])
 
 
-def refresh_status(kube: Kube, namespace: str, tenant: str) -> bool:
-    """Re-derive a tenant's status after one of its Deployments changed (no applies, no scrapes)."""
+def refresh_status(kube: Kube, namespace: str, tenant: str) -> tuple[dict[str, Any] | None, list[events.Event]]:
+    """Re-derive a tenant's status after one of its Deployments changed (no applies, no scrapes).
+
+    The tenant's body (None: not there, or nothing written) and the Events of what changed."""
     body = kube.tenant(GROUP, VERSION, namespace, tenant)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return False
+        return None, []
     n = names(tenant)
     node = kube.get("apps/v1", "Deployment", namespace, n["node"])
     gateway = kube.get("apps/v1", "Deployment", namespace, n["gateway"])
-    return write_status(kube, body, node, gateway, None)[1]
+    _, written, moved = write_status(kube, body, node, gateway, None)
+    return (body if written else None), moved

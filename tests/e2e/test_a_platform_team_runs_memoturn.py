@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ class World:
 
     def __init__(self, etcd: Any, minio: Any, tmp: Path) -> None:
         self.etcd, self.minio, self.tmp = etcd, minio, tmp
-        self.control = ControlPlane(etcd.endpoint, str(tmp))
+        # The operator's requests (its ServiceAccount's groups) are audited: the API calls it costs.
+        self.control = ControlPlane(etcd.endpoint, str(tmp), audit_groups=[f"system:serviceaccounts:{SYSTEM_NS}"])
         self.api = self.control.api
         self.discovery = Discovery(self.api)
         self.agent = NodeAgent(
@@ -81,13 +83,25 @@ class World:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def tenant(self) -> dict[str, Any]:
-        r = self.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}")
+    def tenant(self, name: str = TENANT) -> dict[str, Any]:
+        r = self.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{name}")
         r.raise_for_status()
         return r.json()
 
-    def condition(self, type_: str) -> dict[str, Any]:
-        return next((c for c in (self.tenant().get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+    def condition(self, type_: str, name: str = TENANT) -> dict[str, Any]:
+        conditions = (self.tenant(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), {})
+
+    def events(self, name: str, namespace: str = NS) -> list[dict[str, Any]]:
+        """The Events about one object (the operator posts them on MemoryTenants and MemoryBranches)."""
+        r = self.api.get(
+            f"/api/v1/namespaces/{namespace}/events", params={"fieldSelector": f"involvedObject.name={name}"}
+        )
+        r.raise_for_status()
+        return r.json()["items"]
+
+    def reasons(self, name: str) -> set[tuple[str, str]]:
+        return {(e["type"], e["reason"]) for e in self.events(name)}
 
     def ready(self) -> bool:
         t = self.tenant()
@@ -129,7 +143,12 @@ class World:
         return Memoturn(self.gateway_url(), token=self.token(), timeout=10, retries=0)
 
     def start_operator(
-        self, account: str | None = None, *, extra_args: tuple[str, ...] = (), log: str = "operator.log"
+        self,
+        account: str | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+        log: str = "operator.log",
+        resync: str = "2",
     ) -> Operator:
         """An operator replica as the chart runs it (``--all-namespaces --peering memoturn``)."""
         self.account = account or self.account
@@ -141,7 +160,7 @@ class World:
             str(self.tmp / log),
             args=["--all-namespaces", "--peering", "memoturn", *extra_args],
             env={
-                "MEMOTURN_OPERATOR_RESYNC_SECONDS": "2",
+                "MEMOTURN_OPERATOR_RESYNC_SECONDS": resync,
                 "MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS": "4",
                 "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1",
             },
@@ -241,7 +260,18 @@ def test_a_tenant_becomes_ready(world):
     FIGURES["apply_to_ready_seconds"] = round(time.monotonic() - t0, 2)
 
     t = world.tenant()
-    assert world.condition("Ready")["status"] == "True" and world.condition("Degraded")["status"] == "False"
+    assert world.condition("Ready")["status"] == "True" and world.condition("Stalled")["status"] == "False"
+    assert world.condition("Reconciling")["status"] == "False"
+    # Each dependency is checked through the nodes' readiness, with the condition's bookkeeping.
+    wait_for(lambda: world.condition("ObjectStoreReachable")["status"] == "True", 30, "the store to be reported")
+    for kind in ("ObjectStoreReachable", "LeaseStoreReachable"):
+        c = world.condition(kind)
+        assert c["status"] == "True" and c["reason"] == "Reachable", c
+        assert c["observedGeneration"] == t["metadata"]["generation"] and c["lastTransitionTime"]
+    wait_for(
+        lambda: {("Normal", "Created"), ("Normal", "Ready")} <= world.reasons(TENANT), 30, "Created and Ready Events"
+    )
+    assert not any(e["reason"] == "Logging" for e in world.events(TENANT))  # no log lines as Events
     assert t["status"]["readyNodes"] == 1
     assert t["status"]["endpoints"]["gateway"] == f"http://{TENANT}-memoturn-gateway.{NS}.svc:7400"
     # Everything it owns points back at it; nothing asks for a persistent volume.
@@ -259,6 +289,82 @@ def test_a_tenant_becomes_ready(world):
         assert [o["uid"] for o in obj["metadata"].get("ownerReferences", [])] == [uid], path
     assert world.api.get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims").json()["items"] == []
     assert len(world.token()) >= 32
+
+
+def test_a_tenant_with_a_wrong_store_key_says_why_in_its_conditions_and_events(world):
+    """Wrong S3 credentials: the node is not ready, and the tenant says so with the store's cause
+    (ObjectStoreReachable False, Ready False, Stalled True, a StoreUnreachable Warning); with the
+    key fixed and the node pod replaced, it recovers and says that too."""
+    name, secret = "broken", "broken-s3-credentials"
+    wrong = {"AWS_ACCESS_KEY_ID": "no-such-key", "AWS_SECRET_ACCESS_KEY": "wrong-secret-key"}
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": NS}, "stringData": wrong}
+    assert world.api.post(f"/api/v1/namespaces/{NS}/secrets", json=body).status_code == 201
+    tenant = {
+        "apiVersion": "memoturn.io/v1alpha1",
+        "kind": "MemoryTenant",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "image": "memoturn:e2e",
+            "nodes": {"minReplicas": 1, "maxReplicas": 1, "cacheSizeLimit": "1Gi"},
+            "gateway": {"replicas": 1},
+            "objectStore": {
+                "bucket": world.minio.bucket,
+                "prefix": f"{world.prefix}-broken",
+                "endpoint": world.minio.endpoint,
+                "credentialsSecret": secret,
+            },
+            "etcd": {"endpoints": [world.etcd.endpoint]},
+            "leaseTtlSeconds": TTL,
+        },
+    }
+    assert apply(world.api, world.discovery, tenant).status_code == 201
+    store = wait_for(
+        lambda: (lambda c: c if c.get("status") == "False" else None)(world.condition("ObjectStoreReachable", name)),
+        120,
+        "ObjectStoreReachable=False",
+    )
+    # The node's cause, in the store client's words (MinIO answered InvalidAccessKeyId, a 403).
+    assert store["reason"] == "ObjectStoreUnusable" and "bad credentials" in store["message"], store
+    assert f"{name}-memoturn-node-" in store["message"]  # which node, and the store's own words
+    ready, stalled = world.condition("Ready", name), world.condition("Stalled", name)
+    assert ready["status"] == "False" and ready["reason"] == "ObjectStoreUnreachable"
+    assert stalled["status"] == "True" and world.tenant(name)["status"]["phase"] == "Degraded"
+    assert world.condition("LeaseStoreReachable", name)["status"] == "True"  # etcd is fine
+    since = store["lastTransitionTime"]
+    wait_for(lambda: ("Warning", "StoreUnreachable") in world.reasons(name), 30, "a StoreUnreachable Warning")
+    warning = next(e for e in world.events(name) if e["reason"] == "StoreUnreachable")
+    assert "bad credentials" in warning["message"] and warning["involvedObject"]["kind"] == "MemoryTenant"
+    time.sleep(5)  # more resyncs: an unchanged status keeps its transition time
+    assert world.condition("ObjectStoreReachable", name)["lastTransitionTime"] == since
+
+    # Fixed: the right key, and the node pod replaced (it reads the Secret when it starts).
+    right = {k: world.minio.credentials[k] for k in wrong}
+    r = world.api.patch(
+        f"/api/v1/namespaces/{NS}/secrets/{secret}",
+        json={"stringData": right},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200, r.text
+    for pod in world.api.get(
+        f"/api/v1/namespaces/{NS}/pods", params={"labelSelector": f"app.kubernetes.io/instance={name}"}
+    ).json()["items"]:
+        world.api.delete(f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}")
+    wait_for(
+        lambda: (
+            world.condition("ObjectStoreReachable", name).get("status") == "True"
+            and world.condition("Ready", name).get("status") == "True"
+        ),
+        120,
+        "the store reachable and the tenant Ready again",
+    )
+    assert world.condition("Stalled", name)["status"] == "False"
+    wait_for(lambda: ("Normal", "StoreReachable") in world.reasons(name), 30, "a StoreReachable Event")
+    assert world.api.delete(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{name}").status_code == 200
+    wait_for(
+        lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{name}").status_code == 404,
+        60,
+        "the broken tenant to go",
+    )
 
 
 def test_an_agent_writes_and_reads_through_the_gateway_service(world):
@@ -302,6 +408,85 @@ def test_reconciling_is_idempotent_and_repairs_drift(world):
     )
     assert r.status_code == 200, r.text
     wait_for(lambda: world.api.get(dep).json()["spec"]["replicas"] == 1, 30, "the gateway Deployment to be repaired")
+
+
+def _operator_calls(world: World, seconds: float) -> dict[str, int]:
+    """The operator's API requests over the next ``seconds``, by verb and resource, from the audit log."""
+    user = f"system:serviceaccount:{SYSTEM_NS}:{world.account}"
+    start = datetime.now(UTC)
+    time.sleep(seconds)
+    end = datetime.now(UTC)
+    counts: dict[str, int] = {}
+    for e in world.control.audit_events():
+        at = datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if e["user"]["username"] == user and start <= at < end:
+            ref = e.get("objectRef") or {}
+            what = f"{e['verb']} {ref.get('resource', '')}" + (
+                f"/{ref['subresource']}" if ref.get("subresource") else ""
+            )
+            counts[what] = counts.get(what, 0) + 1
+    return counts
+
+
+def _per_minute(counts: dict[str, int], seconds: float) -> float:
+    return round(sum(counts.values()) * 60 / seconds, 1)
+
+
+def test_an_idle_tenant_costs_few_api_calls_and_fifty_cost_fifty_times_that(world):
+    """With the default resync (10 s), an unchanged tenant is not re-applied: each resync reads
+    its two Deployments and lists its node pods. Counted by kube-apiserver's audit log, for the
+    one Ready tenant, then with 50 more idle tenants (in a namespace whose ResourceQuota admits
+    no pods: the operator's own work per tenant, without 100 more processes on this machine)."""
+    window = 60.0
+    world.operator.stop()
+    world.start_operator(resync="10")
+    try:
+        wait_for(world.ready, 60, "Ready under the restarted operator")
+        time.sleep(15)  # resume handlers and their first applies are done
+        one = _operator_calls(world, window)
+        FIGURES["operator_api_calls_per_minute_one_idle_tenant"] = _per_minute(one, window)
+        FIGURES["operator_api_calls_by_verb_one_idle_tenant"] = one
+        # Nothing written for the tenant while it is idle (kopf's peering keep-alive aside).
+        writes = [k for k in one if k.split()[0] in ("patch", "update", "create") and "kopfpeerings" not in k]
+        assert not writes, one
+        # ~3 reads per resync: 18 a minute; allow for kopf's own peering keep-alives and watch restarts.
+        assert _per_minute(one, window) <= 40, one
+
+        idle_ns = "idle-tenants"
+        assert world.api.post("/api/v1/namespaces", json={"metadata": {"name": idle_ns}}).status_code == 201
+        quota = {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+        assert world.api.post(f"/api/v1/namespaces/{idle_ns}/resourcequotas", json=quota).status_code == 201
+        for i in range(50):
+            body = {
+                "apiVersion": "memoturn.io/v1alpha1",
+                "kind": "MemoryTenant",
+                "metadata": {"name": f"idle-{i}", "namespace": idle_ns},
+                "spec": {
+                    "image": "memoturn:e2e",
+                    "gateway": {"replicas": 1},
+                    "objectStore": {"bucket": world.minio.bucket, "prefix": f"{world.prefix}-idle-{i}"},
+                    "etcd": {"endpoints": [world.etcd.endpoint]},
+                },
+            }
+            r = world.api.post(f"{GROUP_PATH}/namespaces/{idle_ns}/memorytenants", json=body)
+            assert r.status_code == 201, r.text
+
+        def all_reported() -> bool:
+            items = world.api.get(f"{GROUP_PATH}/namespaces/{idle_ns}/memorytenants").json()["items"]
+            return len(items) == 50 and all((t.get("status") or {}).get("observedGeneration") for t in items)
+
+        wait_for(all_reported, 240, "a status on each of the 50 idle tenants", interval=1)
+        time.sleep(30)  # their Deployments settle (ReplicaSets refused pods by the quota)
+        fifty = _operator_calls(world, window)
+        FIGURES["operator_api_calls_per_minute_51_idle_tenants"] = _per_minute(fifty, window)
+        FIGURES["operator_api_calls_by_verb_51_idle_tenants"] = fifty
+        print(f"\noperator API calls/min: 1 idle tenant {one}, 51 idle tenants {fifty}", file=sys.stderr)
+        assert _per_minute(fifty, window) <= 51 * 40, fifty
+        assert world.api.delete(f"/api/v1/namespaces/{idle_ns}").status_code == 200
+    finally:
+        world.operator.stop()
+        world.start_operator()
+    wait_for(world.ready, 60, "Ready")
 
 
 def test_a_spec_change_rolls_the_node_pods(world):
@@ -377,6 +562,7 @@ def test_losing_a_node_pod_moves_its_databases_in_seconds(world):
     revoked0 = world.operator.total("memoturn_operator_lease_revocations")
     FIGURES["failover_force_delete_operator_up_seconds"] = round(_lose_node(world, "force"), 2)
     assert world.operator.total("memoturn_operator_lease_revocations") > revoked0
+    wait_for(lambda: ("Normal", "FailoverAssisted") in world.reasons(TENANT), 30, "a FailoverAssisted Event")
     assert FIGURES["failover_force_delete_operator_up_seconds"] < TTL, "the operator should not wait for the TTL"
     wait_for(world.ready, 90, "Ready again")
 
@@ -457,6 +643,8 @@ def test_the_node_set_follows_the_hot_set(world):
         for i in range(16):
             assert c.database(f"{TENANT}--hot{i}").kv_get("k").data["value"] == i  # nothing lost by the drain
     assert world.operator.total("memoturn_operator_scale_events") >= 2  # out, then in
+    scaled = [e["message"] for e in world.events(TENANT) if e["reason"] == "Scaled"]
+    assert any("1 -> 2" in m for m in scaled) and any("2 -> 1" in m for m in scaled), scaled
 
 
 def _branch(world: World, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -483,6 +671,7 @@ def test_a_memory_branch_forks_and_the_fork_is_readable(world):
         head = c.database(f"{TENANT}--alice").kv_put("greeting", "hello again", durability="durable").txid
     b = _branch(world, "experiment", {"branch": "experiment", "parent": {"txid": head}})
     assert b["status"]["phase"] == "Ready" and b["status"]["resolvedTxid"] == head
+    wait_for(lambda: ("Normal", "BranchForked") in world.reasons("experiment"), 30, "a BranchForked Event")
     with world.client() as c:
         fork = c.database(f"{TENANT}--alice", "experiment")
         assert fork.kv_get("greeting").data["value"] == "hello again"
@@ -507,6 +696,7 @@ def test_a_burner_branch_expires(world):
     assert b["status"]["phase"] == "Ready" and b["status"]["expiryTime"]
     path = f"{GROUP_PATH}/namespaces/{NS}/memorybranches/burner"
     wait_for(lambda: world.api.get(path).json()["status"]["phase"] == "Expired", 60, "the burner branch to expire")
+    wait_for(lambda: ("Normal", "BranchExpired") in world.reasons("burner"), 30, "a BranchExpired Event")
     with world.client() as c:
         with pytest.raises(ProblemError) as err:
             c.database(f"{TENANT}--alice", "burner").kv_get("greeting")

@@ -230,6 +230,14 @@ def test_the_operator_runs_as_non_root_with_the_requested_command(helm):
         "http://0.0.0.0:8080/healthz",
     ]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # Metrics are on by default, on a named port a Service selects.
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MEMOTURN_OPERATOR_METRICS_LISTEN"] == "0.0.0.0:9090"
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    (svc,) = [o for o in objects if o["kind"] == "Service"]
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert svc["spec"]["selector"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
     assert deploy["spec"]["replicas"] == 2
     assert pod["serviceAccountName"] == next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
     peering = next(o for o in objects if o["kind"] == "ClusterKopfPeering")
@@ -245,6 +253,112 @@ def test_no_template_creates_persistent_storage(helm):
             text = json.dumps(obj)
             assert "persistentVolumeClaim" not in text and "volumeClaimTemplates" not in text
             assert "hostPath" not in text
+
+
+# ---- monitoring: Prometheus operator objects, alerts and the dashboard --------------------------------
+
+MONITORING_ON = [
+    "--set",
+    "monitoring.serviceMonitor.enabled=true",
+    "--set",
+    "monitoring.podMonitors.nodes=true",
+    "--set",
+    "monitoring.prometheusRule.enabled=true",
+    "--set",
+    "monitoring.dashboard.enabled=true",
+    "--set",
+    "monitoring.labels.release=kube-prometheus-stack",
+]
+
+
+def exposed_metric_names() -> set[str]:
+    """Every series name the node and the operator can expose (counters with ``_total``, histograms
+    with ``_bucket``/``_sum``/``_count``), from their registries rather than from a list."""
+    from memoturn.metrics import NodeMetrics
+    from memoturn_operator import metrics as operator_metrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    names = set()
+    for registry in (NodeMetrics().registry, operator_metrics.registry):
+        for family in registry.collect():
+            names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
+    return names
+
+
+def referenced_metrics(expr: str) -> set[str]:
+    return {m for m in re.findall(r"\b(memoturn_[a-z_]+)\b", expr)}
+
+
+def test_monitoring_objects_are_off_by_default(helm):
+    kinds = {o["kind"] for o in render(helm, "memoturn-system")}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert "ConfigMap" not in kinds
+
+
+def test_monitoring_objects_render_and_scrape_what_exists(helm):
+    """With every toggle on: the ServiceMonitor selects the operator's metrics Service, the node
+    PodMonitor selects the pods the operator creates on their named port, and every alert and
+    dashboard query names a metric the node or the operator exposes."""
+    from memoturn_operator.models import MemoryTenantSpec
+    from memoturn_operator.resources import node_deployment
+
+    objects = render(helm, "memoturn-system", *MONITORING_ON)
+    by_kind: dict[str, list[dict]] = {}
+    for o in objects:
+        by_kind.setdefault(o["kind"], []).append(o)
+    (monitor,) = by_kind["ServiceMonitor"]
+    (svc,) = by_kind["Service"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # keep the tenants' namespace labels
+
+    (nodes,) = by_kind["PodMonitor"]  # gateways stay off (they serve no /metrics)
+    spec = MemoryTenantSpec.model_validate(
+        {"image": "m", "objectStore": {"bucket": "bkt"}, "etcd": {"endpoints": ["e:2379"]}}
+    )
+    pod = node_deployment("acme", "agents", "uid", spec, 1)["spec"]["template"]
+    assert nodes["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert nodes["spec"]["namespaceSelector"] == {"any": True}
+    port = nodes["spec"]["podMetricsEndpoints"][0]["port"]
+    assert port in {p["name"] for c in pod["spec"]["containers"] for p in c["ports"]}
+
+    (rule,) = by_kind["PrometheusRule"]
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    names = {a["alert"] for a in alerts}
+    assert {
+        "MemoturnReplicationLagHigh",
+        "MemoturnUnshippedTxidsGrowing",
+        "MemoturnLeaseLost",
+        "MemoturnFailovers",
+        "MemoturnShipErrors",
+        "MemoturnObjectStoreUnreachable",
+        "MemoturnNodeNotReady",
+    } <= names
+    exposed = exposed_metric_names()
+    for a in alerts:
+        assert referenced_metrics(a["expr"]) <= exposed, a["alert"]
+        assert a["labels"]["severity"] in ("critical", "warning", "info")
+        assert "{{ $labels." in a["annotations"]["summary"] or "memoturn-operator" in a["annotations"]["summary"]
+    down = next(a for a in alerts if a["alert"] == "MemoturnOperatorDown")
+    assert f'job="{svc["metadata"]["name"]}"' in down["expr"]  # a ServiceMonitor's job is its Service's name
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    for name in names:
+        assert f"### {name}" in operations, f"docs/operations.md does not explain {name}"
+
+    (dashboard,) = by_kind["ConfigMap"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = json.loads(dashboard["data"]["memoturn.json"])
+    queries = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    assert queries and all(referenced_metrics(q) <= exposed for q in queries)
+    assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+
+
+def test_the_schema_rejects_a_misspelled_monitoring_toggle(helm, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("monitoring:\n  serviceMonitor:\n    enable: true\n")
+    assert helm("lint", "charts/memoturn", "-f", str(bad)).returncode != 0
 
 
 # ---- the Dockerfile (it cannot be built here: no container engine) --------------------------------

@@ -9,6 +9,7 @@ otherwise (``kube_bin_dir``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -63,16 +64,17 @@ class ControlPlane:
         *,
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         timeout: float = 120.0,
+        audit_groups: Sequence[str] = (),
     ) -> None:
         self.bin = kube_bin_dir()
         self.log_dir = os.fspath(log_dir)
         os.makedirs(self.log_dir, exist_ok=True)
         self._procs: list[tuple[str, subprocess.Popen[bytes], str]] = []
+        self.audit_log = os.path.join(self.log_dir, "audit.log") if audit_groups else None
+        extra = ["--endpoint-reconciler-type=none", *self._audit_args(audit_groups)]
         # The "kubernetes" Service's endpoint would be the loopback advertise address, which
         # kube-apiserver refuses in Endpoints; nothing here needs it, so it is not maintained.
-        self.apiserver = KubeAPIServer(
-            etcd_endpoint, log_dir=self.log_dir, extra_args=["--endpoint-reconciler-type=none"]
-        )
+        self.apiserver = KubeAPIServer(etcd_endpoint, log_dir=self.log_dir, extra_args=extra)
         try:
             self.url: str = self.apiserver.url
             self.token: str = self.apiserver.token
@@ -121,6 +123,31 @@ class ControlPlane:
         except BaseException:
             self.close()
             raise
+
+    def _audit_args(self, groups: Sequence[str]) -> list[str]:
+        """kube-apiserver's audit log of every request by members of ``groups`` (one JSON line
+        per completed request, metadata only): how the tests count a client's API calls."""
+        if not groups:
+            return []
+        policy = os.path.join(self.log_dir, "audit-policy.yaml")
+        with open(policy, "w") as f:
+            json.dump(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived", "ResponseStarted"],
+                    "rules": [{"level": "Metadata", "userGroups": list(groups)}, {"level": "None"}],
+                },
+                f,
+            )
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json"]
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log so far (empty without ``audit_groups``)."""
+        if not self.audit_log or not os.path.exists(self.audit_log):
+            return []
+        with open(self.audit_log) as f:
+            return [json.loads(line) for line in f if line.strip()]
 
     def _start(self, name: str, args: list[str], port: int) -> None:
         with open(os.path.join(self.log_dir, f"{name}.log"), "w") as log:

@@ -64,7 +64,7 @@ class Operator:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "memoturn_operator", *self.args], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # generous: a loaded machine imports kopf and the kubernetes client slowly
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited: {self.log()[-3000:]}")
