@@ -39,6 +39,7 @@ SOURCES: dict[str, str] = {
     "peers-sqlite-vec.json": "python -m bench.peers.sqlite_vec",
     "peers-litestream.json": "python -m bench.peers.litestream",
     "scale.json": "python -m bench.scale",
+    "replica.json": "python -m bench.replica",
     "e2e.json": "make e2e",
 }
 
@@ -1098,6 +1099,47 @@ def sec_targets(r: Report) -> str:
     )
 
 
+@needs("replica.json")
+def sec_replica(r: Report, d: dict[str, Any], rel: str) -> str:
+    reads = d["reads"]
+    read_rows = [
+        [
+            what,
+            reads[f"{k}_local"]["p50_ms"],
+            reads[f"{k}_local"]["p99_ms"],
+            reads[f"{k}_gateway"]["p50_ms"],
+            reads[f"{k}_gateway"]["p99_ms"],
+        ]
+        for k, what in (("kv_get", "KV get"), ("recall", f"recall, {num(reads['memories'])} memories"))
+    ]
+    sync_rows = []
+    for n, x in sorted(((k, v) for k, v in d["sync"].items() if k.isdigit()), key=lambda kv: int(kv[0])):
+        default, segments = x["default"], x["segments_only"]
+        sync_rows.append(
+            [
+                num(int(n)),
+                default["sync_ms"],
+                "snapshot" if default["from_snapshot"] else "segments",
+                round(default["bytes"] / 1024, 1),
+                segments["sync_ms"],
+                round(segments["bytes"] / 1024, 1),
+                round(x["full_restore_bytes"] / 1024, 1),
+            ]
+        )
+    parts = [
+        "Reads answered by an embedded replica's local file against the same reads through the gateway (same run):",
+        md_table(["read", "local p50 ms", "local p99 ms", "gateway p50 ms", "gateway p99 ms"], read_rows),
+        "Sync after N new transactions (default: the snapshot when it moves fewer bytes than the segments):",
+        md_table(
+            ["new txns", "sync ms", "took", "KiB", "segments-only ms", "segments-only KiB", "full restore KiB"],
+            sync_rows,
+        ),
+        f"Load average {num(d.get('load_average_at_start'))} at the start. Source: `{r.shown(rel)}`, "
+        "`python -m bench.replica`.",
+    ]
+    return "\n\n".join(parts)
+
+
 # Rendered in this order (targets last: the other sections collect them); the doc orders the blocks.
 SECTIONS: dict[str, Callable[[Report], str]] = {
     "index": sec_index,
@@ -1112,6 +1154,7 @@ SECTIONS: dict[str, Callable[[Report], str]] = {
     "sqlite-vec": sec_sqlite_vec,
     "litestream": sec_litestream,
     "scale": sec_scale,
+    "replica": sec_replica,
     "targets": sec_targets,
 }
 

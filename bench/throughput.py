@@ -133,6 +133,44 @@ def _report(target: str, phase: str, r: dict[str, Any], suffix: str = "") -> Non
     )
 
 
+def _run_cluster(
+    tmp: Path,
+    etcd: EtcdServer,
+    minio: MinioServer,
+    server: str,
+    prefix: str,
+    phases: list[str],
+    seconds: float,
+    concurrency: int,
+    sweep: list[int],
+    results: dict[str, Any],
+) -> None:
+    """One node (behind ``server``) and a gateway; every phase direct and through the gateway."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {"MEMOTURN_MAX_HOT": "1000", "MEMOTURN_HTTP_SERVER": server}
+    cluster = Cluster(tmp, etcd, minio, nodes=1, ttl=15, env=env, prefix=f"/tp-{server}")
+    try:
+        node_url = next(iter(cluster.nodes.values())).url
+        gw = cluster.gateway.client
+        for p in range(PROFILES):
+            gw.post("/v1/databases", json={"name": f"tp--p{p}"})
+            gw.put(f"/v1/databases/tp--p{p}/kv/k0", json={"value": 0})
+        for target, url in (("direct", node_url), ("gateway", cluster.gateway.url)):
+            for phase in phases:
+                r = run_phase(url, phase, seconds, concurrency)
+                results[f"{prefix}{target}_{phase}"] = r
+                _report(f"{prefix}{target}", phase, r)
+        for phase in phases:
+            for c in sweep:
+                r = run_phase(cluster.gateway.url, phase, seconds, c)
+                results.setdefault("gateway_sweep", {}).setdefault(phase, []).append(
+                    {"concurrency": c, **{k: r[k] for k in ("ops_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}}
+                )
+                _report("gateway", phase, r, f"  ({c} in flight)")
+    finally:
+        cluster.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15)
@@ -144,7 +182,15 @@ def main() -> int:
         "report takes the best rate whose p99 is within 50 ms",
     )
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--http-servers",
+        default="uvicorn",
+        help="comma-separated MEMOTURN_HTTP_SERVER values for the node, each on a fresh cluster in "
+        "this run (e.g. 'uvicorn,granian'); the first is reported as is, the others with their "
+        "name as a prefix (granian_direct_kv_get, ...), without the sweep",
+    )
     args = ap.parse_args()
+    servers = [x.strip() for x in args.http_servers.split(",") if x.strip()]
     seconds = 4 if args.quick else args.seconds
     sweep = [int(x) for x in args.sweep.split(",") if x.strip()] if not args.quick else []
     phases = ["kv_get", "kv_put", "kv_mix", "memory_write"]
@@ -160,27 +206,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, EtcdServer() as etcd, MinioServer() as minio:
         for name, value in minio.credentials.items():
             os.environ[name] = value
-        cluster = Cluster(Path(tmp), etcd, minio, nodes=1, ttl=15, env={"MEMOTURN_MAX_HOT": "1000"})
-        try:
-            node_url = next(iter(cluster.nodes.values())).url
-            gw = cluster.gateway.client
-            for p in range(PROFILES):
-                gw.post("/v1/databases", json={"name": f"tp--p{p}"})
-                gw.put(f"/v1/databases/tp--p{p}/kv/k0", json={"value": 0})
-            for target, url in (("direct", node_url), ("gateway", cluster.gateway.url)):
-                for phase in phases:
-                    r = run_phase(url, phase, seconds, args.concurrency)
-                    results[f"{target}_{phase}"] = r
-                    _report(target, phase, r)
-            for phase in phases:
-                for c in sweep:
-                    r = run_phase(cluster.gateway.url, phase, seconds, c)
-                    results.setdefault("gateway_sweep", {}).setdefault(phase, []).append(
-                        {"concurrency": c, **{k: r[k] for k in ("ops_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}}
-                    )
-                    _report("gateway", phase, r, f"  ({c} in flight)")
-        finally:
-            cluster.close()
+        results["http_servers"] = servers
+        for n, server in enumerate(servers):
+            prefix = "" if n == 0 else f"{server}_"
+            _run_cluster(
+                Path(tmp) / server,
+                etcd,
+                minio,
+                server,
+                prefix,
+                phases,
+                seconds,
+                args.concurrency,
+                sweep if n == 0 else [],
+                results,
+            )
     write_results("throughput", results)
     return 0
 

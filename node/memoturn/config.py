@@ -121,6 +121,11 @@ class Settings(EnvSettings):
         json_schema_extra={"shown_default": "file://{data_dir}/store"},
     )
     listen: str = Field("127.0.0.1:7411", description="HOST:PORT of the HTTP API")
+    http_server: Literal["uvicorn", "granian"] = Field(
+        "uvicorn",
+        description="the HTTP server in front of the API: `uvicorn` (uvloop + httptools) or `granian` "
+        "(Rust, in-process; docs/benchmarks.md compares them)",
+    )
     node_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="this node's name (default: hostname-pid)",

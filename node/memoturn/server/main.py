@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -56,15 +57,40 @@ def main(argv: list[str] | None = None) -> int:
         f"API docs http://{settings.listen}/docs)",
         flush=True,
     )
-    uvicorn.run(
-        create_app(node),
-        host=host,
-        port=port,
-        log_level=args.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    app = create_app(node)
+    if settings.http_server == "granian":
+        serve_granian(app, host, port)
+    else:
+        uvicorn.run(
+            app, host=host, port=port, log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=10
+        )
     return 0
+
+
+def serve_granian(app: Any, host: str, port: int) -> None:
+    """Serve ``app`` with granian's server embedded in this process (the node is already built
+    here, so no import string and no worker process); SIGTERM and SIGINT stop it gracefully,
+    running the app's lifespan shutdown as uvicorn does."""
+    import asyncio
+    import signal
+
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    async def run() -> None:
+        server = Server(app, address=host, port=port, interface=Interfaces.ASGI, log_enabled=False)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.stop)
+        await server.serve()
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(run())
 
 
 if __name__ == "__main__":
