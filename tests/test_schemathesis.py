@@ -174,7 +174,7 @@ def _examples(operation: Any, seed: Seed, failures: list[str], counts: dict[str,
                 f"  reproduce: {case.as_curl_command()}"
             )
         finally:
-            if case.method.upper() == "DELETE" or case.path.endswith("rewind"):
+            if case.method.upper() == "DELETE" or case.path.endswith(("rewind", "/memories/forget")):
                 seed.restore()
 
     try:

@@ -183,6 +183,16 @@ def _exists(conn: Any) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '__memoturn_docs'").fetchone() is not None
 
 
+def collections(conn: Any) -> list[dict[str, Any]]:
+    """Every collection that holds a document, with its document count (name order)."""
+    if not _exists(conn):
+        return []
+    rows = conn.execute(
+        "SELECT collection, COUNT(*) FROM __memoturn_docs GROUP BY collection ORDER BY collection"
+    ).fetchall()
+    return [{"name": name, "documents": count} for name, count in rows]
+
+
 def query(
     conn: Any,
     collection: str,

@@ -39,6 +39,9 @@ from ..storage import store as st
 _OPEN = {"/v1/health", "/v1/ready", "/metrics", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
 #: The API docs' own assets (Swagger UI, ReDoc), served by the node itself: no CDN.
 DOCS_ASSETS = "/static-offline-docs"
+#: The web dashboard's files (memoturn.dashboard): open, since its API calls carry the token.
+DASHBOARD = "/ui"
+_OPEN_PREFIXES = (DOCS_ASSETS + "/", DASHBOARD + "/")
 _NS_PATH = re.compile(r"^/v1/namespaces/([^/]+)(?:/|$)")
 _DB_PATH = re.compile(r"^/v1/databases/([^/]+)(?:/|$)")
 MAX_TOKEN_LIFETIME = 100 * 365 * 86400  # seconds; longer is "never" (omit the expiry), and keeps the float sane
@@ -128,7 +131,7 @@ class Authenticator:
     # -- what they may reach -------------------------------------------------------------
 
     def authorize(self, path: str, authorization: str | None) -> None:
-        if not self.enabled or path in _OPEN or path.startswith(DOCS_ASSETS + "/"):
+        if not self.enabled or path in _OPEN or path == DASHBOARD or path.startswith(_OPEN_PREFIXES):
             return
         who = self.identify(authorization)
         if who == "*":
