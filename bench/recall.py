@@ -24,6 +24,14 @@ text matched) and ``similarity_only``; the result is the same as recalling with 
 on categories 1-4, and how often nothing passes the floor for the adversarial (category 5)
 questions, for the answerable ones (categories 1-4), and for "foreign" questions (the
 categories 1-4 questions of the next conversation, asked of this one's profile).
+
+``--expand`` (``run(..., expand=True)``) measures recall expanded along relationships: at
+ingest every turn is linked to the turn before it in its session (``turn -[follows]-> the turn
+it answers or continues``; session order, no LLM), and each question's hits (the headline
+recall, unchanged) are also expanded one hop along ``follows`` by
+:func:`memoturn.data.relationships.expand`, as the API's ``expand`` does, for every direction
+and decay of :data:`EXPAND_VARIANTS`. ``expansion`` in the result holds the figures of each,
+per category, next to the unexpanded ones (``bench/results/recall-expand.json``).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from typing import Any
 
 import numpy as np
 from memoturn.config import Settings
-from memoturn.data import memories
+from memoturn.data import memories, relationships
 from memoturn.data.embedding import get_embedder
 from memoturn.server.node import Node
 
@@ -237,12 +245,59 @@ def _unfloored(node: Node, db: str, query: str, vector: np.ndarray) -> list[dict
     ]
 
 
+#: (direction, decay) of the expansions ``--expand`` measures: "out" reaches the turn a hit
+#: answers or continues, "in" the turn that answers it, "both" either.
+EXPAND_VARIANTS = tuple((d, k) for d in ("both", "out", "in") for k in (0.25, 0.5, 0.75, 0.9, 1.0))
+LINK_TYPE = "follows"
+
+
+def link_turns(conn: Any, ids: list[tuple[str, Any]]) -> int:
+    """``turn -[follows]-> previous turn`` for consecutive turns of one session (``ids``: memory
+    id and session, in conversation order); return how many were linked."""
+    linked = 0
+    for (prev, prev_session), (cur, session) in zip(ids, ids[1:], strict=False):
+        if session == prev_session and cur != prev:
+            relationships.relate(conn, cur, prev, LINK_TYPE)
+            linked += 1
+    return linked
+
+
+def expansion_figures(
+    base: dict[int, list[dict[str, float]]], variants: dict[tuple[str, float], dict[int, list[dict[str, float]]]]
+) -> dict[str, Any]:
+    """Per-category figures without and with each expansion, and the deltas on category 1."""
+
+    def summary(per_cat: dict[int, list[dict[str, float]]]) -> dict[str, Any]:
+        overall = agg([r for rows in per_cat.values() for r in rows])
+        return {
+            "r_at_5": overall["r5"],
+            "r_at_10": overall["r10"],
+            "hit_at_5": overall["hit5"],
+            "mrr": overall["mrr"],
+            "per_category": {str(c): agg(rows) for c, rows in sorted(per_cat.items())},
+        }
+
+    off = summary(base)
+    rows = []
+    for (direction, decay), per_cat in variants.items():
+        s = summary(per_cat)
+        deltas = {c: round(s["per_category"][c]["r5"] - off["per_category"][c]["r5"], 4) for c in off["per_category"]}
+        rows.append({"direction": direction, "decay": decay, **s, "r_at_5_delta_per_category": deltas})
+    return {
+        "link": f"turn -[{LINK_TYPE}]-> previous turn of its session",
+        "expand": [LINK_TYPE],
+        "off": off,
+        "variants": rows,
+    }
+
+
 def run(
     data: list[dict[str, Any]],
     data_path: str,
     detail: dict[str, list[float]] | None = None,
     *,
     sweep_floor: bool = False,
+    expand: bool = False,
 ) -> dict[str, Any]:
     """Run the protocol on Memoturn (a real node in-process) and return the headline result.
 
@@ -265,21 +320,27 @@ def run(
     adversarial_hits: list[list[dict[str, Any]]] = []
     foreign_hits: list[list[dict[str, Any]]] = []
     mismatches = 0
+    expanded: dict[tuple[str, float], dict[int, list[dict[str, float]]]] = {v: {} for v in EXPAND_VARIANTS}
+    expand_seconds: list[float] = []
+    links = 0
     try:
         for conv_index, sample in enumerate(data):
             db = f"locomo--conv{conv_index}"
             node.create_database(db)
             items = turns(sample["conversation"])
             t0 = time.perf_counter()
+            stored: list[tuple[str, Any]] = []
             for chunk, vecs in embedded_chunks(embedder, items, detail):
 
                 def tx(conn: Any, chunk=chunk, vecs=vecs) -> None:
                     memories.ensure_schema(conn, embedder.dim, embedder.name)
                     for m, v in zip(chunk, vecs, strict=False):
-                        memories.add(conn, m, v)
+                        stored.append((memories.add(conn, m, v)[0]["id"], m["metadata"]["session"]))
 
                 node.write(db, tx, durable=False)
             ingest_seconds += time.perf_counter() - t0
+            if expand:
+                links += node.write(db, lambda c: link_turns(c, stored), durable=False)[0]
             n_turns += len(items)
             for qa, wanted in questions(sample):
                 t0 = time.perf_counter()
@@ -293,6 +354,17 @@ def run(
                 detail["recall_search"].append(t2 - t1)
                 ranked = [h["memory"]["metadata"].get("dia_id") for h in hits]
                 per_cat.setdefault(qa["category"], []).append(score(ranked, wanted))
+                for direction, decay in EXPAND_VARIANTS if expand else ():
+                    t3 = time.perf_counter()
+                    grown, _ = node.read(
+                        db,
+                        lambda c, hits=hits, direction=direction, decay=decay: relationships.expand(
+                            c, list(hits), along=[LINK_TYPE], limit=10, direction=direction, decay=decay, vector=vector
+                        ),
+                    )
+                    expand_seconds.append(time.perf_counter() - t3)
+                    got = [h["memory"]["metadata"].get("dia_id") for h in grown]
+                    expanded[(direction, decay)].setdefault(qa["category"], []).append(score(got, wanted))
                 if sweep_floor:
                     every = _unfloored(node, db, qa["question"], vector)
                     answerable.append((qa["category"], wanted, every))
@@ -310,6 +382,11 @@ def run(
         shutil.rmtree(tmp, ignore_errors=True)
     result = figures(data_path, embedder.name, len(data), n_turns, ingest_seconds, per_cat, latencies)
     result["min_score"] = memories.DEFAULT_MIN_SCORE
+    if expand:
+        result["expansion"] = expansion_figures(per_cat, expanded) | {
+            "relationships": links,
+            "expand_p50_ms": round(sorted(expand_seconds)[len(expand_seconds) // 2] * 1000, 2) if expand_seconds else 0,
+        }
     if sweep_floor:
         rows = sweep(answerable, adversarial_hits, foreign_hits)
         base = next(r for r in rows if r["rule"] == "similarity_or_text" and r["min_score"] == 0)
@@ -348,14 +425,21 @@ def main() -> int:
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--limit-conversations", type=int, default=None)
     p.add_argument("--no-sweep", action="store_true", help="only the headline figures, no relevance-floor sweep")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "recall.json"))
+    p.add_argument(
+        "--expand",
+        action="store_true",
+        help="link each turn to the previous one of its session and measure recall expanded along the links",
+    )
+    p.add_argument("--out", default=None, help="default: bench/results/recall.json (recall-expand.json with --expand)")
     args = p.parse_args()
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    args.out = args.out or os.path.join(results, "recall-expand.json" if args.expand else "recall.json")
     try:
         data = load(args.data, args.limit_conversations)
     except (OSError, ValueError) as exc:
         print(f"bench-recall: cannot read {args.data}: {exc}", file=sys.stderr)
         return 2
-    result = run(data, args.data, sweep_floor=not args.no_sweep)
+    result = run(data, args.data, sweep_floor=not args.no_sweep, expand=args.expand)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

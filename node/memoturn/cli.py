@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import httpx
 from . import mcp_server
 from .client import Memoturn, ProblemError
 from .errors import MemoturnError
+from .timewindow import FORMS, resolve_window, seconds
 
 
 class CLIError(Exception):
@@ -78,6 +80,7 @@ def _hit_line(h: dict[str, Any]) -> str:
     return (
         f"sim {'-' if sim is None else f'{sim:.3f}':>6}  text {'-' if text is None else f'{text:.2f}':>6}  "
         f"fused {h['score']:.4f}  {_memory_line(h['memory'])}"
+        + (f"  (via {h['via']['type']} from {h['via']['from']})" if h.get("via") else "")
     )
 
 
@@ -167,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="node or gateway URL (env MEMOTURN_URL; default %(default)s)",
     )
     p.add_argument("--token", default=os.environ.get("MEMOTURN_TOKEN"), help="bearer token (env MEMOTURN_TOKEN)")
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("MEMOTURN_CA_FILE") or None,
+        help="PEM CA bundle that signed the server's certificate, for https:// URLs "
+        "(env MEMOTURN_CA_FILE; default the system's CAs)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each request (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of human-readable text")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -214,7 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("statements", nargs="+", help="SQL statements, run in order")
     durable(s)
 
-    mem = actions("memory", "typed memories of a profile: add, recall, list, forget")
+    mem = actions(
+        "memory",
+        "typed memories of a profile: add, recall, list, forget, forget-matching; "
+        "relationships: relate, unrelate, neighbours, path, subgraph",
+    )
+
+    def on_branch(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--branch",
+            default="main",
+            help="branch of the profile's database (default %(default)s; fork with "
+            "`memoturn branch fork NAMESPACE--PROFILE NAME`)",
+        )
+
+    def window(parser: argparse.ArgumentParser, what: str = "only memories") -> None:
+        parser.add_argument(
+            "--since",
+            metavar="TIME",
+            help=f"{what} whose event time (else record time) is at or after this (unix seconds or ISO 8601)",
+        )
+        parser.add_argument(
+            "--until",
+            metavar="TIME",
+            help=f"{what} whose event time (else record time) is at or before this (unix seconds or ISO 8601)",
+        )
+        parser.add_argument("--window", metavar="WORDS", help=f"{what} from this window, in local time: {FORMS}")
+
     m = command(mem, "add", "store a memory (one with the same --subject supersedes the current one)")
     m.add_argument("namespace", help="namespace (tenant)")
     m.add_argument("profile", help="profile in the namespace (an agent, a user)")
@@ -226,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--metadata", help="a JSON object of metadata")
     m.add_argument("--event-time", type=float, help="when it happened or became true (unix seconds)")
     durable(m)
+    on_branch(m)
     m = command(mem, "recall", "find the memories most relevant to a query")
     m.add_argument("namespace", help="namespace (tenant)")
     m.add_argument("profile", help="profile in the namespace")
@@ -245,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="relevance floor: the cosine similarity a memory whose words did not match must reach "
         "(0 = off; default: the server's)",
     )
+    window(m)
+    m.add_argument("--as-of", metavar="TIME", help="recall what was current at this time (unix seconds or ISO 8601)")
+    m.add_argument(
+        "--expand",
+        action="append",
+        metavar="TYPE",
+        help="also the hits' neighbours along this relationship type, one hop (repeat for several)",
+    )
+    on_branch(m)
     m = command(mem, "list", "list the memories of a profile")
     m.add_argument("namespace", help="namespace (tenant)")
     m.add_argument("profile", help="profile in the namespace")
@@ -253,10 +298,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--include-superseded", action="store_true", help="also memories that were replaced")
     m.add_argument("--limit", type=int, default=100, help="at most this many memories (default %(default)s)")
+    m.add_argument(
+        "--tag", action="append", dest="tags", metavar="TAG", help="only memories with this tag (repeat for several)"
+    )
+    window(m)
+    m.add_argument("--as-of", metavar="TIME", help="list what was current at this time (unix seconds or ISO 8601)")
+    m.add_argument("--cursor", help="continue after a previous page (its next_cursor, printed with --json)")
+    on_branch(m)
     m = command(mem, "forget", "delete a memory for good")
     m.add_argument("namespace", help="namespace (tenant)")
     m.add_argument("profile", help="profile in the namespace")
     m.add_argument("id", help="the memory's id")
+    on_branch(m)
+    m = command(
+        mem,
+        "forget-matching",
+        "delete for good every memory (superseded ones too) of a type, with tags, or in a time range",
+    )
+    m.add_argument("namespace", help="namespace (tenant)")
+    m.add_argument("profile", help="profile in the namespace")
+    m.add_argument("--type", action="append", dest="types", metavar="TYPE", help="memories of this type (repeat)")
+    m.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="memories with this tag (repeat: all)")
+    window(m, "memories")
+    m.add_argument("--dry-run", action="store_true", help="delete nothing: print what would be deleted")
+    durable(m)
+    on_branch(m)
+    _relationship_parsers(mem, command, durable, on_branch)
 
     e = command(sub, "export", "write a profile's memories as JSON lines (superseded ones included)")
     e.add_argument("namespace", help="namespace (tenant)")
@@ -333,7 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "mcp":
         return mcp_server.serve(args)
     try:
-        with Memoturn(args.url, token=args.token, timeout=args.timeout, retries=2) as mt:
+        client = Memoturn(args.url, token=args.token, timeout=args.timeout, retries=2, verify=args.ca_file or True)
+    except ValueError as exc:  # an unusable --ca-file
+        print(f"memoturn: --ca-file: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with client as mt:
             _run(args, mt)
     except CLIError as exc:
         print(f"memoturn: {exc}", file=sys.stderr)
@@ -362,8 +434,136 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _window(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """``--since``/``--until`` or ``--window`` (in local time) as unix seconds, for the commands that take them."""
+    try:
+        return resolve_window(
+            getattr(args, "window", None),
+            getattr(args, "since", None),
+            getattr(args, "until", None),
+            datetime.now().astimezone(),
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _as_of(args: argparse.Namespace) -> float | None:
+    try:
+        return None if args.as_of is None else seconds(args.as_of, "--as-of")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
 def _durable(args: argparse.Namespace) -> str | None:
     return "durable" if getattr(args, "durable", False) else None
+
+
+RELATIONSHIP_ACTIONS = ("relate", "unrelate", "neighbours", "path", "subgraph")
+
+
+def _relationship_parsers(mem: Any, command: Any, durable: Any, on_branch: Any) -> None:
+    """``memoturn memory relate|unrelate|neighbours|path|subgraph``: links between a profile's memories."""
+
+    def profile_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("namespace", help="namespace (tenant)")
+        parser.add_argument("profile", help="profile in the namespace")
+
+    def walk(parser: argparse.ArgumentParser, direction: str) -> None:
+        parser.add_argument(
+            "--type", action="append", dest="types", metavar="TYPE", help="only this relationship type (repeat)"
+        )
+        parser.add_argument(
+            "--direction",
+            choices=("out", "in", "both"),
+            default=direction,
+            help="along relationships (out), against them (in) or both (default %(default)s)",
+        )
+        parser.add_argument("--as-of", metavar="TIME", help="as they were at this time (unix seconds or ISO 8601)")
+        parser.add_argument("--include-superseded", action="store_true", help="also through replaced memories")
+        on_branch(parser)
+
+    m = command(mem, "relate", "link two memories: SOURCE -[TYPE]-> TARGET")
+    profile_args(m)
+    m.add_argument("source", help="id of the memory the relationship starts from")
+    m.add_argument("target", help="id of the memory it points to")
+    m.add_argument(
+        "--type",
+        default="relates_to",
+        help="relates_to (default), caused_by, part_of, contradicts, follows or your own (a-z, 0-9, _)",
+    )
+    m.add_argument("--weight", type=float, help="strength between 0 and 1")
+    m.add_argument("--properties", help="a JSON object of properties")
+    durable(m)
+    on_branch(m)
+    m = command(mem, "unrelate", "remove a relationship (it stays visible --as-of an earlier time)")
+    profile_args(m)
+    m.add_argument("id", help="the relationship's id")
+    durable(m)
+    on_branch(m)
+    m = command(mem, "neighbours", "the relationships of a memory and the memories at their other end")
+    profile_args(m)
+    m.add_argument("id", help="the memory's id")
+    m.add_argument("--limit", type=int, default=100, help="at most this many (default %(default)s)")
+    walk(m, "both")
+    m = command(mem, "path", "a shortest path of relationships from one memory to another")
+    profile_args(m)
+    m.add_argument("source", help="id of the memory to start from")
+    m.add_argument("target", help="id of the memory to reach")
+    m.add_argument("--max-depth", type=int, default=4, help="at most this many hops (1-6, default %(default)s)")
+    walk(m, "out")
+    m = command(mem, "subgraph", "the memories within a few hops of one, and the relationships among them")
+    profile_args(m)
+    m.add_argument("id", help="the memory's id")
+    m.add_argument("--depth", type=int, default=2, help="at most this many hops (1-4, default %(default)s)")
+    m.add_argument("--limit", type=int, default=50, help="at most this many memories (default %(default)s)")
+    walk(m, "both")
+
+
+def _relationship_line(rel: dict[str, Any]) -> str:
+    weight = f" weight {rel['weight']}" if rel.get("weight") is not None else ""
+    return f"{rel['id']}  {rel['source']} -[{rel['type']}]-> {rel['target']}{weight}"
+
+
+def _run_relationship(args: argparse.Namespace, prof: Any) -> None:
+    if args.action == "relate":
+        r = prof.relate(
+            args.source,
+            args.target,
+            args.type,
+            weight=args.weight,
+            properties=_json_object(args.properties, "--properties"),
+            durability=_durable(args),
+        )
+        note = " (it existed already)" if r["duplicate"] else ""
+        _out(args, r.data, f"related {_relationship_line(r['relationship'])} at txid {r.txid}{note}")
+        return
+    if args.action == "unrelate":
+        r = prof.unrelate(args.id, durability=_durable(args))
+        _out(args, {"removed": args.id, "txid": r.txid}, f"removed relationship {args.id}")
+        return
+    walk = {"types": args.types, "direction": args.direction, "as_of": _as_of(args)}
+    walk["include_superseded"] = args.include_superseded
+    if args.action == "neighbours":
+        r = prof.neighbours(args.id, limit=args.limit, **walk)
+        lines = [
+            f"{'->' if n['direction'] == 'out' else '<-'} [{n['relationship']['type']}] {_memory_line(n['memory'])}"
+            for n in r["results"]
+        ]
+        _out(args, r.data, "\n".join(lines) or "no relationships")
+    elif args.action == "path":
+        r = prof.path(args.source, args.target, max_depth=args.max_depth, **walk)
+        human = "no path" + (" (the walk hit its bound)" if r["truncated"] else "")
+        if r["found"]:
+            steps = [_memory_line(r["memories"][0])]
+            for rel, mem in zip(r["relationships"], r["memories"][1:], strict=False):
+                steps += [f"  -[{rel['type']}]->", _memory_line(mem)]
+            human = "\n".join(steps)
+        _out(args, r.data, human)
+    else:
+        r = prof.subgraph(args.id, depth=args.depth, limit=args.limit, **walk)
+        lines = [f"{n['depth']}  {_memory_line(n['memory'])}" for n in r["memories"]]
+        lines += [_relationship_line(rel) for rel in r["relationships"]]
+        _out(args, r.data, "\n".join(lines) + ("\n(truncated)" if r["truncated"] else ""))
 
 
 def _run(args: argparse.Namespace, mt: Memoturn) -> None:
@@ -390,7 +590,8 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
     elif args.cmd == "sql":
         _out(args, mt.database(args.db).sql(*args.statements, durability=_durable(args)).data)
     elif args.cmd == "memory":
-        prof = mt.profile(args.namespace, args.profile)
+        prof = mt.profile(args.namespace, args.profile, args.branch)
+        since, until = _window(args)
         if args.action == "add":
             r = prof.add(
                 args.content,
@@ -412,11 +613,37 @@ def _run(args: argparse.Namespace, mt: Memoturn) -> None:
                 tags=args.tags,
                 include_superseded=args.include_superseded or None,
                 min_score=args.min_score,
+                since=since,
+                until=until,
+                as_of=_as_of(args),
+                expand=args.expand,
             )
             _out(args, r.data, "\n".join(_hit_line(h) for h in r["results"]) or "no memories matched")
         elif args.action == "list":
-            r = prof.list(types=args.types, include_superseded=args.include_superseded, limit=args.limit)
+            r = prof.list(
+                types=args.types,
+                include_superseded=args.include_superseded,
+                limit=args.limit,
+                tags=args.tags,
+                since=since,
+                until=until,
+                as_of=_as_of(args),
+                cursor=args.cursor,
+            )
             _out(args, r.data, "\n".join(_memory_line(m) for m in r["memories"]) or "no memories")
+        elif args.action == "forget-matching":
+            r = prof.forget_matching(
+                types=args.types,
+                tags=args.tags,
+                since=since,
+                until=until,
+                dry_run=args.dry_run,
+                durability=_durable(args),
+            )
+            verb = "would forget" if args.dry_run else "forgot"
+            _out(args, r.data, f"{verb} {r['count']} memories" + "".join(f"\n{i}" for i in r["ids"]))
+        elif args.action in RELATIONSHIP_ACTIONS:
+            _run_relationship(args, prof)
         else:
             prof.forget(args.id)
             _out(args, {"forgotten": args.id}, f"forgot {args.id}")
@@ -505,10 +732,9 @@ def _owner(args: argparse.Namespace, mt: Memoturn) -> dict[str, Any]:
     for replica in placement_data.get("replicas", []):
         entry: dict[str, Any] = {"node": replica["id"]}
         try:
-            r = httpx.get(
+            r = mt.http.get(  # the client's certificate checks apply to the replica node too
                 replica["url"].rstrip("/") + f"/internal/v1/replicas/{args.db}",
                 params={"branch": args.branch},
-                timeout=args.timeout,
             )
             if r.status_code == 200:
                 entry["head_txid"] = r.json()["head_txid"]

@@ -16,13 +16,19 @@
   retried with exponential backoff (``retries`` times); connection errors are retried for
   reads only. Everything else raises :class:`ProblemError` with the problem's ``type``,
   ``status``, ``detail`` and ``txid``.
+* ``https://`` URLs: the server's certificate is verified against ``verify`` — a CA bundle
+  (PEM path; default the ``MEMOTURN_CA_FILE`` environment variable when set), ``True`` (httpx's
+  default CAs) or ``False`` (no check). A certificate that fails is ``unreachable`` at once,
+  not retried, with the reason (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -108,6 +114,38 @@ def _retryable(r: httpx.Response) -> bool:
     return body.get("type") in _RETRY_TYPES or r.status_code == 503
 
 
+def _tls_verify(verify: str | bool | None) -> ssl.SSLContext | bool:
+    """What httpx checks a server's certificate with (see the module's docstring)."""
+    if verify is None:
+        verify = os.environ.get("MEMOTURN_CA_FILE") or True
+    if isinstance(verify, bool):
+        return verify
+    try:
+        return ssl.create_default_context(cafile=verify)
+    except OSError as exc:  # ssl.SSLError too: no certificate in the file
+        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise ValueError(f"cannot use the CA bundle {verify}: {reason or exc}") from None
+
+
+def _transport_problem(url: str, exc: Exception) -> tuple[str, bool]:
+    """The detail of a failed connection, and whether retrying is pointless (a TLS mismatch)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (
+                f"{url}: TLS certificate verification failed ({cause.verify_message}): "
+                "pass verify= (or set MEMOTURN_CA_FILE to) the CA bundle that signed it",
+                True,
+            )
+        if isinstance(cause, ssl.SSLError):
+            hint = " (does it serve plain HTTP? use an http:// URL)" if url.startswith("https://") else ""
+            return f"{url}: TLS handshake failed ({cause.reason or cause}){hint}", True
+        cause = cause.__cause__ or cause.__context__
+    if url.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError):
+        return f"{url}: {exc} (does it serve HTTPS? use an https:// URL)", False
+    return f"{url}: {exc}", False
+
+
 class _Client(Generic[_R]):
     """What both clients share: settings, retry decisions and the calls they make.
 
@@ -134,8 +172,9 @@ class _Client(Generic[_R]):
     def _settle(self, call: _Call, r: httpx.Response | Exception, *, last: bool) -> Result | None:
         """The result of one attempt, or None to retry; raises what must not be retried."""
         if isinstance(r, Exception):
-            if not call.idempotent or last:
-                raise ProblemError(0, "unreachable", f"{self.url}: {r}") from None
+            detail, fatal = _transport_problem(self.url, r)
+            if not call.idempotent or last or fatal:
+                raise ProblemError(0, "unreachable", detail) from None
             return None
         if r.status_code < 400:
             return _result(r)
@@ -149,8 +188,12 @@ class _Client(Generic[_R]):
     def database(self, name: str, branch: str = "main") -> Database[_R]:
         return Database(self, name, branch)
 
-    def profile(self, namespace: str, profile: str) -> Profile[_R]:
-        return Profile(self, namespace, profile)
+    def profile(self, namespace: str, profile: str, branch: str = "main") -> Profile[_R]:
+        return Profile(self, namespace, profile, branch)
+
+    def health(self) -> _R:
+        """The node's (or, through a gateway, a node's) health: ``status``, ``detail``, ``node_id``."""
+        return self._do(_Call("GET", "/v1/health", idempotent=True))
 
     def create_database(self, name: str) -> _R:
         return self._do(_Call("POST", "/v1/databases", json={"name": name}))
@@ -178,9 +221,10 @@ class Memoturn(_Client[Result]):
         retries: int = 5,
         backoff: float = 0.05,
         durability: str | None = None,
+        verify: str | bool | None = None,
     ) -> None:
         super().__init__(url, token, retries, backoff, durability)
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=self._auth())
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=self._auth(), verify=_tls_verify(verify))
 
     def close(self) -> None:
         self.http.close()
@@ -217,9 +261,12 @@ class AsyncMemoturn(_Client[Coroutine[Any, Any, Result]]):
         retries: int = 5,
         backoff: float = 0.05,
         durability: str | None = None,
+        verify: str | bool | None = None,
     ) -> None:
         super().__init__(url, token, retries, backoff, durability)
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=self._auth())
+        self.http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout, headers=self._auth(), verify=_tls_verify(verify)
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -379,17 +426,53 @@ class Database(_Scope[_R]):
         return self.client._do(_Call("POST", f"/v1/databases/{self.name}/gc", json=body))
 
 
-class Profile(_Scope[_R]):
-    """Typed memories of one profile (``{namespace}--{profile}``)."""
+def _walk(types: Sequence[str] | None, as_of: float | str | None, include_superseded: bool) -> dict[str, Any]:
+    """The fields every relationship walk (path, subgraph) takes, only those given."""
+    body: dict[str, Any] = {"include_superseded": include_superseded}
+    if types:
+        body["types"] = [*types]
+    if as_of is not None:
+        body["as_of"] = as_of
+    return body
 
-    def __init__(self, client: _Client[_R], namespace: str, profile: str) -> None:
+
+class Profile(_Scope[_R]):
+    """Typed memories of one profile (the database ``{namespace}--{profile}``), on one of its
+    branches (``main``, or a branch forked with :meth:`database` ``.fork(name)``)."""
+
+    def __init__(self, client: _Client[_R], namespace: str, profile: str, branch: str = "main") -> None:
         self.client = client
+        self.namespace, self.profile, self.branch = namespace, profile, branch
         self.base = f"/v1/namespaces/{namespace}/profiles/{profile}"
+
+    def _p(self) -> dict[str, str]:
+        """The branch query (none on main, so main's requests are as they always were)."""
+        return {} if self.branch == "main" else {"branch": self.branch}
+
+    def on_branch(self, branch: str) -> Profile[_R]:
+        """This profile's memories on another branch of its database."""
+        return Profile(self.client, self.namespace, self.profile, branch)
+
+    def database(self) -> Database[_R]:
+        """The profile's database on this branch, for branch operations: ``fork``, ``checkpoint``,
+        ``rewind``, ``undo_rewind``, ``delete_branch``, ``branches``. (The name is the one
+        ``memoturn.names.profile_database`` builds, which the SDK does not import.)"""
+        return Database(self.client, f"{self.namespace}--{self.profile}", self.branch)
+
+    def create(self) -> _R:
+        """Create the profile's database now, if it does not exist (a first memory does too); its stats."""
+        return self.client._do(_Call("PUT", self.base, params=self._p(), idempotent=True))
 
     def add(self, content: str, *, type: str = "fact", durability: str | None = None, **fields: Any) -> _R:
         body = {"content": content, "type": type, **{k: v for k, v in fields.items() if v is not None}}
         return self.client._do(
-            _Call("POST", self.base + "/memories", json=body, headers=_headers(self._durability(durability)))
+            _Call(
+                "POST",
+                self.base + "/memories",
+                json=body,
+                params=self._p(),
+                headers=_headers(self._durability(durability)),
+            )
         )
 
     def add_many(self, memories: list[dict[str, Any]], *, durability: str | None = None) -> _R:
@@ -398,6 +481,7 @@ class Profile(_Scope[_R]):
                 "POST",
                 self.base + "/memories/batch",
                 json={"memories": memories},
+                params=self._p(),
                 headers=_headers(self._durability(durability)),
             )
         )
@@ -414,7 +498,9 @@ class Profile(_Scope[_R]):
         """The memories most relevant to ``query``, best first: ``results`` of ``{memory, score (fused rank),
         ranks, similarity (cosine), text_match, text_score (BM25)}``. ``min_score`` is the relevance floor
         (cosine similarity a memory whose text did not match must reach; 0 = off; omitted = the server's
-        default), so an empty ``results`` means nothing matched."""
+        default), so an empty ``results`` means nothing matched. ``expand=["follows", ...]`` adds the hits'
+        neighbours along those relationship types (one hop; ``expand_direction`` out, in or both), each
+        with ``via`` saying which hit and relationship it came from."""
         body = {
             "query": query,
             "limit": limit,
@@ -422,7 +508,181 @@ class Profile(_Scope[_R]):
             **{k: v for k, v in filters.items() if v is not None},
         }
         return self.client._do(
-            _Call("POST", self.base + "/recall", json=body, headers=_headers(min_txid=min_txid), idempotent=True)
+            _Call(
+                "POST",
+                self.base + "/recall",
+                json=body,
+                params=self._p(),
+                headers=_headers(min_txid=min_txid),
+                idempotent=True,
+            )
+        )
+
+    def forget_matching(
+        self,
+        *,
+        types: list[str] | None = None,
+        tags: list[str] | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        dry_run: bool = False,
+        durability: str | None = None,
+    ) -> _R:
+        """Delete every memory (superseded ones too) of these ``types``, with all these ``tags``, whose
+        event time (else record time) is within ``since``..``until``: ``ids`` and ``count`` of those
+        deleted, or with ``dry_run`` of those that would be. At least one condition is required."""
+        body = {
+            k: v
+            for k, v in {"types": types, "tags": tags, "since": since, "until": until, "dry_run": dry_run}.items()
+            if v is not None
+        }
+        return self.client._do(
+            _Call(
+                "POST",
+                self.base + "/memories/forget",
+                json=body,
+                params=self._p(),
+                headers=_headers(self._durability(durability)),
+                idempotent=True,
+            )
+        )
+
+    # Relationships (typed, directed links between this profile's memories), before ``list``,
+    # which would shadow the builtin in their annotations.
+    def relate(
+        self,
+        source: str,
+        target: str,
+        type: str = "relates_to",
+        *,
+        weight: float | None = None,
+        properties: dict[str, Any] | None = None,
+        durability: str | None = None,
+    ) -> _R:
+        """Link memory ``source -[type]-> target``: ``relationship`` (with its ``id``) and ``duplicate``
+        (an identical live link existed: returned unchanged). ``weight`` is 0..1."""
+        body: dict[str, Any] = {"target": target, "type": type}
+        if weight is not None:
+            body["weight"] = weight
+        if properties:
+            body["properties"] = properties
+        return self.client._do(
+            _Call(
+                "POST",
+                f"{self.base}/memories/{source}/relationships",
+                json=body,
+                params=self._p(),
+                headers=_headers(self._durability(durability)),
+            )
+        )
+
+    def unrelate(self, relationship_id: str, *, durability: str | None = None) -> _R:
+        """Remove a relationship (it stays visible ``as_of`` an earlier time)."""
+        return self.client._do(
+            _Call(
+                "DELETE",
+                f"{self.base}/relationships/{relationship_id}",
+                params=self._p(),
+                headers=_headers(self._durability(durability)),
+                idempotent=True,
+            )
+        )
+
+    def relationship(self, relationship_id: str) -> _R:
+        return self.client._do(
+            _Call("GET", f"{self.base}/relationships/{relationship_id}", params=self._p(), idempotent=True)
+        )
+
+    def neighbours(
+        self,
+        memory_id: str,
+        *,
+        types: Sequence[str] | None = None,
+        direction: str = "both",
+        limit: int = 100,
+        as_of: float | str | None = None,
+        include_superseded: bool = False,
+        min_txid: int | None = None,
+    ) -> _R:
+        """The relationships of ``memory_id`` (``direction`` out, in or both; of ``types``) with the memory
+        at their other end: ``results`` of ``{relationship, direction, memory}``, newest first."""
+        params: dict[str, Any] = {"direction": direction, "limit": limit, **self._p()}
+        if types:
+            params["type"] = [*types]
+        if as_of is not None:
+            params["as_of"] = as_of
+        if include_superseded:
+            params["include_superseded"] = True
+        return self.client._do(
+            _Call(
+                "GET",
+                f"{self.base}/memories/{memory_id}/relationships",
+                params=params,
+                headers=_headers(min_txid=min_txid),
+                idempotent=True,
+            )
+        )
+
+    def path(
+        self,
+        source: str,
+        target: str,
+        *,
+        max_depth: int = 4,
+        types: Sequence[str] | None = None,
+        direction: str = "out",
+        as_of: float | str | None = None,
+        include_superseded: bool = False,
+        min_txid: int | None = None,
+    ) -> _R:
+        """A shortest path ``source`` → ``target`` of at most ``max_depth`` hops: ``found``, ``depth``,
+        ``memories`` and ``relationships`` in order."""
+        body = _walk(types, as_of, include_superseded) | {
+            "from": source,
+            "to": target,
+            "max_depth": max_depth,
+            "direction": direction,
+        }
+        return self.client._do(
+            _Call(
+                "POST",
+                f"{self.base}/relationships/path",
+                json=body,
+                params=self._p(),
+                headers=_headers(min_txid=min_txid),
+                idempotent=True,
+            )
+        )
+
+    def subgraph(
+        self,
+        memory_id: str,
+        *,
+        depth: int = 2,
+        limit: int = 50,
+        types: Sequence[str] | None = None,
+        direction: str = "both",
+        as_of: float | str | None = None,
+        include_superseded: bool = False,
+        min_txid: int | None = None,
+    ) -> _R:
+        """The memories within ``depth`` hops of ``memory_id`` (``memories`` of ``{memory, depth}``, at most
+        ``limit``) and the ``relationships`` among them."""
+        body = _walk(types, as_of, include_superseded) | {
+            "memory_id": memory_id,
+            "depth": depth,
+            "limit": limit,
+            "direction": direction,
+        }
+        return self.client._do(
+            _Call(
+                "POST",
+                f"{self.base}/relationships/subgraph",
+                json=body,
+                params=self._p(),
+                headers=_headers(min_txid=min_txid),
+                idempotent=True,
+            )
         )
 
     def list(
@@ -432,29 +692,42 @@ class Profile(_Scope[_R]):
         include_superseded: bool = False,
         limit: int = 100,
         cursor: str | None = None,
+        tags: list[str] | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        as_of: float | str | None = None,
     ) -> _R:
-        params: dict[str, Any] = {"limit": limit, "include_superseded": include_superseded}
+        """A page of memories in id order (``memories``, and ``next_cursor`` to pass as ``cursor`` for the
+        next page); ``since``/``until`` bound the event time (else record time), ``as_of`` asks what was
+        current then. Times are unix seconds or ISO 8601 strings."""
+        params: dict[str, Any] = {"limit": limit, "include_superseded": include_superseded, **self._p()}
         if types:
             params["type"] = types
-        if cursor:
-            params["cursor"] = cursor
+        if tags:
+            params["tag"] = tags
+        for name, value in (("cursor", cursor), ("since", since), ("until", until), ("as_of", as_of)):
+            if value is not None:
+                params[name] = value
         return self.client._do(_Call("GET", self.base + "/memories", params=params, idempotent=True))
 
     def get(self, memory_id: str) -> _R:
-        return self.client._do(_Call("GET", f"{self.base}/memories/{memory_id}", idempotent=True))
+        return self.client._do(_Call("GET", f"{self.base}/memories/{memory_id}", params=self._p(), idempotent=True))
 
     def history(self, memory_id: str) -> _R:
-        return self.client._do(_Call("GET", f"{self.base}/memories/{memory_id}/history", idempotent=True))
+        return self.client._do(
+            _Call("GET", f"{self.base}/memories/{memory_id}/history", params=self._p(), idempotent=True)
+        )
 
     def forget(self, memory_id: str, *, durability: str | None = None) -> _R:
         return self.client._do(
             _Call(
                 "DELETE",
                 f"{self.base}/memories/{memory_id}",
+                params=self._p(),
                 headers=_headers(self._durability(durability)),
                 idempotent=True,
             )
         )
 
     def stats(self) -> _R:
-        return self.client._do(_Call("GET", self.base, idempotent=True))
+        return self.client._do(_Call("GET", self.base, params=self._p(), idempotent=True))

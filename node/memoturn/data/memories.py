@@ -249,16 +249,63 @@ def forget(conn: Any, memory_id: str) -> None:
 
 
 def list_memories(
-    conn: Any, *, types: list[str] | None, include_superseded: bool, limit: int, after: str | None
+    conn: Any,
+    *,
+    types: list[str] | None,
+    include_superseded: bool,
+    limit: int,
+    after: str | None,
+    tags: list[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    as_of: float | None = None,
 ) -> list[dict[str, Any]]:
+    """Memories in id order after the cursor ``after``, filtered as recall filters them."""
+    where, params = _filters(
+        types=types, tags=tags, since=since, until=until, as_of=as_of, include_superseded=include_superseded
+    )
     if not has_memories(conn):
         return []
-    where, params = _filters(types=types, include_superseded=include_superseded)
     if after:
         where.append("m.id > ?")
         params.append(after)
     sql = f"SELECT {_COLUMNS} FROM __memoturn_memories m WHERE {' AND '.join(where) or '1'} ORDER BY m.id LIMIT ?"
     return [_row(r) for r in conn.execute(sql, (*params, limit)).fetchall()]
+
+
+def forget_matching(
+    conn: Any,
+    *,
+    types: list[str] | None = None,
+    tags: list[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    """Delete every memory (current or superseded) of these types, with all these tags, whose
+    event time (else record time) is in ``[since, until]``; return their ids, in id order.
+
+    ``dry_run`` deletes nothing. No filter at all is a 400: deleting a whole profile is ``DELETE``
+    of the profile, not a filter that forgot its arguments.
+    """
+    if not types and not tags and since is None and until is None:
+        raise BadRequest("give at least one of types, tags, since, until", type="empty-filter")
+    where, params = _filters(types=types, tags=tags, since=since, until=until, include_superseded=True)
+    if not has_memories(conn):
+        return []
+    cond = " AND ".join(where)
+    rows = conn.execute(f"SELECT m.id FROM __memoturn_memories m WHERE {cond} ORDER BY m.id", params).fetchall()
+    ids = [r[0] for r in rows]
+    if ids and not dry_run:
+        conn.execute(
+            f"DELETE FROM __memoturn_memories WHERE id IN (SELECT m.id FROM __memoturn_memories m WHERE {cond})", params
+        )
+        # Rowids may be reused after a delete: tell vector caches to rebuild (as forget does).
+        conn.execute(
+            "INSERT INTO __memoturn_meta(key, value) VALUES ('memory_deletes', '1') ON CONFLICT(key) DO UPDATE"
+            " SET value = CAST(value AS INTEGER) + 1"
+        )
+    return ids
 
 
 def _filters(
@@ -281,6 +328,8 @@ def _filters(
     for tag in tags or []:
         where.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)")
         params.append(tag)
+    if since is not None and until is not None and since > until:
+        raise BadRequest(f"since ({since}) is after until ({until})", type="invalid-window")
     if since is not None:
         where.append("COALESCE(m.event_time, m.recorded_at) >= ?")
         params.append(since)
@@ -462,3 +511,10 @@ def stats(conn: Any) -> dict[str, Any]:
         conn.execute("SELECT type, count(*) FROM __memoturn_memories WHERE valid_to IS NULL GROUP BY type").fetchall()
     )
     return {"memories": total, "current": current or 0, "by_type": by_type, "embedding_dim": profile_dim(conn)}
+
+
+# For the relationship walks of :mod:`.relationships`, which read memories in their own SQL:
+COLUMNS_M = ", ".join(f"m.{c}" for c in _COLUMNS.split(", "))  # the columns :func:`row_dict` reads, alias ``m``
+row_dict = _row
+visibility = _filters  # the WHERE terms (alias ``m``) recall filters with
+similarities = _similarities

@@ -16,15 +16,43 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from ... import dashboard
 from ..auth import DOCS_ASSETS
 from ..node import Node
-from . import admin, branching, data, databases, internal, kv, memory, ops, problems, sql
+from . import (
+    admin,
+    branching,
+    data,
+    databases,
+    internal,
+    kv,
+    memory,
+    ops,
+    problems,
+    relationships,
+    replica,
+    sql,
+    status,
+)
 from .authenticate import Authenticate
 from .body_limit import BodyLimit
 from .request_metrics import RequestMetrics
 from .strict import StrictRoute
 
-ROUTERS = (ops, databases, kv, internal, sql, memory, data, branching, admin)  # in matching order
+ROUTERS = (
+    ops,
+    status,
+    databases,
+    kv,
+    internal,
+    sql,
+    memory,
+    relationships,
+    replica,
+    data,
+    branching,
+    admin,
+)  # in matching order
 
 
 def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -64,6 +92,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     problems.install(app)
     for surface in ROUTERS:
         app.include_router(surface.router)
+    app.router.routes.extend(dashboard.routes())  # the web dashboard at /ui/ (docs/dashboard.md)
     # Added innermost first: a request meets the body limit, then authentication, then is measured.
     app.add_middleware(RequestMetrics, metrics=node.metrics)
     app.add_middleware(Authenticate, auth=node.auth)

@@ -7,22 +7,24 @@ computed before the database lock is taken, so a slow embedder never blocks othe
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from cachetools import LRUCache
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...data import memories
+from ...data import memories, relationships
 from ...data.embedding import Embedder, as_vector, get_embedder
 from ...errors import BadRequest, Conflict, NotFound
-from ...names import SEPARATOR, check_namespace, profile_database, split_profile_database
+from ...names import DEFAULT_BRANCH, SEPARATOR, check_namespace, profile_database, split_profile_database
 from ..node import Node
 from .models import Bool, Filter, Float, Int, Text, Timestamp
-from .params import ERRORS, Durability, MinTxid, NodeDep, Reader, Writer
+from .params import ERRORS, Branch, Durability, MinTxid, NodeDep, Reader, Writer
 from .strict import StrictRoute
 
 
@@ -30,6 +32,31 @@ def _ts(value: Timestamp | None) -> float | None:
     if value is None or isinstance(value, (int, float)):
         return value
     return value.timestamp()
+
+
+def _query_time(name: str, value: str | None) -> float | None:
+    """A time given in the query string: unix seconds, or an ISO 8601 date-time (400 ``invalid-time`` else)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = datetime.fromisoformat(value).timestamp()
+        except (ValueError, OverflowError):
+            raise BadRequest(
+                f"{name} must be unix seconds or an ISO 8601 date-time, got {value!r}", type="invalid-time"
+            ) from None
+    if not math.isfinite(seconds):
+        raise BadRequest(f"{name} must be a finite number of seconds, got {value!r}", type="invalid-time")
+    return seconds
+
+
+def _window(since: float | None, until: float | None) -> tuple[float | None, float | None]:
+    """``since``/``until`` checked against each other before any database is touched."""
+    if since is not None and until is not None and since > until:
+        raise BadRequest(f"since ({since}) is after until ({until})", type="invalid-window")
+    return since, until
 
 
 class MemoryIn(BaseModel):
@@ -104,6 +131,30 @@ class RecallIn(BaseModel):
         "similarity of its embedding and the query's is at least this; 0 turns the floor off. The default was "
         "chosen on LoCoMo (docs/memory.md)",
     )
+    expand: list[Annotated[Text, Field(min_length=1, max_length=64)]] | None = Field(
+        None,
+        max_length=32,
+        description="Relationship types to follow one hop from the hits: their neighbours join the results "
+        "(marked 'via'), scored below the hit they came from; off by default (docs/memory.md)",
+    )
+    expand_direction: Literal["out", "in", "both"] = Field(
+        "both", description="Follow the expand relationships out of the hits, into them, or both"
+    )
+
+    @field_validator("expand")
+    @classmethod
+    def _expand(cls, v: list[str] | None) -> list[str] | None:
+        return [relationships.check_type(t) for t in v] if v else v
+
+
+class Via(BaseModel):
+    """Why an expanded hit is there: a relationship from (or to) another hit."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    relationship: str = Field(description="The relationship's id")
+    type: str
+    from_: str = Field(alias="from", description="The hit it was reached from")
+    direction: Literal["out", "in"] = Field(description="out: the hit is the relationship's source; in: its target")
 
 
 class Hit(BaseModel):
@@ -119,6 +170,7 @@ class Hit(BaseModel):
     text_score: float | None = Field(
         None, description="BM25 score of the text match (higher matched better; comparable within a profile)"
     )
+    via: Via | None = Field(None, description="Set when the hit came from expanding along a relationship")
 
 
 class RecallOut(BaseModel):
@@ -129,6 +181,28 @@ class RecallOut(BaseModel):
 class MemoryList(BaseModel):
     memories: list[MemoryOut]
     next_cursor: str | None = None
+
+
+class ForgetIn(BaseModel):
+    """Which memories to delete: all the given conditions hold (at least one is needed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    types: list[Text] | None = Field(None, description="Only memories of these types")
+    tags: list[Text] | None = Field(None, description="Only memories with all of these tags")
+    since: Timestamp | None = Field(
+        None, description="Only memories whose event time (else record time) is at or after"
+    )
+    until: Timestamp | None = Field(
+        None, description="Only memories whose event time (else record time) is at or before"
+    )
+    dry_run: Bool = Field(False, description="Delete nothing: only say which memories would go")
+
+
+class Forgotten(BaseModel):
+    ids: list[str] = Field(description="The memories deleted (or, in a dry run, that would be), in id order")
+    count: int
+    dry_run: bool
+    txid: int
 
 
 class ProfileStats(BaseModel):
@@ -199,9 +273,10 @@ class Profiles:
         return out
 
     def store(
-        self, db: str, items: list[MemoryIn], durable: bool | None
+        self, db: str, items: list[MemoryIn], durable: bool | None, branch: str = DEFAULT_BRANCH
     ) -> tuple[list[tuple[dict[str, Any], bool]], int]:
-        """Add memories to a profile's database (created again if it was deleted meanwhile)."""
+        """Add memories to a branch of a profile's database (main: created again if it was deleted
+        meanwhile; another branch must exist, forked from main)."""
         vecs = self.vectors([(m.content, m.embedding) for m in items])
         dim = len(vecs[0])
         name = self.embedder_spec if any(m.embedding is None for m in items) else "client"
@@ -211,6 +286,8 @@ class Profiles:
             memories.ensure_schema(conn, dim, name)
             return [memories.add(conn, p, v) for p, v in zip(payload, vecs, strict=False)]
 
+        if branch != DEFAULT_BRANCH:
+            return self.node.write(db, tx, branch=branch, durable=durable)
         try:
             return self.node.write(db, tx, durable=durable)
         except NotFound:  # deleted since we saw it: a profile is created on first use, so again
@@ -231,14 +308,22 @@ ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 class _ProfileWriter(Writer):
     """A :class:`Writer` of a profile's database, which :meth:`store` creates on first use."""
 
-    def __init__(self, profiles: Profiles, response: Response, db: Callable[[], str], durability: str | None) -> None:
-        super().__init__(profiles.node, response, db, durability=durability)
+    def __init__(
+        self,
+        profiles: Profiles,
+        response: Response,
+        db: Callable[[], str],
+        durability: str | None,
+        branch: str = DEFAULT_BRANCH,
+    ) -> None:
+        super().__init__(profiles.node, response, db, branch, durability=durability)
         self.profiles = profiles
 
     def store(self, items: list[MemoryIn]) -> list[tuple[dict[str, Any], bool]]:
         db = self.db
-        self.profiles.ensure(db)
-        return self.said(*self.profiles.store(db, items, self.durable()))
+        if self.branch == DEFAULT_BRANCH:
+            self.profiles.ensure(db)
+        return self.said(*self.profiles.store(db, items, self.durable(), self.branch))
 
 
 def _database(namespace: str, profile: str) -> Callable[[], str]:
@@ -248,22 +333,36 @@ def _database(namespace: str, profile: str) -> Callable[[], str]:
 
 # async: resolved on the event loop, they add no thread hand-off
 async def _profile_writer(
-    namespace: str, profile: str, response: Response, profiles: ProfilesDep, durability: Durability = None
+    namespace: str,
+    profile: str,
+    response: Response,
+    profiles: ProfilesDep,
+    durability: Durability = None,
+    branch: Branch = DEFAULT_BRANCH,
 ) -> _ProfileWriter:
-    return _ProfileWriter(profiles, response, _database(namespace, profile), durability)
+    return _ProfileWriter(profiles, response, _database(namespace, profile), durability, branch)
 
 
-async def _profile_reader(namespace: str, profile: str, response: Response, node: NodeDep) -> Reader:
-    return Reader(node, response, _database(namespace, profile))
+async def _profile_reader(
+    namespace: str, profile: str, response: Response, node: NodeDep, branch: Branch = DEFAULT_BRANCH
+) -> Reader:
+    return Reader(node, response, _database(namespace, profile), branch)
 
 
 async def _profile_reader_at(
-    namespace: str, profile: str, response: Response, node: NodeDep, min_txid: MinTxid = None
+    namespace: str,
+    profile: str,
+    response: Response,
+    node: NodeDep,
+    min_txid: MinTxid = None,
+    branch: Branch = DEFAULT_BRANCH,
 ) -> Reader:
-    return Reader(node, response, _database(namespace, profile), min_txid=min_txid)
+    return Reader(node, response, _database(namespace, profile), branch, min_txid=min_txid)
 
 
-# The path's profile; the Memoturn header each one honours:
+# The path's profile, on the ``branch`` query's branch of its database (main by default: a
+# scratch branch is forked with the branch routes, POST /v1/databases/{namespace}--{profile}/branches);
+# the Memoturn header each one honours:
 ProfileWriter = Annotated[_ProfileWriter, Depends(_profile_writer)]  # Memoturn-Durability
 ProfileReader = Annotated[Reader, Depends(_profile_reader)]  # none
 ProfileReaderAt = Annotated[Reader, Depends(_profile_reader_at)]  # Memoturn-Min-Txid
@@ -288,6 +387,7 @@ def recall(body: RecallIn, profiles: ProfilesDep, r: ProfileReaderAt) -> RecallO
     def dim_of(conn: Any) -> int | None:
         return memories.profile_dim(conn)
 
+    _window(_ts(body.since), _ts(body.until))
     dim = r.read(dim_of)
     vector = None
     if body.embedding is not None:
@@ -301,8 +401,9 @@ def recall(body: RecallIn, profiles: ProfilesDep, r: ProfileReaderAt) -> RecallO
                 type="dimension-mismatch",
             )
         vector = model.embed([body.query])[0]
-    hits = r.read(
-        lambda conn: memories.recall(
+
+    def recalled(conn: Any) -> list[dict[str, Any]]:
+        hits = memories.recall(
             conn,
             query=body.query,
             vector=vector,
@@ -317,7 +418,27 @@ def recall(body: RecallIn, profiles: ProfilesDep, r: ProfileReaderAt) -> RecallO
             recency_half_life_days=body.recency_half_life_days,
             min_score=body.min_score,
         )
-    )
+        if not body.expand:
+            return hits
+        return relationships.expand(
+            conn,
+            hits,
+            along=body.expand,
+            limit=body.limit,
+            direction=body.expand_direction,
+            vector=vector,
+            filters={
+                "types": body.types,
+                "tags": body.tags,
+                "since": _ts(body.since),
+                "until": _ts(body.until),
+                "metadata": body.metadata,
+                "as_of": _ts(body.as_of),
+                "include_superseded": body.include_superseded,
+            },
+        )
+
+    hits = r.read(recalled)
     return RecallOut(
         results=[
             Hit(
@@ -327,6 +448,7 @@ def recall(body: RecallIn, profiles: ProfilesDep, r: ProfileReaderAt) -> RecallO
                 similarity=h["similarity"],
                 text_match=h["text_match"],
                 text_score=h["text_score"],
+                via=Via(**h["via"]) if h.get("via") else None,
             )
             for h in hits
         ],
@@ -341,16 +463,51 @@ def list_memories(
     include_superseded: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
+    tag: Annotated[list[str] | None, Query(description="Only memories with all of these tags")] = None,
+    since: Annotated[
+        str | None, Query(description="Only memories whose event time (else record time) is at or after this")
+    ] = None,
+    until: Annotated[
+        str | None, Query(description="Only memories whose event time (else record time) is at or before this")
+    ] = None,
+    as_of: Annotated[str | None, Query(description="The memories that were current at this time")] = None,
 ) -> MemoryList:
+    lo, hi = _window(_query_time("since", since), _query_time("until", until))
+    at = _query_time("as_of", as_of)
     items = r.read(
         lambda c: memories.list_memories(
-            c, types=type, include_superseded=include_superseded, limit=limit + 1, after=cursor
+            c,
+            types=type,
+            include_superseded=include_superseded,
+            limit=limit + 1,
+            after=cursor,
+            tags=tag,
+            since=lo,
+            until=hi,
+            as_of=at,
         ),
     )
     return MemoryList(
         memories=[MemoryOut(**m) for m in items[:limit]],
         next_cursor=items[limit - 1]["id"] if len(items) > limit else None,
     )
+
+
+@router.post(BASE + "/memories/forget", response_model=Forgotten)
+def forget_matching(body: ForgetIn, w: ProfileWriter, r: ProfileReader) -> Forgotten:
+    """Delete the memories matching a filter (types, tags, a time range), superseded ones too; or, with
+    ``dry_run``, only say which they are."""
+    since, until = _window(_ts(body.since), _ts(body.until))
+    if not body.types and not body.tags and since is None and until is None:
+        raise BadRequest("give at least one of types, tags, since, until", type="empty-filter")
+
+    def match(conn: Any) -> list[str]:
+        return memories.forget_matching(
+            conn, types=body.types, tags=body.tags, since=since, until=until, dry_run=body.dry_run
+        )
+
+    ids = r.read(match) if body.dry_run else w.write(match)
+    return Forgotten(ids=ids, count=len(ids), dry_run=body.dry_run, txid=r.txid if body.dry_run else w.txid)
 
 
 @router.get(BASE + "/memories/{memory_id}", response_model=MemoryOut)
@@ -372,6 +529,22 @@ def forget(memory_id: str, w: ProfileWriter) -> Response:
 @router.get(BASE, response_model=ProfileStats)
 def profile_stats(namespace: str, profile: str, r: ProfileReader) -> ProfileStats:
     stats = r.read(memories.stats)
+    return ProfileStats(namespace=namespace, profile=profile, database=r.db, head_txid=r.txid, **stats)
+
+
+@router.put(BASE, response_model=ProfileStats)
+def create_profile(namespace: str, profile: str, profiles: ProfilesDep, r: ProfileReader) -> ProfileStats:
+    """Create the profile's database now if it does not exist (storing a memory does too), e.g. to
+    checkpoint or fork it before its first memory; answers its stats either way."""
+    db = r.db
+    profiles.ensure(db)
+    try:
+        stats = r.read(memories.stats)
+    except NotFound:  # deleted since this node last created it: again
+        with profiles._known_lock:
+            profiles._known.pop(db, None)
+        profiles.ensure(db)
+        stats = r.read(memories.stats)
     return ProfileStats(namespace=namespace, profile=profile, database=r.db, head_txid=r.txid, **stats)
 
 
