@@ -6,15 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from .models import TokenRequest
+from .models import MintedToken, TokenRequest
 from .params import ERRORS, NodeDep
 from .strict import StrictRoute
 
 router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["admin"])
 
 
-@router.post("/v1/admin/tokens", status_code=201)
-def mint_token(body: TokenRequest, node: NodeDep) -> dict[str, Any]:
+@router.post("/v1/admin/tokens", status_code=201, response_model=MintedToken)
+def mint_token(body: TokenRequest, node: NodeDep) -> Any:
     """Mint a token for one namespace (admin only), optionally expiring. The token is shown once."""
     return node.auth.mint(body.namespace, ttl_seconds=body.ttl_seconds, expires_at=body.expires_at)
 

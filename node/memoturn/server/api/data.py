@@ -113,6 +113,50 @@ def delete(collection: str, doc_id: str, w: BranchWriter) -> Response:
     return w.no_content()
 
 
+class CollectionInfo(BaseModel):
+    name: str
+    documents: int = Field(description="How many documents it holds")
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo] = Field(description="Each collection holding documents: its name and count")
+    txid: int
+
+
+class IndexCreated(BaseModel):
+    index: str = Field(description="The SQLite index's name")
+    path: str = Field(description="The indexed JSON path of the documents' body")
+    txid: int
+
+
+class VectorCollectionCreated(BaseModel):
+    collection: str
+    dimensions: int
+    txid: int
+
+
+class VectorsUpserted(BaseModel):
+    upserted: int = Field(description="How many items were inserted or replaced")
+    txid: int
+
+
+class VectorHit(BaseModel):
+    id: str
+    score: float = Field(description="1 - cosine distance: higher is closer")
+    metadata: dict[str, Any]
+
+
+class VectorResults(BaseModel):
+    results: list[VectorHit] = Field(description="The nearest items, closest first")
+    txid: int
+
+
+@router.get("/v1/databases/{db}/collections", response_model=CollectionList, tags=["documents"])
+def list_collections(r: BranchReader) -> CollectionList:
+    found = r.read(documents.collections)
+    return CollectionList(collections=[CollectionInfo(**c) for c in found], txid=r.txid)
+
+
 @router.post(DOCS + "/query", response_model=DocumentPage, tags=["documents"])
 def query(collection: str, body: DocumentQuery, r: BranchReader) -> DocumentPage:
     documents.check_collection(collection)
@@ -123,30 +167,30 @@ def query(collection: str, body: DocumentQuery, r: BranchReader) -> DocumentPage
     return DocumentPage(documents=[Document(**d) for d in items], next_cursor=nxt, txid=r.txid)
 
 
-@router.post(DOCS + "/indexes", status_code=201, tags=["documents"])
-def index(collection: str, body: IndexIn, w: BranchDefaultWriter) -> dict[str, Any]:
+@router.post(DOCS + "/indexes", status_code=201, response_model=IndexCreated, tags=["documents"])
+def index(collection: str, body: IndexIn, w: BranchDefaultWriter) -> IndexCreated:
     documents.check_collection(collection)
     name = w.write(lambda c: documents.create_index(c, collection, body.path))
-    return {"index": name, "path": body.path, "txid": w.txid}
+    return IndexCreated(index=name, path=body.path, txid=w.txid)
 
 
-@router.put(VECS, status_code=201, tags=["vectors"])
-def create_vectors(collection: str, body: VectorCollectionIn, w: BranchDefaultWriter) -> dict[str, Any]:
+@router.put(VECS, status_code=201, response_model=VectorCollectionCreated, tags=["vectors"])
+def create_vectors(collection: str, body: VectorCollectionIn, w: BranchDefaultWriter) -> VectorCollectionCreated:
     w.write(lambda c: vectors.create(c, collection, body.dimensions))
-    return {"collection": collection, "dimensions": body.dimensions, "txid": w.txid}
+    return VectorCollectionCreated(collection=collection, dimensions=body.dimensions, txid=w.txid)
 
 
-@router.post(VECS + "/upsert", tags=["vectors"])
-def upsert(collection: str, body: VectorUpsert, w: BranchWriter) -> dict[str, Any]:
+@router.post(VECS + "/upsert", response_model=VectorsUpserted, tags=["vectors"])
+def upsert(collection: str, body: VectorUpsert, w: BranchWriter) -> VectorsUpserted:
     items = [i.model_dump() for i in body.items]
     n = w.write(lambda c: vectors.upsert(c, collection, items))
-    return {"upserted": n, "txid": w.txid}
+    return VectorsUpserted(upserted=n, txid=w.txid)
 
 
-@router.post(VECS + "/query", tags=["vectors"])
-def vector_query(collection: str, body: VectorQuery, r: BranchReader) -> dict[str, Any]:
+@router.post(VECS + "/query", response_model=VectorResults, tags=["vectors"])
+def vector_query(collection: str, body: VectorQuery, r: BranchReader) -> VectorResults:
     hits = r.read(lambda c: vectors.query(c, collection, body.vector, body.k, body.filter))
-    return {"results": hits, "txid": r.txid}
+    return VectorResults(results=[VectorHit(**h) for h in hits], txid=r.txid)
 
 
 @router.delete(VECS + "/items/{item_id}", status_code=204, tags=["vectors"])

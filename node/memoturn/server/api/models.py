@@ -93,6 +93,69 @@ class TokenRequest(BaseModel):
     )
 
 
+class MintedToken(BaseModel):
+    token: str = Field(description="The bearer token: shown once, never stored")
+    token_sha256: str = Field(description="The token's SHA-256 (hex), which names it for revocation")
+    namespace: str
+    expires_at: float | None = Field(description="Unix seconds; null for no expiry")
+
+
+class ClusterNode(BaseModel):
+    """A live node as it registered itself (etcd lease info: also capacity and since, when clustered)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    url: str
+
+
+class OpenBranch(BaseModel):
+    key: str = Field(description="'{db}/{branch}'")
+    tier: Literal["hot", "warm", "cold"]
+    owner: str = Field(description="The node id owning the branch")
+    head_txid: int
+    shipped_txid: int = Field(description="The last txid in object storage")
+    unshipped_txids: int
+
+
+class ReplicaState(BaseModel):
+    """A node's replica copy of a branch."""
+
+    head_txid: int
+    epoch: int
+    stale: bool = Field(description="Must be restored from object storage before it is read")
+    checked_seconds_ago: float = Field(description="Since it was last known current")
+
+
+class ReplicaCopy(BaseModel):
+    key: str = Field(description="'{db}/{branch}'")
+    owner: str
+    head_txid: int
+    epoch: int
+    stale: bool
+    checked_seconds_ago: float
+
+
+class ReplicaApplied(BaseModel):
+    applied: bool = Field(description="The segment continued the copy's chain and was applied")
+    head_txid: int = Field(description="The replica copy's head now")
+    reason: Literal["old", "restored", "applied"] = Field(
+        description="'old': already had it; 'restored': a gap, so the copy was restored from object storage"
+    )
+
+
+class ClusterStatus(BaseModel):
+    node_id: str = Field(description="The node answering")
+    ready: bool
+    detail: str
+    clustered: bool = Field(description="Whether the node is part of an etcd cluster")
+    nodes: list[ClusterNode]
+    owners: dict[str, str] = Field(description="'{db}/{branch}' to owning node id")
+    branches: list[OpenBranch] = Field(description="The branches this node holds open")
+    replicas: list[ReplicaCopy] = Field(description="This node's replica copies of other nodes' branches")
+    replica_lag_txids: int | None
+    unshipped_txids: int = Field(description="Committed txids not yet in object storage, over all branches")
+
+
 class CreateDatabase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text = Field(description="1-128 characters of a-z, 0-9, '.', '_', '-'; profiles are '{namespace}--{profile}'")
