@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from . import mcp_server
-from .client import Memoturn, ProblemError
+from .client import Memoturn, ProblemError, transport_problem
 from .errors import MemoturnError
 from .timewindow import FORMS, resolve_window, seconds
 
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except ProblemError as exc:
         if exc.type == "unreachable":
-            print(f"memoturn: cannot reach {args.url}: {exc.detail}", file=sys.stderr)
+            print(f"memoturn: cannot reach {exc.detail}", file=sys.stderr)  # the detail names the URL
             return 2
         print(f"memoturn: {exc.status} {exc.detail}", file=sys.stderr)
         return 1
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memoturn: {exc.type}: {exc.detail}", file=sys.stderr)
         return 1
     except httpx.HTTPError as exc:
-        print(f"memoturn: cannot reach {args.url}: {exc}", file=sys.stderr)
+        print(f"memoturn: cannot reach {transport_problem(args.url, exc)[0]}", file=sys.stderr)
         return 2
     except json.JSONDecodeError as exc:
         print(f"memoturn: {args.url} answered something that is not JSON: {exc}", file=sys.stderr)
@@ -742,7 +742,7 @@ def _owner(args: argparse.Namespace, mt: Memoturn) -> dict[str, Any]:
             else:
                 entry["state"] = "no copy yet"
         except httpx.HTTPError as exc:
-            entry["state"] = f"unreachable: {exc}"
+            entry["state"] = f"unreachable: {transport_problem(replica['url'], exc)[0]}"
         out["replicas"].append(entry)
     return out
 

@@ -127,8 +127,8 @@ def _tls_verify(verify: str | bool | None) -> ssl.SSLContext | bool:
         raise ValueError(f"cannot use the CA bundle {verify}: {reason or exc}") from None
 
 
-def _transport_problem(url: str, exc: Exception) -> tuple[str, bool]:
-    """The detail of a failed connection, and whether retrying is pointless (a TLS mismatch)."""
+def transport_problem(url: str, exc: Exception) -> tuple[str, bool]:
+    """The detail of a failed connection (naming the URL), and whether retrying is pointless (TLS refused)."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
@@ -172,7 +172,7 @@ class _Client(Generic[_R]):
     def _settle(self, call: _Call, r: httpx.Response | Exception, *, last: bool) -> Result | None:
         """The result of one attempt, or None to retry; raises what must not be retried."""
         if isinstance(r, Exception):
-            detail, fatal = _transport_problem(self.url, r)
+            detail, fatal = transport_problem(self.url, r)
             if not call.idempotent or last or fatal:
                 raise ProblemError(0, "unreachable", detail) from None
             return None

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
 from .netaddr import parse_host_port
+from .tls import pair_error
 
 Durability = Literal["standard", "durable"]
 ENV_PREFIX = "MEMOTURN_"
@@ -91,6 +92,24 @@ _ETCD_CERT = "PEM client certificate presented to etcd (etcd's `--client-cert-au
 _ETCD_KEY = "PEM private key of `MEMOTURN_ETCD_CERT_FILE`"
 _ETCD_USERNAME = "etcd user (etcd's `auth enable`); needs `MEMOTURN_ETCD_PASSWORD`"
 _ETCD_PASSWORD = "password of `MEMOTURN_ETCD_USERNAME`"
+_TLS_CERT = (
+    "PEM certificate (chain) served on the listen address; with `MEMOTURN_TLS_KEY_FILE`: HTTPS "
+    "(both or neither; re-read when the files change; docs/security.md)"
+)
+_TLS_KEY = "PEM private key of `MEMOTURN_TLS_CERT_FILE`"
+_NODE_CA = (
+    "PEM CA bundle the nodes' certificates are verified against when one Memoturn process calls a node "
+    "over https (unset: the system's CAs)"
+)
+_NODE_SERVER_NAME = (
+    "the name a node's certificate must carry, checked instead of the host in its URL "
+    "(nodes advertised by pod IP, one certificate for all; unset: the URL's host)"
+)
+
+
+def _tls_pair(cert_file: str | None, key_file: str | None) -> None:
+    if bool(cert_file) != bool(key_file):
+        raise ValueError(pair_error(cert_file, key_file))
 
 
 class EtcdAccessSettings(EnvSettings):
@@ -239,9 +258,19 @@ class Settings(EnvSettings):
     )
     advertise_url: str | None = Field(
         None,
-        description="the URL gateways use to reach this node",
-        json_schema_extra={"shown_default": "http://{listen}"},
+        description="the URL gateways and other nodes use to reach this node (with TLS on, an `http://` "
+        "URL is advertised as `https://`)",
+        json_schema_extra={"shown_default": "http(s)://{listen}"},
     )
+    tls_cert_file: str | None = Field(None, description=_TLS_CERT)
+    tls_key_file: str | None = Field(None, description=_TLS_KEY)
+    node_ca_file: str | None = Field(None, description=_NODE_CA)
+    node_tls_server_name: str | None = Field(None, description=_NODE_SERVER_NAME)
+
+    @model_validator(mode="after")
+    def _tls(self) -> Self:
+        _tls_pair(self.tls_cert_file, self.tls_key_file)
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -255,8 +284,18 @@ class Settings(EnvSettings):
         return parse_host_port(self.listen, what="listen")
 
     @property
+    def tls(self) -> bool:
+        """Whether the API is served over HTTPS."""
+        return bool(self.tls_cert_file and self.tls_key_file)
+
+    @property
     def resolved_advertise_url(self) -> str:
-        return self.advertise_url or f"http://{self.listen}"
+        """The URL registered in etcd; its scheme follows :attr:`tls` (the node serves nothing else)."""
+        scheme = "https" if self.tls else "http"
+        url = self.advertise_url or f"{scheme}://{self.listen}"
+        if self.tls and url.startswith("http://"):
+            url = "https://" + url.removeprefix("http://")
+        return url
 
     @property
     def cache_dir(self) -> str:
@@ -289,6 +328,17 @@ class GatewaySettings(EnvSettings):
         "before `503 no-route`",
         json_schema_extra={"flag": "--attempts"},
     )
+    tls_cert_file: str | None = Field(None, description=_TLS_CERT, json_schema_extra={"flag": "--tls-cert-file"})
+    tls_key_file: str | None = Field(None, description=_TLS_KEY, json_schema_extra={"flag": "--tls-key-file"})
+    node_ca_file: str | None = Field(None, description=_NODE_CA, json_schema_extra={"flag": "--node-ca-file"})
+    node_tls_server_name: str | None = Field(
+        None, description=_NODE_SERVER_NAME, json_schema_extra={"flag": "--node-tls-server-name"}
+    )
+
+    @model_validator(mode="after")
+    def _tls(self) -> Self:
+        _tls_pair(self.tls_cert_file, self.tls_key_file)
+        return self
 
     @field_validator("gateway_listen")
     @classmethod
@@ -307,6 +357,10 @@ def settings_error(exc: ValidationError, settings_cls: type[EnvSettings] = Setti
     parts = []
     for err in exc.errors():
         field = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not field:  # a check across settings names them itself
+            parts.append(msg)
+            continue
         if field in settings_cls.model_fields:
             name = settings_cls.env_names(field)[0]
             flag = settings_cls.field_extra(field, "flag")
@@ -315,6 +369,5 @@ def settings_error(exc: ValidationError, settings_cls: type[EnvSettings] = Setti
             name = field.upper()  # a field read through its alias
         else:
             name = ENV_PREFIX + field.upper()
-        msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{name}: {msg}")
     return "; ".join(parts)

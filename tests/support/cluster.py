@@ -4,6 +4,7 @@ etcd and MinIO (from the session fixtures)."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -11,13 +12,25 @@ from typing import Any
 
 import httpx
 
-from support.nodes import Memoturnd, free_port
+from support.nodes import Memoturnd, free_port, verify
 
 
 class Gateway:
-    def __init__(self, etcd_endpoint: str, prefix: str, log_dir: str, attempts: int = 8) -> None:
+    """``memoturn-gateway`` as a child process; ``https://`` when ``env`` gives it a certificate."""
+
+    def __init__(
+        self,
+        etcd_endpoint: str,
+        prefix: str,
+        log_dir: str,
+        attempts: int = 8,
+        *,
+        env: dict[str, str] | None = None,
+        ca_file: str | ssl.SSLContext | None = None,
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if (env or {}).get("MEMOTURN_TLS_CERT_FILE") else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log_path = os.path.join(log_dir, "gateway.log")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -34,10 +47,11 @@ class Gateway:
                 "--attempts",
                 str(attempts),
             ],
+            env={**os.environ, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.client = httpx.Client(base_url=self.url, timeout=30, verify=verify(ca_file))
 
     def wait_ready(self, nodes: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -83,8 +97,13 @@ class Cluster:
         ttl: int = 3,
         env: dict[str, str] | None = None,
         prefix: str | None = None,
+        gateway_env: dict[str, str] | None = None,
+        ca_file: str | ssl.SSLContext | None = None,
     ) -> None:
+        """``env`` goes to every node, ``gateway_env`` to the gateway; ``ca_file`` is the CA the
+        test's clients trust (TLS: the certificate variables in ``env``/``gateway_env``)."""
         self.tmp_path = tmp_path
+        self.ca_file = ca_file
         self.prefix = prefix or f"/mt-{os.urandom(4).hex()}"
         self.store_url = minio.store_url(self.prefix.strip("/"))
         self.etcd = etcd
@@ -100,13 +119,17 @@ class Cluster:
             self.add_node(f"n{i}")
         for node in self.nodes.values():
             node.wait_ready()
-        self.gateway = Gateway(etcd.endpoint, self.prefix, str(tmp_path))
+        self.gateway = Gateway(etcd.endpoint, self.prefix, str(tmp_path), env=gateway_env, ca_file=ca_file)
         self.gateway.wait_ready(len(self.nodes))
 
     def add_node(self, node_id: str) -> Memoturnd:
         host = f"127.0.0.{len(self.nodes) + 2}"
         node = Memoturnd(
-            str(self.tmp_path / node_id), self.store_url, host=host, env={**self.env, "MEMOTURN_NODE_ID": node_id}
+            str(self.tmp_path / node_id),
+            self.store_url,
+            host=host,
+            env={**self.env, "MEMOTURN_NODE_ID": node_id},
+            ca_file=self.ca_file,
         )
         self.nodes[node_id] = node
         return node

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,14 +52,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def verify(ca_file: str | ssl.SSLContext | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify`` for a server whose certificate ``ca_file`` signed (or a context as it is;
+    None: the defaults)."""
+    if isinstance(ca_file, ssl.SSLContext):
+        return ca_file
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
 class Memoturnd:
-    """A ``memoturnd`` child process on 127.0.0.1 with its own data directory."""
+    """A ``memoturnd`` child process on 127.0.0.1 with its own data directory; ``https://`` when
+    ``env`` gives it a certificate (``ca_file``: the CA its :attr:`client` trusts)."""
 
     def __init__(
-        self, data_dir: str, store_url: str, *, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+        self,
+        data_dir: str,
+        store_url: str,
+        *,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        ca_file: str | ssl.SSLContext | None = None,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://{host}:{self.port}"
+        scheme = "https" if (env or {}).get("MEMOTURN_TLS_CERT_FILE") else "http"
+        self.url = f"{scheme}://{host}:{self.port}"
         self.log_path = os.path.join(data_dir, "memoturnd.log")
         os.makedirs(data_dir, exist_ok=True)
         full_env = {**os.environ, **(env or {})}
@@ -70,7 +87,7 @@ class Memoturnd:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.client = httpx.Client(base_url=self.url, timeout=30, verify=verify(ca_file))
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Poll ``/v1/ready``; the timeout is generous (a loaded CI machine starts slowly) and

@@ -34,6 +34,11 @@ resends an idempotent request once by itself when a connection breaks, whether o
 node ran it; that is switched off (see :attr:`Gateway.session`). Idle connections
 are dropped after ``KEEPALIVE_SECONDS``, before the nodes' own keep-alive timeout (uvicorn's
 5 s), so a request is not written to a connection the node is closing at that moment.
+
+TLS (``memoturn.tls``, docs/security.md): the gateway serves HTTPS when given a certificate and
+key; nodes advertised as ``https://`` are verified against ``--node-ca-file`` (and
+``--node-tls-server-name``, the name their certificate carries when they are reached by IP). A
+node whose certificate fails verification counts as unreachable: nothing was sent to it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import contextlib
 import json
 import logging
 import re
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,6 +68,7 @@ from ..backoff import next_delay
 from ..config import GatewaySettings, settings_error
 from ..errors import BadRequest
 from ..names import profile_database
+from ..tls import TLSError, client_context, serve_uvicorn, server_files
 from .etcd_client import EtcdClient
 from .placement import Placement
 
@@ -105,8 +112,12 @@ class Gateway:
         max_body_bytes: int = 16 * 1024**2,
         timeout: float = 60.0,
         replicas: int = 1,
+        node_ssl: ssl.SSLContext | None = None,
+        node_server_name: str | None = None,
     ) -> None:
         self.replicas = replicas
+        self.node_ssl = node_ssl  # verifies nodes advertised as https:// (None: the system's CAs)
+        self.node_server_name = node_server_name  # the name their certificates carry, if not the URL's host
         self.placement = placement
         self.attempts = attempts
         self.backoff = backoff
@@ -128,7 +139,12 @@ class Gateway:
         """
         if self._session is None:
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=KEEPALIVE_SECONDS),
+                connector=aiohttp.TCPConnector(
+                    limit=512,
+                    limit_per_host=256,
+                    keepalive_timeout=KEEPALIVE_SECONDS,
+                    ssl=self.node_ssl if self.node_ssl is not None else True,
+                ),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
                 auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding", "User-Agent"),
@@ -198,7 +214,12 @@ class Gateway:
                 )  # the path and query as the client sent them
                 try:
                     resp = await self.session.request(
-                        request.method, url, headers=headers, data=body, allow_redirects=False
+                        request.method,
+                        url,
+                        headers=headers,
+                        data=body,
+                        allow_redirects=False,
+                        server_hostname=self.node_server_name,  # used for https:// only
                     )
                     retry_type = await self._retryable(resp, replica)
                     if replica and retry_type == "min-txid-not-reached":
@@ -346,20 +367,31 @@ def main(argv: list[str] | None = None) -> int:
     host, port = settings.listen_address
     logging.basicConfig(level=args.log_level.upper())
     try:
+        tls = server_files(settings.tls_cert_file, settings.tls_key_file)
+        if tls is not None:
+            tls.context()  # unreadable or mismatched files stop the start, in one line
+        node_ssl = client_context(settings.node_ca_file)
+    except TLSError as exc:
+        print(f"memoturn-gateway: {exc}", file=sys.stderr)
+        return 2
+    try:
         etcd = EtcdClient(settings.etcd_endpoints)
     except ValueError as exc:
         print(f"memoturn-gateway: {exc}", file=sys.stderr)
         return 2
     placement = Placement(etcd, settings.etcd_prefix).start()
-    gateway = Gateway(placement, attempts=settings.gateway_attempts)
-    import uvicorn
-
+    gateway = Gateway(
+        placement,
+        attempts=settings.gateway_attempts,
+        node_ssl=node_ssl,
+        node_server_name=settings.node_tls_server_name,
+    )
     print(
-        f"memoturn-gateway listening on http://{settings.gateway_listen} (etcd {settings.etcd_endpoints}, "
-        f"{len(placement.live_nodes())} live nodes)",
+        f"memoturn-gateway listening on {'https' if tls else 'http'}://{settings.gateway_listen} "
+        f"(etcd {settings.etcd_endpoints}, {len(placement.live_nodes())} live nodes)",
         flush=True,
     )
-    uvicorn.run(create_gateway_app(gateway), host=host, port=port, log_level=args.log_level, access_log=False)
+    serve_uvicorn(create_gateway_app(gateway), host, port, tls, log_level=args.log_level, access_log=False)
     return 0
 
 

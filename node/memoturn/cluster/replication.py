@@ -35,6 +35,7 @@ from ..storage import store as st
 from ..storage.local_files import connect, drop_local_files, restore_into
 from ..storage.manifest import load_manifest
 from ..storage.segment import SegmentCorrupt, decode_segment
+from ..tls import client_context
 from .placement import Placement
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ class Replicator:
         self._queue: queue.Queue[tuple[str, str, bytes, int, int, int] | None] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
+        self._tls_name: dict[str, str] = {}
         #: Test hook: a predicate on (db, branch, first_txid) that drops the stream on purpose.
         self.drop: Callable[[str, str, int], bool] | None = None
 
@@ -66,8 +68,12 @@ class Replicator:
             return
         token = self.settings.admin_token
         self._client = httpx.Client(
-            timeout=httpx.Timeout(5.0, connect=1.0), headers={"Authorization": f"Bearer {token}"} if token else {}
+            timeout=httpx.Timeout(5.0, connect=1.0),
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            verify=client_context(self.settings.node_ca_file),  # replicas advertised as https://
         )
+        name = self.settings.node_tls_server_name
+        self._tls_name = {"sni_hostname": name} if name else {}  # the name on the nodes' certificate
         self._thread = threading.Thread(target=self._run, name="memoturn-replicator", daemon=True)
         self._thread.start()
 
@@ -103,6 +109,7 @@ class Replicator:
                         params={"branch": branch},
                         content=data,
                         headers={"content-type": "application/octet-stream", "Memoturn-Head-Txid": str(head)},
+                        extensions=self._tls_name,
                     )
                     self.metrics.replication_sent.inc()
                 except httpx.HTTPError as exc:

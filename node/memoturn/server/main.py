@@ -1,4 +1,4 @@
-"""``memoturnd``: run one node (with no configuration, the embedded default) over HTTP."""
+"""``memoturnd``: run one node (with no configuration, the embedded default) over HTTP or HTTPS."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..config import Settings, settings_error
+from ..tls import ServerFiles, TLSError, client_context, serve_uvicorn, server_files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memoturnd: invalid setting: {settings_error(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    import uvicorn
+    try:
+        tls = server_files(settings.tls_cert_file, settings.tls_key_file)
+        if tls is not None:
+            tls.context()  # unreadable or mismatched files stop the start, in one line
+        client_context(settings.node_ca_file)
+    except TLSError as exc:
+        print(f"memoturnd: {exc}", file=sys.stderr)
+        return 2
 
     from ..errors import MemoturnError
     from ..storage.store.cloud_url import redact
@@ -50,35 +57,46 @@ def main(argv: list[str] | None = None) -> int:
     host, port = settings.listen_address
     if not settings.admin_token:
         print("memoturnd: auth is OFF (set MEMOTURN_ADMIN_TOKEN to require bearer tokens)", file=sys.stderr, flush=True)
+    scheme = "https" if tls else "http"
     print(
-        f"memoturnd {settings.node_id} listening on http://{settings.listen} "
+        f"memoturnd {settings.node_id} listening on {scheme}://{settings.listen} "
         f"(store {redact(settings.resolved_store_url)}, durability {settings.durability}, "
         f"leases {'etcd ' + settings.etcd_endpoints if settings.etcd_endpoints else 'in-process'}, "
-        f"API docs http://{settings.listen}/docs)",
+        f"API docs {scheme}://{settings.listen}/docs)",
         flush=True,
     )
     app = create_app(node)
     if settings.http_server == "granian":
-        serve_granian(app, host, port)
+        serve_granian(app, host, port, tls)
     else:
-        uvicorn.run(
-            app, host=host, port=port, log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=10
+        serve_uvicorn(
+            app, host, port, tls, log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=10
         )
     return 0
 
 
-def serve_granian(app: Any, host: str, port: int) -> None:
+def serve_granian(app: Any, host: str, port: int, tls: ServerFiles | None = None) -> None:
     """Serve ``app`` with granian's server embedded in this process (the node is already built
     here, so no import string and no worker process); SIGTERM and SIGINT stop it gracefully,
-    running the app's lifespan shutdown as uvicorn does."""
+    running the app's lifespan shutdown as uvicorn does. granian reads ``tls`` at start only:
+    a rotated certificate takes a restart."""
     import asyncio
     import signal
+    from pathlib import Path
 
     from granian.constants import Interfaces
     from granian.server.embed import Server
 
     async def run() -> None:
-        server = Server(app, address=host, port=port, interface=Interfaces.ASGI, log_enabled=False)
+        server = Server(
+            app,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            log_enabled=False,
+            ssl_cert=Path(tls.cert_file) if tls else None,
+            ssl_key=Path(tls.key_file) if tls else None,
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.stop)
