@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm clean
+.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm lua ts-sdk ts-sdk-generate clean browser bench-dashboard image
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -24,6 +24,9 @@ help:
 	@echo "make lint-imports - the import contracts (layers, no cycles) of [tool.importlinter] in pyproject.toml"
 	@echo "make test   - install everything the tests need and run every test (e2e included)"
 	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
+	@echo "make image  - build the container image on a Debian base made here (Docker engine from Debian; docs/image.md)"
+	@echo "make ts-sdk - build the TypeScript SDK (sdk/typescript) and run its Node tests against a real memoturnd"
+	@echo "make ts-sdk-generate - regenerate sdk/typescript/src/openapi.ts from the server's OpenAPI"
 	@echo "make soak [SOAK_DURATION=600] - history-checked fault run (kill -9, pause, etcd/MinIO restarts, disk full), bench/results/soak.json"
 	@echo "make bench  - run the storage and cluster benchmarks, JSON under bench/results/"
 	@echo "make loadtest [USERS=20 DURATION=60s] - Locust against a local cluster, reports in bench/results/loadtest/"
@@ -32,6 +35,7 @@ help:
 	@echo "make bench-scale [SIZES=10000,100000,1000000] - RSS, fds, disk and latencies as the database population grows"
 	@echo "make bench-report - plots and figure tables of docs/benchmarks.md from bench/results/*.json"
 	@echo "make bench-recall [DATA=path] - LoCoMo recall benchmark (default: ../shared/bench/locomo/locomo-dev.json)"
+	@echo "make bench-dashboard - the dashboard (/ui/) in chromium: first load figures, screenshots (bench/results/dashboard*)"
 
 # Exact versions from uv.lock (--locked: refuses a lock out of step with pyproject.toml); every
 # extra, the project editable. `uv lock --upgrade` moves the pins, deliberately.
@@ -77,16 +81,41 @@ kube:
 helm:
 	@bash .ci/install-helm >/dev/null
 
+lua:
+	@bash .ci/install-lua >/dev/null
+
+# The dashboard's browser tests: Debian's chromium (apt, never a browser download) and playwright-core (npm, locked).
+browser:
+	@bash .ci/install-chromium >/dev/null
+	@bash .ci/install-playwright-core >/dev/null
+
 # Every external part the tests run, installed (or found in ~/.cache/memoturn) and passed by path.
 TEST_ENV = MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
 	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) MEMOTURN_HELM_BIN=$$(bash .ci/install-helm) \
-	MEMOTURN_FAKEGCS_BIN=$$(bash .ci/install-fake-gcs-server) MEMOTURN_AZURITE_BIN=$$(bash .ci/install-azurite)
+	MEMOTURN_FAKEGCS_BIN=$$(bash .ci/install-fake-gcs-server) MEMOTURN_AZURITE_BIN=$$(bash .ci/install-azurite) \
+	MEMOTURN_LUA_BIN=$$(bash .ci/install-lua) \
+	MEMOTURN_CHROMIUM_BIN=$$(bash .ci/install-chromium) MEMOTURN_PLAYWRIGHT_CORE=$$(bash .ci/install-playwright-core)
 
-test: venv minio etcd fakegcs azurite kube helm
-	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+# The container image (tests/test_image.py): Debian's Docker engine, started for the run with no
+# bridge, and the image built on a debootstrapped Debian base (cached; see docs/image.md).
+image:
+	@bash .ci/build-image >/dev/null
 
-e2e: venv minio etcd fakegcs azurite kube helm
+IMAGE_ENV = MEMOTURN_DOCKER_BIN=$$(bash .ci/install-docker) MEMOTURN_IMAGE=$$(bash .ci/build-image)
+
+test: venv minio etcd fakegcs azurite kube helm lua browser image
+	$(TEST_ENV) $(IMAGE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+e2e: venv minio etcd fakegcs azurite kube helm lua
 	$(TEST_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The TypeScript SDK: its Node tests (and the OpenAPI drift check) through tests/test_typescript_sdk.py,
+# which `make test` runs too; node_modules is cached under $(CACHE)/ts-sdk-<lock hash>.
+ts-sdk: venv
+	$(BIN)/python -m pytest tests/test_typescript_sdk.py $(PYTEST_ARGS)
+
+ts-sdk-generate: venv
+	MEMOTURN_TS_REGENERATE=1 $(BIN)/python -m pytest tests/test_typescript_sdk.py -k openapi $(PYTEST_ARGS)
 
 # The history-checked fault test of tests/test_history.py, for SOAK_DURATION seconds (default 10 min).
 SOAK_DURATION ?= 600
@@ -121,6 +150,11 @@ bench-throughput: venv minio etcd
 SIZES ?= 10000,100000,1000000
 bench-scale: venv
 	$(BIN)/python -m bench.scale --sizes $(SIZES)
+
+# The dashboard in chromium: first load time and transfer size, screenshots of each page.
+bench-dashboard: venv browser
+	MEMOTURN_CHROMIUM_BIN=$$(bash .ci/install-chromium) MEMOTURN_PLAYWRIGHT_CORE=$$(bash .ci/install-playwright-core) \
+	MEMOTURN_DASHBOARD_RESULTS=bench/results/dashboard.json $(BIN)/python -m pytest tests/test_dashboard.py -k chromium
 
 bench-recall: venv
 	$(BIN)/python -m bench.recall --data $(DATA)
