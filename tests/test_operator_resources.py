@@ -50,13 +50,17 @@ def test_crd_schemas_are_structural_with_defaults_cel_and_status():
     assert schema["properties"]["durability"]["enum"] == ["standard", "durable"]
 
     def walk(node):
-        assert "$ref" not in node and "anyOf" not in node and "title" not in node
+        assert "$ref" not in node and "title" not in node
+        # anyOf only as Kubernetes writes a quantity: integer or string, marked int-or-string.
+        assert "anyOf" not in node or node.get("x-kubernetes-int-or-string") is True, node
+        assert node.get("additionalProperties") is not True  # free-form objects preserve unknown fields
         if "properties" in node:
             assert "additionalProperties" not in node
         for value in node.get("properties", {}).values():
             walk(value)
-        if isinstance(node.get("items"), dict):
-            walk(node["items"])
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                walk(node[key])
 
     for doc in all_crds().values():
         walk(doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
@@ -86,6 +90,9 @@ def test_a_tenant_maps_to_owned_objects_without_persistent_volumes():
         ("Service", "acme-memoturn-gateway"),
         ("Service", "acme-memoturn-node"),
         ("PodDisruptionBudget", "acme-memoturn-node"),
+        ("PodDisruptionBudget", "acme-memoturn-gateway"),
+        ("NetworkPolicy", "acme-memoturn-node"),
+        ("NetworkPolicy", "acme-memoturn-gateway"),
     }
     for o in objs.values():
         ref = o["metadata"]["ownerReferences"][0]
@@ -246,3 +253,229 @@ def test_each_cloud_gets_its_url_and_credentials_the_way_its_workload_identity_e
         _tenant_on({"provider": "azure", "bucket": "memories"})
     with pytest.raises(ValidationError):
         _tenant_on({"provider": "minio", "bucket": "mem"})
+
+
+# ---- scheduling and tenancy -----------------------------------------------------------------------
+
+
+def _deployments(spec: MemoryTenantSpec, **kw) -> tuple[dict, dict]:
+    objs = by_kind(desired("acme", "team", "uid-1", spec, **kw))
+    return (
+        objs[("Deployment", "acme-memoturn-node")]["spec"]["template"]["spec"],
+        objs[("Deployment", "acme-memoturn-gateway")]["spec"]["template"]["spec"],
+    )
+
+
+def _with(**update) -> MemoryTenantSpec:
+    return MemoryTenantSpec.model_validate({**SPEC.model_dump(exclude_none=True), **update})
+
+
+def test_pods_get_default_requests_and_limits_never_best_effort():
+    node, gateway = _deployments(SPEC)
+    assert node["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"memory": "2Gi"},
+    }
+    assert gateway["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    # Giving only limits keeps the default requests (and vice versa).
+    spec = _with(nodes={"resources": {"limits": {"memory": "8Gi", "cpu": 4}}})
+    node, _ = _deployments(spec)
+    assert node["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"memory": "8Gi", "cpu": "4"},
+    }
+
+
+@pytest.mark.parametrize("value", [1, "1", "500m", "2Gi", "1.5", "0.5", "1e3", "128974848", "129M", 0])
+def test_resources_accept_kubernetes_quantities(value):
+    spec = _with(gateway={"resources": {"requests": {"cpu": value}, "limits": {}}})
+    assert spec.gateway.resources.requests["cpu"] == str(value)
+
+
+@pytest.mark.parametrize("value", ["lots", "1 Gi", "2GB", "-1", "", "1.2.3", "Gi", True, [1]])
+def test_resources_refuse_nonsense_with_a_clear_message(value):
+    with pytest.raises(ValidationError) as info:
+        _with(nodes={"resources": {"requests": {"memory": value}}})
+    text = str(info.value)
+    assert "nodes.resources.requests.memory" in text and "is not a Kubernetes quantity (e.g. 500m, 1, 2Gi)" in text
+
+
+def test_a_request_above_its_limit_is_refused():
+    with pytest.raises(ValidationError, match=r"the memory request \(4Gi\) exceeds its limit \(2Gi\)"):
+        _with(nodes={"resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "2Gi"}}})
+    with pytest.raises(ValidationError, match="exceeds its limit"):
+        _with(gateway={"resources": {"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}})
+    _with(gateway={"resources": {"requests": {"cpu": "1000m"}, "limits": {"cpu": 1}}})  # equal is fine
+
+
+def test_quantities_parse_to_base_units():
+    from decimal import Decimal
+
+    from memoturn_operator.quantity import parse
+
+    assert parse("500m") == Decimal("0.5") and parse("2Gi") == 2 * 1024**3 and parse("1e3") == 1000
+    assert parse("1k") == 1000 and parse("1.5") == Decimal("1.5") and parse("128Mi") > parse("128M")
+
+
+def test_nodes_spread_over_zones_and_hosts_and_gateways_prefer_distinct_hosts_by_default():
+    node, gateway = _deployments(SPEC)
+    own = {"app.kubernetes.io/name": "memoturn", "app.kubernetes.io/instance": "acme"}
+    spread = node["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    for c in spread:
+        assert c["whenUnsatisfiable"] == "ScheduleAnyway" and c["maxSkew"] == 1
+        assert c["labelSelector"]["matchLabels"] == {
+            **own,
+            "app.kubernetes.io/managed-by": "memoturn-operator",
+            "app.kubernetes.io/component": "node",
+        }
+    assert "affinity" not in node and "topologySpreadConstraints" not in gateway
+    (term,) = gateway["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+    for pod in (node, gateway):
+        assert not {"nodeSelector", "tolerations", "priorityClassName", "imagePullSecrets"} & set(pod)
+
+
+def test_placement_fields_reach_the_pods():
+    placement = {
+        "nodeSelector": {"pool": "memory"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "memory", "effect": "NoSchedule"}],
+        "priorityClassName": "memoturn-critical",
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+        "topologySpreadConstraints": [{"topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}],
+    }
+    spec = _with(
+        nodes={**placement, "minReplicas": 2, "maxReplicas": 5},
+        gateway={"nodeSelector": {"pool": "edge"}, "topologySpreadConstraints": []},
+        imagePullSecrets=[{"name": "regcred"}],
+    )
+    node, gateway = _deployments(spec)
+    assert node["nodeSelector"] == {"pool": "memory"} and gateway["nodeSelector"] == {"pool": "edge"}
+    assert node["tolerations"] == placement["tolerations"] and "tolerations" not in gateway
+    assert node["priorityClassName"] == "memoturn-critical" and "priorityClassName" not in gateway
+    assert node["affinity"] == placement["affinity"]
+    (c,) = node["topologySpreadConstraints"]
+    assert c["whenUnsatisfiable"] == "DoNotSchedule"
+    assert c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "node"  # filled in
+    assert "topologySpreadConstraints" not in gateway  # [] turns the default off
+    assert "podAntiAffinity" in gateway["affinity"]  # gateway's default kept
+    assert node["imagePullSecrets"] == gateway["imagePullSecrets"] == [{"name": "regcred"}]
+    with pytest.raises(ValidationError):
+        _with(nodes={"tolerations": [{"key": "k", "effect": "Sometimes"}]})
+
+
+def test_the_gateway_has_a_disruption_budget_and_a_liveness_probe():
+    objs = by_kind(desired("acme", "team", "uid-1", SPEC))
+    pdb = objs[("PodDisruptionBudget", "acme-memoturn-gateway")]["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": by_kind_labels("gateway")}}
+    _, gateway = _deployments(SPEC)
+    probe = gateway["containers"][0]["livenessProbe"]
+    assert probe["httpGet"] == {"path": "/v1/gateway/health", "port": "http"} and probe["failureThreshold"] == 3
+
+
+def by_kind_labels(component: str) -> dict[str, str]:
+    from memoturn_operator.resources import labels
+
+    return labels("acme", component)
+
+
+def test_network_policies_open_the_gateway_and_close_the_nodes():
+    objs = by_kind(desired("acme", "team", "uid-1", SPEC, operator_namespace="memoturn-system"))
+    gateway = objs[("NetworkPolicy", "acme-memoturn-gateway")]["spec"]
+    assert gateway["podSelector"]["matchLabels"] == by_kind_labels("gateway")
+    assert gateway["policyTypes"] == ["Ingress"]
+    assert gateway["ingress"] == [{"ports": [{"protocol": "TCP", "port": 7400}]}]  # no `from`: every client
+    nodes = objs[("NetworkPolicy", "acme-memoturn-node")]["spec"]
+    assert nodes["podSelector"]["matchLabels"] == by_kind_labels("node")
+    (rule,) = nodes["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 7411}]
+    operator = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "memoturn-system"}},
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "memoturn", "app.kubernetes.io/component": "operator"}
+        },
+    }
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": by_kind_labels("gateway")}},
+        {"podSelector": {"matchLabels": by_kind_labels("node")}},
+        operator,
+    ]
+    # Extra peers (Prometheus), a closed gateway, or no policies at all.
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    clients = {"podSelector": {"matchLabels": {"role": "agent"}}}
+    spec = _with(networkPolicy={"nodesFrom": [prometheus], "gatewayFrom": [clients]})
+    objs = by_kind(desired("acme", "team", "uid-1", spec))
+    assert objs[("NetworkPolicy", "acme-memoturn-node")]["spec"]["ingress"][0]["from"][-1] == prometheus
+    gw_from = objs[("NetworkPolicy", "acme-memoturn-gateway")]["spec"]["ingress"][0]["from"]
+    assert gw_from[0] == clients and gw_from[1]["namespaceSelector"] == {}  # operator: any namespace when unknown
+    off = _with(networkPolicy={"enabled": False})
+    assert not any(o["kind"] == "NetworkPolicy" for o in desired("acme", "team", "uid-1", off))
+
+
+def test_tls_mounts_the_secret_and_switches_probes_and_urls_to_https():
+    plain_node, plain_gateway = _deployments(SPEC)
+    assert not any(e["name"].startswith("MEMOTURN_TLS") for e in plain_node["containers"][0]["env"])
+    spec = _with(tls={"secretName": "acme-tls"})
+    objs = by_kind(desired("acme", "team", "uid-1", spec))
+    node, gateway = _deployments(spec)
+    for pod in (node, gateway):
+        c = pod["containers"][0]
+        assert {"name": "tls", "secret": {"secretName": "acme-tls"}} in pod["volumes"]
+        assert {"name": "tls", "mountPath": "/etc/memoturn/tls", "readOnly": True} in c["volumeMounts"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["MEMOTURN_TLS_CERT_FILE"] == "/etc/memoturn/tls/tls.crt"
+        assert env["MEMOTURN_TLS_KEY_FILE"] == "/etc/memoturn/tls/tls.key"
+        assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+        assert c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+        # The gateway proxies to nodes, nodes replicate to their peers: both verify nodes against the CA.
+        assert env["MEMOTURN_NODE_CA_FILE"] == "/etc/memoturn/tls/ca.crt"
+    node_env = {e["name"]: e.get("value") for e in node["containers"][0]["env"]}
+    # Nodes advertise a DNS name a wildcard certificate covers: <pod>.<headless service>.<namespace>.svc.
+    assert node_env["MEMOTURN_ADVERTISE_URL"] == "https://$(POD_NAME).acme-memoturn-node.team.svc:7411"
+    assert node["subdomain"] == "acme-memoturn-node"
+    assert objs[("Service", "acme-memoturn-node")]["spec"]["publishNotReadyAddresses"] is True
+    plain_env = {e["name"]: e.get("value") for e in plain_node["containers"][0]["env"]}
+    assert plain_env["MEMOTURN_ADVERTISE_URL"] == "http://$(POD_IP):7411" and "subdomain" not in plain_node
+
+
+def test_usage_comes_from_the_nodes_metrics():
+    from memoturn.metrics import NodeMetrics
+    from memoturn_operator.dataplane import parse_load
+    from memoturn_operator.tenant import tenant_usage
+    from prometheus_client import generate_latest
+
+    m = NodeMetrics()
+    m.hot.set(3)
+    m.warm.set(4)
+    m.disk_bytes.set(4096)
+    m.bytes_shipped.inc(1000)
+    m.commits.inc(7)
+    for method, route in [
+        ("GET", "/v1/databases/{db}/kv/{key}"),
+        ("POST", "/v1/databases/{db}/vectors/{collection}/query"),
+        ("POST", "/v1/namespaces/{namespace}/profiles/{profile}/recall"),
+        ("POST", "/v1/databases/{db}/kv/{key}"),  # a write: counted by commits, not here
+        ("GET", "/v1/ready"),  # a probe
+        ("GET", "/metrics"),
+    ]:
+        m.requests.labels(method, route, "200").observe(0.01)
+    load = parse_load("pod-a", generate_latest(m.registry).decode())
+    assert (load.hot, load.warm, load.cache_bytes, load.shipped_bytes, load.reads, load.writes) == (
+        3,
+        4,
+        4096,
+        1000,
+        3,
+        7,
+    )
+    assert tenant_usage([load, load]) == {
+        "databases": 14,
+        "cacheBytes": 8192,
+        "shippedBytes": 2000,
+        "reads": 6,
+        "writes": 14,
+    }

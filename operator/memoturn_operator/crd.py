@@ -81,6 +81,11 @@ def structural(model: type[BaseModel]) -> dict[str, Any]:
                     out[k] = node[k]
             return out
         node = {k: v for k, v in node.items() if k != "title"}
+        if node.get("additionalProperties") is True:
+            # A free-form object (an affinity, a NetworkPolicyPeer): Kubernetes' own schema checks
+            # it where it lands (the Deployment, the NetworkPolicy); here it is kept as given.
+            del node["additionalProperties"]
+            node["x-kubernetes-preserve-unknown-fields"] = True
         if "anyOf" in node:
             options = [o for o in node["anyOf"] if o.get("type") != "null"]
             nullable = len(options) < len(node["anyOf"])
@@ -170,6 +175,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Ready Nodes", "type": "integer", "jsonPath": ".status.readyNodes"},
                 {"name": "Hot", "type": "integer", "jsonPath": ".status.hotDatabases"},
+                {"name": "Databases", "type": "integer", "jsonPath": ".status.usage.databases", "priority": 1},
                 {
                     "name": "Store",
                     "type": "string",

@@ -7,7 +7,11 @@ requests carry the tenant's admin token. A data plane that cannot be reached is 
 
 from __future__ import annotations
 
+import hashlib
+import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from memoturn.client import Memoturn, ProblemError
@@ -18,28 +22,70 @@ from .kube import Retry
 SCRAPE_TIMEOUT = 3.0
 
 
+#: ``verify`` for httpx: True (the system's CAs), or a context trusting a tenant's CA.
+Verify = ssl.SSLContext | bool
+
+
+def tls_context(ca_pem: str | None) -> ssl.SSLContext:
+    """Trust for a TLS tenant's node pods: its ``ca.crt`` (or the system's CAs without one).
+
+    The operator reaches node pods by IP, which their certificate does not name: the chain is
+    verified, the host name is not."""
+    context = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+    context.check_hostname = False
+    return context
+
+
 @dataclass(frozen=True)
 class NodeLoad:
-    """What the scaler needs from one node's ``/metrics``."""
+    """What the scaler and the usage report need from one node's ``/metrics``.
+
+    The counters (shipped bytes, reads, writes) count since the node process started."""
 
     pod: str
     hot: int
     warm: int
+    cache_bytes: int = 0
+    shipped_bytes: int = 0
+    reads: int = 0
+    writes: int = 0
+
+
+_GAUGES = {
+    "memoturn_hot_databases": "hot",
+    "memoturn_warm_databases": "warm",
+    "memoturn_cache_disk_bytes": "cache_bytes",
+    "memoturn_shipped_bytes_total": "shipped_bytes",
+    "memoturn_commits_total": "writes",
+}
+
+
+def is_read(method: str, route: str) -> bool:
+    """A data-API request that reads: a GET, or a query or recall POST (probes and metrics are not)."""
+    if not route.startswith(("/v1/databases", "/v1/namespaces")):
+        return False
+    return method == "GET" or (method == "POST" and route.endswith(("/query", "/recall")))
 
 
 def parse_load(pod: str, text: str) -> NodeLoad:
     values: dict[str, float] = {}
+    reads = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in ("memoturn_hot_databases", "memoturn_warm_databases"):
-                values[sample.name] = sample.value
-    return NodeLoad(pod, int(values.get("memoturn_hot_databases", 0)), int(values.get("memoturn_warm_databases", 0)))
+            if sample.name in _GAUGES:
+                values[_GAUGES[sample.name]] = values.get(_GAUGES[sample.name], 0) + sample.value
+            elif sample.name == "memoturn_request_seconds_count" and is_read(
+                sample.labels.get("method", ""), sample.labels.get("route", "")
+            ):
+                reads += sample.value
+    hot, warm = int(values.pop("hot", 0)), int(values.pop("warm", 0))
+    return NodeLoad(pod, hot, warm, **{k: int(v) for k, v in values.items()}, reads=int(reads))
 
 
-def scrape(pod: str, address: str, port: int) -> NodeLoad | None:
+def scrape(pod: str, address: str, port: int, scheme: str = "http", verify: Verify = True) -> NodeLoad | None:
     """One node's load, or None if it does not answer (it is then left out of the decision)."""
     try:
-        r = httpx.get(f"http://{address}:{port}/metrics", timeout=SCRAPE_TIMEOUT)
+        r = httpx.get(f"{scheme}://{address}:{port}/metrics", timeout=SCRAPE_TIMEOUT, verify=verify)
         r.raise_for_status()
     except httpx.HTTPError:
         return None
@@ -55,10 +101,10 @@ class NodeReadiness:
     detail: str
 
 
-def probe(pod: str, address: str, port: int) -> NodeReadiness:
+def probe(pod: str, address: str, port: int, scheme: str = "http", verify: Verify = True) -> NodeReadiness:
     """Ask a node whether it can serve, and if not, why (the cause names the dependency)."""
     try:
-        r = httpx.get(f"http://{address}:{port}/v1/ready", timeout=SCRAPE_TIMEOUT)
+        r = httpx.get(f"{scheme}://{address}:{port}/v1/ready", timeout=SCRAPE_TIMEOUT, verify=verify)
     except httpx.HTTPError as exc:
         return NodeReadiness(pod, None, f"no answer ({type(exc).__name__})")
     try:
@@ -70,11 +116,27 @@ def probe(pod: str, address: str, port: int) -> NodeReadiness:
     return NodeReadiness(pod, r.status_code == 200, detail or ("ok" if r.status_code == 200 else "not ready"))
 
 
-def client(endpoints: list[tuple[str, int]], token: str | None) -> Memoturn:
+def client(
+    endpoints: list[tuple[str, int]], token: str | None, *, tls_host: str | None = None, ca_pem: str | None = None
+) -> Memoturn:
+    """The tenant's gateway: a ready pod by IP, or with TLS its Service name (what the certificate
+    names), verified against the tenant's ``ca.crt`` (the system's CAs without one)."""
     if not endpoints:
         raise Retry("the tenant's gateway has no ready endpoint yet", delay=3)
     address, port = endpoints[0]
-    return Memoturn(f"http://{address}:{port}", token=token, timeout=15, retries=2)
+    if tls_host is None:
+        return Memoturn(f"http://{address}:{port}", token=token, timeout=15, retries=2)
+    return Memoturn(f"https://{tls_host}:{port}", token=token, timeout=15, retries=2, verify=ca_file(ca_pem) or True)
+
+
+def ca_file(ca_pem: str | None) -> str | None:
+    """A file holding ``ca_pem`` (the SDK takes a path), one per distinct CA, in the temp directory."""
+    if not ca_pem:
+        return None
+    path = Path(tempfile.gettempdir()) / f"memoturn-ca-{hashlib.sha256(ca_pem.encode()).hexdigest()[:16]}.pem"
+    if not path.exists():
+        path.write_text(ca_pem)
+    return str(path)
 
 
 def unreachable(exc: Exception) -> bool:

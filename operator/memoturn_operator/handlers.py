@@ -264,7 +264,11 @@ def _gateway(namespace: str, spec: MemoryBranchSpec) -> Memoturn:
     tspec = MemoryTenantSpec.model_validate(owner["spec"])
     token = k.secret_value(namespace, token_secret_name(spec.tenant, tspec), "admin-token")
     endpoints = k.ready_endpoints(namespace, names(spec.tenant)["gateway"])
-    return dataplane.client(endpoints, token)
+    if not tspec.tls:
+        return dataplane.client(endpoints, token)
+    ca = k.secret_value(namespace, tspec.tls.secretName, "ca.crt")
+    host = f"{names(spec.tenant)['gateway']}.{namespace}.svc"
+    return dataplane.client(endpoints, token, tls_host=host, ca_pem=ca)
 
 
 def _temporary(exc: Exception) -> kopf.TemporaryError:

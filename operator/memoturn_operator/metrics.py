@@ -3,7 +3,8 @@
 ``memoturn_operator_object_changes_total`` staying flat while reconciles keep running is
 the evidence that reconciling is idempotent (no hot loop): an unchanged tenant produces no
 writes. ``memoturn_operator_tenant_condition`` and ``memoturn_operator_node_ready`` mirror
-what each tenant's status and each node's ``/v1/ready`` say, for the chart's alerts.
+what each tenant's status and each node's ``/v1/ready`` say, for the chart's alerts;
+``memoturn_operator_tenant_usage`` mirrors each tenant's ``status.usage``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ node_ready = Gauge(
     registry=registry,
 )
 _node_pods: dict[tuple[str, str], set[str]] = {}
+tenant_usage = Gauge(
+    "memoturn_operator_tenant_usage",
+    "A tenant's status.usage: databases, cacheBytes, shippedBytes, reads, writes (counters since the node pods started)",
+    ["namespace", "tenant", "kind"],
+    registry=registry,
+)
 retries = Counter(
     "memoturn_operator_retries", "Reconciles postponed (API server or data plane away)", ["kind"], registry=registry
 )
@@ -64,8 +71,19 @@ def record_nodes(namespace: str, tenant: str, ready: dict[str, bool]) -> None:
     _node_pods[(namespace, tenant)] = set(ready)
 
 
+def record_usage(namespace: str, tenant: str, usage: dict[str, int]) -> None:
+    """Mirror a tenant's ``status.usage`` into ``memoturn_operator_tenant_usage``."""
+    for kind, value in usage.items():
+        tenant_usage.labels(namespace, tenant, kind).set(value)
+
+
 def forget_tenant(namespace: str, tenant: str, types: tuple[str, ...]) -> None:
     record_nodes(namespace, tenant, {})
+    for kind in ("databases", "cacheBytes", "shippedBytes", "reads", "writes"):
+        try:
+            tenant_usage.remove(namespace, tenant, kind)
+        except KeyError:
+            pass
     for type_ in types:
         for value in ("True", "False", "Unknown"):
             try:

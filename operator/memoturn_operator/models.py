@@ -6,31 +6,111 @@ alone cannot state are CEL rules (``x-kubernetes-validations``) attached in :mod
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+from . import quantity
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+#: A Kubernetes quantity, an integer or a string (``1``, ``500m``, ``2Gi``), kept as the string.
+Quantity = Annotated[
+    str,
+    BeforeValidator(quantity.normalize),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": quantity.PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
 class Resources(_Spec):
-    requests: dict[str, str] = Field(default_factory=dict, description="e.g. {cpu: 500m, memory: 1Gi}")
-    limits: dict[str, str] = Field(default_factory=dict)
+    """Container requests and limits; each request must not exceed its limit (the pod would be refused)."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {cpu: 500m, memory: 1Gi}")
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {memory: 2Gi}")
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            if limit is not None and quantity.parse(request) > quantity.parse(limit):
+                raise ValueError(f"the {name} request ({request}) exceeds its limit ({limit})")
+        return self
 
 
-class NodesSpec(_Spec):
+class NodeResources(Resources):
+    """Defaults make node pods Burstable, not BestEffort (the first evicted under memory pressure)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "250m", "memory": "512Mi"}, description="default {cpu: 250m, memory: 512Mi}"
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=lambda: {"memory": "2Gi"},
+        description="default {memory: 2Gi}; no cpu limit (throttling hurts latency more than it saves)",
+    )
+
+
+class GatewayResources(Resources):
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"}, description="default {cpu: 100m, memory: 128Mi}"
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=lambda: {"memory": "512Mi"}, description="default {memory: 512Mi}"
+    )
+
+
+class Toleration(_Spec):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None
+
+
+class TopologySpreadConstraint(_Spec):
+    maxSkew: int = Field(1, ge=1)
+    topologyKey: str = Field(description="e.g. topology.kubernetes.io/zone or kubernetes.io/hostname")
+    whenUnsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = "ScheduleAnyway"
+    labelSelector: dict[str, Any] | None = Field(None, description="unset: this component's own pods")
+    minDomains: int | None = Field(None, ge=1)
+    matchLabelKeys: list[str] | None = None
+    nodeAffinityPolicy: Literal["Honor", "Ignore"] | None = None
+    nodeTaintsPolicy: Literal["Honor", "Ignore"] | None = None
+
+
+class Placement(_Spec):
+    """Where a component's pods may run, as in a pod spec."""
+
+    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = Field(
+        None, description="A pod affinity (nodeAffinity, podAffinity, podAntiAffinity); unset: the default"
+    )
+    topologySpreadConstraints: list[TopologySpreadConstraint] | None = Field(
+        None, description="unset: the default spread; [] for none"
+    )
+    priorityClassName: str | None = None
+
+
+class NodesSpec(Placement):
     minReplicas: int = Field(1, ge=1, description="Fewest data-plane nodes")
     maxReplicas: int = Field(3, ge=1, description="Most data-plane nodes (tier scaling stays within)")
-    resources: Resources = Field(default_factory=Resources)
-    cacheSizeLimit: str = Field("10Gi", description="sizeLimit of the emptyDir cache (no PersistentVolumes)")
+    resources: NodeResources = Field(default_factory=NodeResources)
+    cacheSizeLimit: Quantity = Field("10Gi", description="sizeLimit of the emptyDir cache (no PersistentVolumes)")
     hotPerNodeTarget: int = Field(1000, ge=1, description="Scale out above this many hot databases per node")
 
 
-class GatewaySpec(_Spec):
+class GatewaySpec(Placement):
     replicas: int = Field(2, ge=1)
-    resources: Resources = Field(default_factory=Resources)
+    resources: GatewayResources = Field(default_factory=GatewayResources)
 
 
 class ObjectStoreSpec(_Spec):
@@ -97,8 +177,37 @@ class AuthSpec(_Spec):
     tokenSecret: str | None = Field(None, description="Secret with key admin-token; generated when unset")
 
 
+class TLSSpec(_Spec):
+    secretName: str = Field(
+        min_length=1,
+        description=(
+            "A kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt: cert-manager's layout) mounted in node and "
+            "gateway pods: both serve HTTPS, the gateway verifies nodes against ca.crt. The certificate names the "
+            "gateway Service and *.<tenant>-memoturn-node.<namespace>.svc (see docs/kubernetes.md)"
+        ),
+    )
+
+
+class NetworkPolicySpec(_Spec):
+    enabled: bool = Field(True, description="A NetworkPolicy for the gateway and one for the nodes")
+    gatewayFrom: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="NetworkPolicyPeers allowed to reach the gateway; empty: every client",
+    )
+    nodesFrom: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="NetworkPolicyPeers allowed to reach the nodes besides the gateway, peers and the operator "
+        "(e.g. Prometheus)",
+    )
+
+
+class LocalObjectReference(_Spec):
+    name: str = Field(min_length=1)
+
+
 class MemoryTenantSpec(_Spec):
     image: str = Field(description="The Memoturn image (all commands)")
+    imagePullSecrets: list[LocalObjectReference] = Field(default_factory=list, description="[{name: regcred}]")
     nodes: NodesSpec = Field(default_factory=NodesSpec)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     objectStore: ObjectStoreSpec
@@ -108,6 +217,8 @@ class MemoryTenantSpec(_Spec):
     replicasPerDatabase: int = Field(1, ge=0, le=5)
     tiers: TierPolicy = Field(default_factory=TierPolicy)
     auth: AuthSpec = Field(default_factory=AuthSpec)
+    tls: TLSSpec | None = Field(None, description="Unset: plain HTTP inside the cluster")
+    networkPolicy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
 
 
 class Condition(BaseModel):
@@ -119,6 +230,18 @@ class Condition(BaseModel):
     observedGeneration: int | None = None
 
 
+class TenantUsage(BaseModel):
+    """What the tenant's running node pods report (their counters restart with them)."""
+
+    databases: int = Field(0, description="Hot and warm databases on the nodes")
+    cacheBytes: int = Field(0, description="Bytes of warm database files on the nodes' disks")
+    shippedBytes: int = Field(
+        0, description="Segment bytes written to the object store since the node pods started (not bytes stored)"
+    )
+    reads: int = Field(0, description="Read requests (GET, query, recall, search) since the node pods started")
+    writes: int = Field(0, description="Transactions committed since the node pods started")
+
+
 class MemoryTenantStatus(BaseModel):
     phase: Literal["Pending", "Progressing", "Ready", "Degraded"] = "Pending"
     observedGeneration: int | None = None
@@ -126,6 +249,7 @@ class MemoryTenantStatus(BaseModel):
     hotDatabases: int = 0
     warmDatabases: int = 0
     endpoints: dict[str, str] = Field(default_factory=dict)
+    usage: TenantUsage | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -6,6 +6,13 @@ reconcile changes nothing and drift is repaired), and the unit tests check them 
 The data plane needs no access to the Kubernetes API, so its ServiceAccount gets no role and
 mounts no token. Nodes keep their cache in an ``emptyDir`` with a size limit: there are no
 PersistentVolumeClaims. A hash of the ConfigMap's content in the pod templates rolls the pods when it changes.
+
+Scheduling: every pod has requests and limits (defaults in :mod:`.models`: never BestEffort),
+node pods spread across zones and hosts and gateway pods prefer distinct hosts unless the
+tenant says otherwise; both components have a PodDisruptionBudget. A NetworkPolicy per
+component opens the gateway to clients and the nodes only to the gateway, their peers, the
+operator and whatever ``spec.networkPolicy.nodesFrom`` adds. With ``spec.tls`` both serve
+HTTPS from the tenant's certificate Secret and the gateway verifies the nodes against its CA.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import urllib.parse
 from typing import Any
 
 from . import GROUP, VERSION
-from .models import MemoryTenantSpec
+from .models import MemoryTenantSpec, Placement
 
 NODE_PORT = 7411
 GATEWAY_PORT = 7400
@@ -33,6 +40,9 @@ def names(tenant: str) -> dict[str, str]:
         "account": base,
         "token": f"{base}-token",
         "pdb": f"{base}-node",
+        "gateway_pdb": f"{base}-gateway",
+        "node_policy": f"{base}-node",
+        "gateway_policy": f"{base}-gateway",
     }
 
 
@@ -147,6 +157,109 @@ def _etcd_volumes(spec: MemoryTenantSpec) -> tuple[list[dict[str, Any]], list[di
     return [volume], [{"name": "etcd-tls", "mountPath": ETCD_TLS_DIR, "readOnly": True}]
 
 
+#: Where a tenant's tls Secret (tls.crt, tls.key, ca.crt) is mounted in node and gateway pods.
+TLS_DIR = "/etc/memoturn/tls"
+#: The variables naming its files: node and gateway serve HTTPS with the first two; the gateway
+#: (proxying) and the nodes (replicating to their peers) verify nodes against the CA.
+TLS_SERVER_ENV = {"MEMOTURN_TLS_CERT_FILE": "tls.crt", "MEMOTURN_TLS_KEY_FILE": "tls.key"}
+TLS_NODE_CA_ENV = "MEMOTURN_NODE_CA_FILE"
+
+
+def scheme(spec: MemoryTenantSpec) -> str:
+    return "https" if spec.tls else "http"
+
+
+def _tls_env(spec: MemoryTenantSpec) -> list[dict[str, Any]]:
+    if not spec.tls:
+        return []
+    env = [{"name": var, "value": f"{TLS_DIR}/{key}"} for var, key in TLS_SERVER_ENV.items()]
+    return [*env, {"name": TLS_NODE_CA_ENV, "value": f"{TLS_DIR}/ca.crt"}]
+
+
+def _tls_volumes(spec: MemoryTenantSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts) for the tls Secret, read-only (every key: ca.crt when it has one)."""
+    if not spec.tls:
+        return [], []
+    volume = {"name": "tls", "secret": {"secretName": spec.tls.secretName}}
+    return [volume], [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}]
+
+
+def node_host(tenant: str, namespace: str) -> str:
+    """The DNS suffix of node pods (``<pod>.<this>``): a certificate for ``*.<this>`` covers every node."""
+    return f"{names(tenant)['node']}.{namespace}.svc"
+
+
+def _http_get(path: str, spec: MemoryTenantSpec) -> dict[str, Any]:
+    probe: dict[str, Any] = {"path": path, "port": "http"}
+    if spec.tls:
+        probe["scheme"] = "HTTPS"  # the kubelet does not verify the certificate
+    return probe
+
+
+def _spread(p: Placement, own: dict[str, str], default: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tenant's topologySpreadConstraints (a missing labelSelector selects the component's own
+    pods), or the default when it gives none."""
+    if p.topologySpreadConstraints is None:
+        return default
+    out = []
+    for c in p.topologySpreadConstraints:
+        item = c.model_dump(exclude_none=True)
+        item.setdefault("labelSelector", {"matchLabels": own})
+        out.append(item)
+    return out
+
+
+def _scheduling(
+    spec: MemoryTenantSpec, p: Placement, own: dict[str, str], *, spread: list[dict[str, Any]], affinity: dict[str, Any]
+) -> dict[str, Any]:
+    """The pod spec fields that place a component's pods (only those with something to say)."""
+    out: dict[str, Any] = {}
+    if p.nodeSelector:
+        out["nodeSelector"] = dict(p.nodeSelector)
+    if p.tolerations:
+        out["tolerations"] = [t.model_dump(exclude_none=True) for t in p.tolerations]
+    chosen = p.affinity if p.affinity is not None else affinity
+    if chosen:
+        out["affinity"] = chosen
+    if constraints := _spread(p, own, spread):
+        out["topologySpreadConstraints"] = constraints
+    if p.priorityClassName:
+        out["priorityClassName"] = p.priorityClassName
+    if spec.imagePullSecrets:
+        out["imagePullSecrets"] = [r.model_dump() for r in spec.imagePullSecrets]
+    return out
+
+
+def _default_node_spread(own: dict[str, str]) -> list[dict[str, Any]]:
+    """Nodes across zones, then hosts; ScheduleAnyway: a single-zone or single-host cluster still runs them."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": own},
+        }
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+
+
+def _default_gateway_affinity(own: dict[str, str]) -> dict[str, Any]:
+    """Gateways prefer distinct hosts: one host going away leaves the others serving."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": own},
+                    },
+                }
+            ]
+        }
+    }
+
+
 def config_map(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec) -> dict[str, Any]:
     data = {
         "MEMOTURN_STORE_URL": store_url(spec),
@@ -244,6 +357,15 @@ def _security() -> dict[str, Any]:
     }
 
 
+def _resources(requests: dict[str, str], limits: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = dict(requests)
+    if limits:
+        out["limits"] = dict(limits)
+    return out
+
+
 def _pod_security(fs_group: bool = False) -> dict[str, Any]:
     """Pod securityContext: the image's uid 10001 and the runtime's seccomp profile (``restricted``)."""
     ctx: dict[str, Any] = {
@@ -262,6 +384,10 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
     sel = labels(tenant, "node")
     store_volumes, store_mounts = _store_volumes(spec)
     etcd_volumes, etcd_mounts = _etcd_volumes(spec)
+    tls_volumes, tls_mounts = _tls_volumes(spec)
+    # With TLS a node advertises its DNS name (the pod's hostname under the headless Service,
+    # which a wildcard certificate covers); without, its IP.
+    host = f"$(POD_NAME).{node_host(tenant, namespace)}" if spec.tls else "$(POD_IP)"
     container = {
         "name": "memoturnd",
         "image": spec.image,
@@ -272,12 +398,13 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
         "env": _env(tenant, spec)
         + [
             {"name": "MEMOTURN_NODE_ID", "value": "$(POD_NAME)"},
-            {"name": "MEMOTURN_ADVERTISE_URL", "value": f"http://$(POD_IP):{NODE_PORT}"},
+            {"name": "MEMOTURN_ADVERTISE_URL", "value": f"{scheme(spec)}://{host}:{NODE_PORT}"},
         ]
-        + _etcd_env(spec),
-        "readinessProbe": {"httpGet": {"path": "/v1/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2},
+        + _etcd_env(spec)
+        + _tls_env(spec),
+        "readinessProbe": {"httpGet": _http_get("/v1/ready", spec), "periodSeconds": 2, "failureThreshold": 2},
         "livenessProbe": {
-            "httpGet": {"path": "/v1/health", "port": "http"},
+            "httpGet": _http_get("/v1/health", spec),
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
@@ -286,8 +413,9 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
             {"name": "tmp", "mountPath": "/tmp"},
             *store_mounts,
             *etcd_mounts,
+            *tls_mounts,
         ],
-        "resources": spec.nodes.resources.model_dump(exclude_defaults=False),
+        "resources": _resources(spec.nodes.resources.requests, spec.nodes.resources.limits),
         "securityContext": _security(),
     }
     return {
@@ -309,12 +437,15 @@ def node_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpe
                     # SIGTERM ships the tail and revokes the lease; give it time to.
                     "terminationGracePeriodSeconds": 30,
                     "securityContext": _pod_security(fs_group=True),
+                    **({"subdomain": n["node"]} if spec.tls else {}),
+                    **_scheduling(spec, spec.nodes, sel, spread=_default_node_spread(sel), affinity={}),
                     "containers": [container],
                     "volumes": [
                         {"name": "cache", "emptyDir": {"sizeLimit": spec.nodes.cacheSizeLimit}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
                         *store_volumes,
                         *etcd_volumes,
+                        *tls_volumes,
                     ],
                 },
             },
@@ -326,6 +457,8 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
     n = names(tenant)
     sel = labels(tenant, "gateway")
     etcd_volumes, etcd_mounts = _etcd_volumes(spec)
+    tls_volumes, tls_mounts = _tls_volumes(spec)
+    volumes, mounts = etcd_volumes + tls_volumes, etcd_mounts + tls_mounts
     container: dict[str, Any] = {
         "name": "gateway",
         "image": spec.image,
@@ -339,14 +472,17 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
             etcd_prefix(namespace, tenant),
         ],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
-        "readinessProbe": {"httpGet": {"path": "/v1/gateway/health", "port": "http"}, "periodSeconds": 2},
-        "resources": spec.gateway.resources.model_dump(),
+        "readinessProbe": {"httpGet": _http_get("/v1/gateway/health", spec), "periodSeconds": 2},
+        # The health endpoint answers while the process serves (it does not depend on etcd):
+        # failing it means a hung gateway, which a restart cures.
+        "livenessProbe": {"httpGet": _http_get("/v1/gateway/health", spec), "periodSeconds": 10, "failureThreshold": 3},
+        "resources": _resources(spec.gateway.resources.requests, spec.gateway.resources.limits),
         "securityContext": _security(),
     }
-    if etcd_env := _etcd_env(spec):
-        container["env"] = etcd_env
-    if etcd_mounts:
-        container["volumeMounts"] = etcd_mounts
+    if env := _etcd_env(spec) + _tls_env(spec):
+        container["env"] = env
+    if mounts:
+        container["volumeMounts"] = mounts
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -363,16 +499,18 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
                     "serviceAccountName": n["account"],
                     "automountServiceAccountToken": False,
                     "securityContext": _pod_security(),
+                    **_scheduling(spec, spec.gateway, sel, spread=[], affinity=_default_gateway_affinity(sel)),
                     "containers": [container],
-                    **({"volumes": etcd_volumes} if etcd_volumes else {}),
+                    **({"volumes": volumes} if volumes else {}),
                 },
             },
         },
     }
 
 
-def services(tenant: str, namespace: str, uid: str) -> list[dict[str, Any]]:
+def services(tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec | None = None) -> list[dict[str, Any]]:
     n = names(tenant)
+    tls = bool(spec and spec.tls)
     return [
         {
             "apiVersion": "v1",
@@ -389,6 +527,8 @@ def services(tenant: str, namespace: str, uid: str) -> list[dict[str, Any]]:
             "metadata": _meta(n["node"], namespace, tenant, uid, "node"),
             "spec": {
                 "clusterIP": "None",
+                # With TLS, nodes are reached by DNS name: each has one from its start, as it has an IP.
+                **({"publishNotReadyAddresses": True} if tls else {}),
                 "selector": labels(tenant, "node"),
                 "ports": [{"name": "http", "port": NODE_PORT, "targetPort": "http"}],
             },
@@ -396,17 +536,84 @@ def services(tenant: str, namespace: str, uid: str) -> list[dict[str, Any]]:
     ]
 
 
-def disruption_budget(tenant: str, namespace: str, uid: str) -> dict[str, Any]:
+def disruption_budget(tenant: str, namespace: str, uid: str, component: str = "node") -> dict[str, Any]:
+    """At most one pod of the component down at a time during voluntary disruptions (a drain).
+
+    ``maxUnavailable: 1`` rather than ``minAvailable: 1``: with a single replica a drain can still
+    evict it (``minAvailable`` would block the drain for good)."""
+    name = names(tenant)["pdb" if component == "node" else "gateway_pdb"]
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(names(tenant)["pdb"], namespace, tenant, uid, "node"),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(tenant, "node")}},
+        "metadata": _meta(name, namespace, tenant, uid, component),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(tenant, component)}},
     }
 
 
+#: The operator's pod labels (the chart's selector labels): the nodes let it in.
+OPERATOR_LABELS = {"app.kubernetes.io/name": "memoturn", "app.kubernetes.io/component": "operator"}
+
+
+def _operator_peer(operator_namespace: str | None) -> dict[str, Any]:
+    namespaces: dict[str, Any] = (
+        {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}} if operator_namespace else {}
+    )
+    return {"namespaceSelector": namespaces, "podSelector": {"matchLabels": dict(OPERATOR_LABELS)}}
+
+
+def network_policies(
+    tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, operator_namespace: str | None = None
+) -> list[dict[str, Any]]:
+    """Ingress rules (egress stays open: nodes reach the object store and etcd wherever they are).
+
+    The gateway: every client, or only ``gatewayFrom`` (plus the operator, which calls the branch
+    API). The nodes: the gateway, their peers (replication), the operator (readiness, metrics)
+    and ``nodesFrom`` (Prometheus, say). The operator is found by its labels in its namespace
+    (``MEMOTURN_OPERATOR_NAMESPACE``; unset: in any namespace)."""
+    n, policy = names(tenant), spec.networkPolicy
+    if not policy.enabled:
+        return []
+    operator = _operator_peer(operator_namespace)
+    gateway_rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": GATEWAY_PORT}]}
+    if policy.gatewayFrom:
+        gateway_rule["from"] = [*policy.gatewayFrom, operator]
+    node_from = [
+        {"podSelector": {"matchLabels": labels(tenant, "gateway")}},
+        {"podSelector": {"matchLabels": labels(tenant, "node")}},
+        operator,
+        *policy.nodesFrom,
+    ]
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(n["gateway_policy"], namespace, tenant, uid, "gateway"),
+            "spec": {
+                "podSelector": {"matchLabels": labels(tenant, "gateway")},
+                "policyTypes": ["Ingress"],
+                "ingress": [gateway_rule],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(n["node_policy"], namespace, tenant, uid, "node"),
+            "spec": {
+                "podSelector": {"matchLabels": labels(tenant, "node")},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"protocol": "TCP", "port": NODE_PORT}], "from": node_from}],
+            },
+        },
+    ]
+
+
 def desired(
-    tenant: str, namespace: str, uid: str, spec: MemoryTenantSpec, node_replicas: int | None = None
+    tenant: str,
+    namespace: str,
+    uid: str,
+    spec: MemoryTenantSpec,
+    node_replicas: int | None = None,
+    operator_namespace: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every object the tenant owns except the token Secret (created once, see :func:`token_secret`)."""
     replicas = min(max(node_replicas or spec.nodes.minReplicas, spec.nodes.minReplicas), spec.nodes.maxReplicas)
@@ -415,8 +622,10 @@ def desired(
         config_map(tenant, namespace, uid, spec),
         node_deployment(tenant, namespace, uid, spec, replicas),
         gateway_deployment(tenant, namespace, uid, spec),
-        *services(tenant, namespace, uid),
+        *services(tenant, namespace, uid, spec),
         disruption_budget(tenant, namespace, uid),
+        disruption_budget(tenant, namespace, uid, "gateway"),
+        *network_policies(tenant, namespace, uid, spec, operator_namespace),
     ]
 
 

@@ -24,6 +24,9 @@ class OperatorSettings(BaseSettings):
     reapply_seconds: float = Field(300.0, gt=0, validation_alias="MEMOTURN_OPERATOR_REAPPLY_SECONDS")
     """Longest time an idle tenant's objects go without being re-applied (watch events repair
     drift at once; this is the safety net for an event the operator missed)."""
+    operator_namespace: str | None = Field(None, validation_alias="MEMOTURN_OPERATOR_NAMESPACE")
+    """The operator's own namespace (the chart sets it): tenants' NetworkPolicies let in the
+    operator's pods from there only; unset: from any namespace."""
     metrics_listen: str | None = Field(None, validation_alias="MEMOTURN_OPERATOR_METRICS_LISTEN")
     """``HOST:PORT`` for Prometheus metrics; unset or empty: none."""
 

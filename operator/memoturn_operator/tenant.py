@@ -8,7 +8,8 @@ The steps, each safe to repeat:
    drift, recreates deleted dependents);
 3. the nodes: each node pod's ``/v1/ready`` says whether it can use its object store and etcd
    (and why not: the dependency conditions of the status); each ready node's ``/metrics``
-   gives its hot and warm counts. Tier scaling:
+   gives its hot and warm counts and its usage (databases, bytes, reads, writes). With
+   ``spec.tls`` these go over HTTPS, trusting the tenant Secret's ``ca.crt``. Tier scaling:
    :func:`.resources.scale_decision` picks the node count (hysteresis, and at most one step
    per cooldown). Before a scale-down every node pod is annotated with its hot count as its
    ``pod-deletion-cost``, so the ReplicaSet removes the least-loaded one; that pod gets
@@ -34,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import GROUP, VERSION, events, metrics
-from .dataplane import NodeLoad, NodeReadiness, probe, scrape
+from .dataplane import NodeLoad, NodeReadiness, Verify, probe, scrape, tls_context
 from .kube import Kube
-from .models import MemoryTenantSpec
-from .resources import GATEWAY_PORT, NODE_PORT, desired, labels, names, scale_decision, token_secret
+from .models import MemoryTenantSpec, TenantUsage
+from .resources import GATEWAY_PORT, NODE_PORT, desired, labels, names, scale_decision, scheme, token_secret
 from .settings import load as load_settings
 from .status import tenant_status
 
@@ -74,21 +75,32 @@ def _key(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
-def survey_nodes(kube: Kube, namespace: str, tenant: str) -> tuple[list[NodeLoad], list[NodeReadiness]]:
+def node_trust(kube: Kube, namespace: str, spec: MemoryTenantSpec) -> Verify:
+    """How to verify a tenant's nodes: the CA of its tls Secret (plain HTTP: nothing to verify)."""
+    if not spec.tls:
+        return True
+    return tls_context(kube.secret_value(namespace, spec.tls.secretName, "ca.crt"))
+
+
+def survey_nodes(
+    kube: Kube, namespace: str, tenant: str, spec: MemoryTenantSpec | None = None
+) -> tuple[list[NodeLoad], list[NodeReadiness]]:
     """Every running node pod's readiness answer, and the load of those that are ready."""
     loads, answers = [], []
+    how = scheme(spec) if spec else "http"
+    verify = node_trust(kube, namespace, spec) if spec else True
     for pod in kube.pods(namespace, labels(tenant, "node")):
         ip = (pod.get("status") or {}).get("podIP")
         if not ip or pod["metadata"].get("deletionTimestamp"):
             continue
         name = pod["metadata"]["name"]
-        answers.append(probe(name, ip, NODE_PORT))
+        answers.append(probe(name, ip, NODE_PORT, how, verify))
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True"
             for c in (pod.get("status") or {}).get("conditions") or []
         )
         if ready:
-            load = scrape(name, ip, NODE_PORT)
+            load = scrape(name, ip, NODE_PORT, how, verify)
             if load is not None:
                 loads.append(load)
     return loads, answers
@@ -145,11 +157,13 @@ def reconcile(kube: Kube, body: dict[str, Any], memory: Memory, *, scale: bool =
         if not spec.auth.tokenSecret and not idle:
             if kube.create_if_absent(token_secret(tenant, namespace, uid, secrets.token_urlsafe(32))):
                 changed.append(f"Secret/{n['token']}")
-        loads, answers = survey_nodes(kube, namespace, tenant)
+        loads, answers = survey_nodes(kube, namespace, tenant, spec)
         metrics.record_nodes(namespace, tenant, {a.pod: bool(a.ready) for a in answers})
         current = kube.get("apps/v1", "Deployment", namespace, n["node"])
         replicas, scaled = _replicas(kube, namespace, tenant, spec, loads, memory, current, scale=scale)
-        wanted = desired(tenant, namespace, uid, spec, node_replicas=replicas)
+        wanted = desired(
+            tenant, namespace, uid, spec, node_replicas=replicas, operator_namespace=load_settings().operator_namespace
+        )
         wanted_digest = digest(wanted)
         reapply_after = load_settings().reapply_seconds
         skip = (
@@ -202,7 +216,14 @@ def write_status(
     n = names(tenant)
     hot = sum(load.hot for load in loads) if loads is not None else previous.get("hotDatabases", 0)
     warm = sum(load.warm for load in loads) if loads is not None else previous.get("warmDatabases", 0)
-    status = tenant_status(
+    usage = tenant_usage(loads) if loads is not None else previous.get("usage")
+    if usage is not None:
+        metrics.record_usage(namespace, tenant, usage)
+    try:
+        web = scheme(MemoryTenantSpec.model_validate(body["spec"]))
+    except ValueError:
+        web = "http"
+    computed = tenant_status(
         meta.get("generation", 1),
         node,
         gateway,
@@ -210,8 +231,10 @@ def write_status(
         nodes=answers,
         hot=hot,
         warm=warm,
-        endpoints={"gateway": f"http://{n['gateway']}.{namespace}.svc:{GATEWAY_PORT}"},
-    ).model_dump(mode="json", exclude_none=True)
+        endpoints={"gateway": f"{web}://{n['gateway']}.{namespace}.svc:{GATEWAY_PORT}"},
+    )
+    computed.usage = TenantUsage.model_validate(usage) if usage is not None else None
+    status = computed.model_dump(mode="json", exclude_none=True)
     comparable = {k: v for k, v in previous.items() if k in status}
     if comparable == status:
         return status, False, []
@@ -226,6 +249,17 @@ def write_status(
         {"status": status},
     )
     return status, True, events.transitions(previous.get("conditions"), status.get("conditions") or [])
+
+
+def tenant_usage(loads: list[NodeLoad]) -> dict[str, int]:
+    """``status.usage``: the ready nodes' figures added up (counters since each pod started)."""
+    return TenantUsage(
+        databases=sum(x.hot + x.warm for x in loads),
+        cacheBytes=sum(x.cache_bytes for x in loads),
+        shippedBytes=sum(x.shipped_bytes for x in loads),
+        reads=sum(x.reads for x in loads),
+        writes=sum(x.writes for x in loads),
+    ).model_dump()
 
 
 def refresh_status(kube: Kube, namespace: str, tenant: str) -> tuple[dict[str, Any] | None, list[events.Event]]:

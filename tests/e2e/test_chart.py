@@ -128,6 +128,10 @@ def cluster(api):
         },
     )
     assert r.status_code == 201, r.text
+    # What the serviceaccount controller (not running here) gives every namespace: the helm test
+    # Pod, the one bare Pod the chart renders, is admitted only if its ServiceAccount exists.
+    r = api.post(f"/api/v1/namespaces/{namespace}/serviceaccounts", json={"metadata": {"name": "default"}})
+    assert r.status_code == 201, r.text
     return namespace
 
 
@@ -394,3 +398,82 @@ def test_the_dockerfile_runs_as_non_root_and_installs_the_project_pins():
     ignored = (ROOT / ".dockerignore").read_text().split()
     for needed in ("pyproject.toml", "README.md", "node", "operator"):  # what the COPY lines take
         assert needed not in ignored
+
+
+# ---- namespace-scoped mode: Roles instead of a cluster-wide Secret read ---------------------------
+
+
+def _rules_on(role: dict, group: str, resource: str) -> set[str]:
+    return {
+        verb
+        for rule in role["rules"]
+        if group in rule["apiGroups"] and resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_cluster_wide_mode_grants_what_tenants_need_including_network_policies(helm):
+    objects = render(helm, "memoturn-system")
+    (role,) = [o for o in objects if o["kind"] == "ClusterRole"]
+    assert {"create", "patch"} <= _rules_on(role, "networking.k8s.io", "networkpolicies")
+    assert {"create", "patch"} <= _rules_on(role, "policy", "poddisruptionbudgets")
+    assert "get" in _rules_on(role, "", "secrets")
+    assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding", "KopfPeering")]
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # Tenants' NetworkPolicies admit the operator from its own namespace.
+    assert env["MEMOTURN_OPERATOR_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    from memoturn_operator.resources import OPERATOR_LABELS
+
+    assert OPERATOR_LABELS.items() <= labels.items()
+
+
+WATCH = ["--set", "operator.watchNamespaces={team-a,team-b}"]
+
+
+def test_watch_namespaces_renders_a_role_per_namespace_and_no_cluster_wide_secret_access(helm):
+    objects = render(helm, "memoturn-system", *WATCH)
+    by = {(o["kind"], o["metadata"].get("namespace")): o for o in objects}
+    (cluster_role,) = [o for o in objects if o["kind"] == "ClusterRole"]
+    # Cluster-wide only reads of CRDs and namespaces: no Secrets, no writes.
+    assert {(g, r) for rule in cluster_role["rules"] for g in rule["apiGroups"] for r in rule["resources"]} == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("", "namespaces"),
+    }
+    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    for ns in ("team-a", "team-b"):
+        role, binding = by[("Role", ns)], by[("RoleBinding", ns)]
+        assert {"get", "create"} <= _rules_on(role, "", "secrets")
+        assert {"create", "patch"} <= _rules_on(role, "apps", "deployments")
+        assert {"create", "patch"} <= _rules_on(role, "networking.k8s.io", "networkpolicies")
+        assert "patch" in _rules_on(role, "kopf.dev", "kopfpeerings")
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "memoturn-system"}]
+        assert by[("KopfPeering", ns)]["metadata"]["name"] == "memoturn"
+    assert not [o for o in objects if o["kind"] == "ClusterKopfPeering"]
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:4] == ["--namespace", "team-a", "--namespace", "team-b"] and "--all-namespaces" not in args
+    assert args[4:6] == ["--peering", "memoturn"]
+
+
+def test_watch_namespaces_objects_are_accepted_by_the_api_server(helm, api, cluster, tmp_path):
+    """Server-side dry run of the namespace-scoped objects, each in the namespace it names."""
+    for ns in ("team-a", "team-b"):
+        r = api.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        assert r.status_code in (201, 409), r.text
+    for obj in render(helm, cluster, *WATCH):
+        _, namespaced = Discovery(api).resource(obj["apiVersion"], obj["kind"])
+        assert namespaced == ("namespace" in obj["metadata"]), obj["metadata"]
+        r = apply(api, Discovery(api), obj, dry_run=True, manager="helm-test")
+        assert r.status_code in (200, 201), f"{obj['kind']}/{obj['metadata']['name']}: {r.status_code} {r.text}"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("operator:\n  watchNamespaces: [Team_A]\n")
+    r = helm("lint", "charts/memoturn", "-f", str(bad))
+    assert r.returncode != 0 and "watchNamespaces" in r.stdout + r.stderr

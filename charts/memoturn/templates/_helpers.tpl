@@ -85,3 +85,72 @@ seccompProfile:
 {{- define "memoturn.devEtcd" -}}{{ include "memoturn.fullname" . }}-dev-etcd{{- end }}
 {{- define "memoturn.devMinio" -}}{{ include "memoturn.fullname" . }}-dev-minio{{- end }}
 {{- define "memoturn.devCredentials" -}}{{ include "memoturn.fullname" . }}-dev-credentials{{- end }}
+
+{{/*
+The operator's rules on the namespaced kinds it reconciles: in a ClusterRole (every namespace)
+or in a Role per namespace (operator.watchNamespaces).
+*/}}
+{{- define "memoturn.operatorRules" -}}
+# Its own resources: kopf watches them and patches its finalizer and progress annotations onto
+# them. The operator neither creates nor deletes them (users and their tools do).
+- apiGroups: ["memoturn.io"]
+  resources: ["memorytenants", "memorybranches"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Phase, conditions, endpoints and usage are reported through the status subresource.
+- apiGroups: ["memoturn.io"]
+  resources: ["memorytenants/status", "memorybranches/status"]
+  verbs: ["get", "patch", "update"]
+# Owned objects carry ownerReferences with blockOwnerDeletion: true, which the
+# OwnerReferencesPermissionEnforcement admission plugin allows only with update on the owner's
+# finalizers subresource.
+- apiGroups: ["memoturn.io"]
+  resources: ["memorytenants/finalizers", "memorybranches/finalizers"]
+  verbs: ["update"]
+# A tenant's node and gateway Deployments: applied on every reconcile, scaled with the hot set;
+# watched so a deleted or hand-edited one is repaired at once.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# A tenant's Services, ConfigMap and ServiceAccount (which mounts no token and has no role).
+# Services are also read for their selectors: the operator reaches a tenant's gateway and
+# nodes at the ready pods a Service selects.
+- apiGroups: [""]
+  resources: ["services", "configmaps", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The generated admin-token Secret: created once, never deleted (garbage collection removes
+# it with its tenant); read back for the token the operator calls the data plane with, and a
+# tls Secret's ca.crt, to verify the nodes it probes.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Node pods: watched for failover (a node pod gone or failed has its etcd lease revoked) and
+# annotated. Never created or deleted directly: Deployments own them.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "patch"]
+# kopf posts Kubernetes events about handler progress and errors (both APIs, whichever the
+# client library uses).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# A tenant's PodDisruptionBudgets (at most one node, one gateway down during voluntary disruptions).
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# A tenant's NetworkPolicies (gateway open to clients; nodes to the gateway, peers, the operator).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+{{- end }}
+
+{{/* Cluster-scoped reads kopf makes in either mode. */}}
+{{- define "memoturn.operatorClusterReads" -}}
+# kopf scans the CRDs at start-up and watches them, so it begins serving MemoryTenants and
+# MemoryBranches once their CRDs appear (and stops if they are removed).
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
