@@ -231,9 +231,14 @@ def test_a_refused_connection_is_retried_on_another_node():
         gateway = _gateway(StaticPlacement({"dead": f"http://127.0.0.1:{closed_port()}", "b": node.url}, owner="dead"))
         async with serving(gateway) as client:
             r = await client.put("/v1/databases/db/kv/k", content=b'{"value": 1}')
+            scraped = (await client.get("/metrics")).text
         await node.stop()
         assert r.status_code == 200 and r.headers["memoturn-txid"] == "1"
         assert len(node.seen) == 1 and gateway.retries == 1
+        # The gateway's own /metrics (the chart's gateway PodMonitor scrapes it).
+        assert "memoturn_gateway_retries_total 1.0" in scraped
+        assert 'memoturn_gateway_request_seconds_count{method="PUT",status="200"} 1.0' in scraped
+        assert "memoturn_gateway_live_nodes 2.0" in scraped
 
     asyncio.run(go())
 
@@ -243,7 +248,9 @@ def test_no_live_node_at_all_is_503_no_route():
         gateway = _gateway(StaticPlacement({"dead": f"http://127.0.0.1:{closed_port()}"}), attempts=2)
         async with serving(gateway) as client:
             r = await client.put("/v1/databases/db/kv/k", content=b"{}")
+            scraped = (await client.get("/metrics")).text
         assert r.status_code == 503 and r.json()["type"] == "no-route"
+        assert "memoturn_gateway_no_route_total 1.0" in scraped
 
     asyncio.run(go())
 

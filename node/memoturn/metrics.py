@@ -97,6 +97,30 @@ class NodeMetrics:
         return generate_latest(self.registry)
 
 
+class GatewayMetrics:
+    """What a gateway does with requests: answers by status, latency, retries, routable nodes."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Histogram(
+            "memoturn_gateway_request_seconds",
+            "Requests through the gateway, by method and answer status (retries included in the time)",
+            ["method", "status"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.retries = Counter(
+            "memoturn_gateway_retries", "Requests sent again to a node after a retryable answer or failure", registry=r
+        )
+        self.no_route = Counter(
+            "memoturn_gateway_no_route", "Requests answered 503 no-route after every attempt", registry=r
+        )
+        self.live_nodes = Gauge("memoturn_gateway_live_nodes", "Nodes the gateway can route to", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
 def sample(metric: Any) -> float:
     """The current value of an unlabelled counter or gauge, through the public collect() API."""
     for family in metric.collect():

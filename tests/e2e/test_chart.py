@@ -267,6 +267,8 @@ MONITORING_ON = [
     "--set",
     "monitoring.podMonitors.nodes=true",
     "--set",
+    "monitoring.podMonitors.gateways=true",
+    "--set",
     "monitoring.prometheusRule.enabled=true",
     "--set",
     "monitoring.dashboard.enabled=true",
@@ -304,7 +306,7 @@ def test_monitoring_objects_render_and_scrape_what_exists(helm):
     PodMonitor selects the pods the operator creates on their named port, and every alert and
     dashboard query names a metric the node or the operator exposes."""
     from memoturn_operator.models import MemoryTenantSpec
-    from memoturn_operator.resources import node_deployment
+    from memoturn_operator.resources import gateway_deployment, node_deployment
 
     objects = render(helm, "memoturn-system", *MONITORING_ON)
     by_kind: dict[str, list[dict]] = {}
@@ -318,15 +320,21 @@ def test_monitoring_objects_render_and_scrape_what_exists(helm):
     assert monitor["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
     assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # keep the tenants' namespace labels
 
-    (nodes,) = by_kind["PodMonitor"]  # gateways stay off (they serve no /metrics)
+    monitors = {m["metadata"]["labels"]["app.kubernetes.io/component"]: m for m in by_kind["PodMonitor"]}
     spec = MemoryTenantSpec.model_validate(
         {"image": "m", "objectStore": {"bucket": "bkt"}, "etcd": {"endpoints": ["e:2379"]}}
     )
-    pod = node_deployment("acme", "agents", "uid", spec, 1)["spec"]["template"]
-    assert nodes["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    assert nodes["spec"]["namespaceSelector"] == {"any": True}
-    port = nodes["spec"]["podMetricsEndpoints"][0]["port"]
-    assert port in {p["name"] for c in pod["spec"]["containers"] for p in c["ports"]}
+    pods = {
+        "node": node_deployment("acme", "agents", "uid", spec, 1)["spec"]["template"],
+        "gateway": gateway_deployment("acme", "agents", "uid", spec)["spec"]["template"],
+    }
+    assert set(monitors) == set(pods)
+    for component, pod in pods.items():
+        monitor = monitors[component]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        assert monitor["spec"]["namespaceSelector"] == {"any": True}
+        port = monitor["spec"]["podMetricsEndpoints"][0]["port"]
+        assert port in {p["name"] for c in pod["spec"]["containers"] for p in c["ports"]}
 
     (rule,) = by_kind["PrometheusRule"]
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]

@@ -51,11 +51,13 @@ import logging
 import re
 import ssl
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import yarl
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -67,6 +69,7 @@ from .. import dashboard
 from ..backoff import next_delay
 from ..config import GatewaySettings, settings_error
 from ..errors import BadRequest
+from ..metrics import GatewayMetrics
 from ..names import profile_database
 from ..tls import TLSError, client_context, serve_uvicorn, server_files
 from .etcd_client import EtcdClient
@@ -127,6 +130,7 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._refreshing: set[str] = set()
         self.retries = 0
+        self.metrics = GatewayMetrics()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -245,8 +249,10 @@ class Gateway:
                     if key:
                         await asyncio.get_running_loop().run_in_executor(None, self._refresh, key)
             self.retries += 1
+            self.metrics.retries.inc()
             delay = next_delay(delay, first=self.backoff, cap=self.max_backoff)
             await asyncio.sleep(delay)
+        self.metrics.no_route.inc()
         return _problem(503, "no-route", f"gave up after {self.attempts} attempts: {last_problem}")
 
     def _replica_node(self, key: str | None) -> dict[str, Any] | None:
@@ -328,8 +334,17 @@ async def _relay(resp: aiohttp.ClientResponse) -> Response:
 
 
 def create_gateway_app(gateway: Gateway) -> Starlette:
+    metrics = gateway.metrics
+
     async def endpoint(request: Request) -> Response:
-        return await gateway.handle(request)
+        t0 = time.perf_counter()
+        response = await gateway.handle(request)
+        metrics.requests.labels(request.method, str(response.status_code)).observe(time.perf_counter() - t0)
+        return response
+
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.live_nodes.set(len(gateway.placement.live_nodes()))
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -338,7 +353,11 @@ def create_gateway_app(gateway: Gateway) -> Starlette:
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     # The dashboard's files are the gateway's own; its API calls are routed like any other.
-    routes = [*dashboard.routes(), Route("/{path:path}", endpoint, methods=methods)]
+    routes = [
+        *dashboard.routes(),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/{path:path}", endpoint, methods=methods),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
