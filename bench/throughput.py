@@ -145,10 +145,12 @@ def _run_cluster(
     sweep: list[int],
     results: dict[str, Any],
 ) -> None:
-    """One node (behind ``server``) and a gateway; every phase direct and through the gateway."""
+    """One node and a gateway (both behind ``server``); every phase direct and through the gateway."""
     tmp.mkdir(parents=True, exist_ok=True)
     env = {"MEMOTURN_MAX_HOT": "1000", "MEMOTURN_HTTP_SERVER": server}
-    cluster = Cluster(tmp, etcd, minio, nodes=1, ttl=15, env=env, prefix=f"/tp-{server}")
+    cluster = Cluster(
+        tmp, etcd, minio, nodes=1, ttl=15, env=env, gateway_env={"MEMOTURN_HTTP_SERVER": server}, prefix=f"/tp-{server}"
+    )
     try:
         node_url = next(iter(cluster.nodes.values())).url
         gw = cluster.gateway.client
@@ -185,7 +187,7 @@ def main() -> int:
     ap.add_argument(
         "--http-servers",
         default="uvicorn",
-        help="comma-separated MEMOTURN_HTTP_SERVER values for the node, each on a fresh cluster in "
+        help="comma-separated MEMOTURN_HTTP_SERVER values for the node and the gateway, each on a fresh cluster in "
         "this run (e.g. 'uvicorn,granian'); the first is reported as is, the others with their "
         "name as a prefix (granian_direct_kv_get, ...), without the sweep",
     )

@@ -1,4 +1,4 @@
-"""memoturnd behind either HTTP server (``MEMOTURN_HTTP_SERVER``): the same API, the same
+"""memoturnd and the gateway behind either HTTP server (``MEMOTURN_HTTP_SERVER``): the same API, the same
 problem bodies, and a graceful stop on SIGTERM (the app's shutdown runs and ships every committed txid)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+from support.cluster import Cluster
 from support.nodes import Memoturnd
 
 
@@ -40,3 +41,21 @@ def test_the_api_answers_the_same_behind_each_http_server(server, tmp_path):
         assert again.client.get("/v1/databases/hs/kv/a/b").json()["value"] == {"x": 1}
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_a_gateway_routes_the_same_behind_each_http_server(server, tmp_path, etcd, minio):
+    env = {"MEMOTURN_HTTP_SERVER": server}
+    cluster = Cluster(tmp_path, etcd, minio, nodes=1, env=env, gateway_env=env)
+    try:
+        gw = cluster.gateway.client
+        assert gw.post("/v1/databases", json={"name": "gs"}).status_code == 201
+        put = gw.put("/v1/databases/gs/kv/k", json={"value": 7})
+        assert put.status_code == 200
+        got = gw.get("/v1/databases/gs/kv/k", headers={"Memoturn-Min-Txid": str(put.json()["txid"])})
+        assert got.json()["value"] == 7
+        missing = gw.get("/v1/databases/gs/kv/nope")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        assert 'memoturn_gateway_request_seconds_count{method="PUT",status="200"}' in gw.get("/metrics").text
+    finally:
+        cluster.close()

@@ -328,6 +328,11 @@ class GatewaySettings(EnvSettings):
         "before `503 no-route`",
         json_schema_extra={"flag": "--attempts"},
     )
+    http_server: Literal["uvicorn", "granian"] = Field(
+        "uvicorn",
+        description="the HTTP server in front of the gateway: `uvicorn` or `granian` (as memoturnd's)",
+        json_schema_extra={"flag": "--http-server"},
+    )
     tls_cert_file: str | None = Field(None, description=_TLS_CERT, json_schema_extra={"flag": "--tls-cert-file"})
     tls_key_file: str | None = Field(None, description=_TLS_KEY, json_schema_extra={"flag": "--tls-key-file"})
     node_ca_file: str | None = Field(None, description=_NODE_CA, json_schema_extra={"flag": "--node-ca-file"})

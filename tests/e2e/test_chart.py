@@ -373,7 +373,7 @@ def test_the_schema_rejects_a_misspelled_monitoring_toggle(helm, tmp_path):
     assert helm("lint", "charts/memoturn", "-f", str(bad)).returncode != 0
 
 
-# ---- the Dockerfile (it cannot be built here: no container engine) --------------------------------
+# ---- the Dockerfile (static checks; tests/test_image.py builds and runs it) -----------------------
 
 
 def test_the_dockerfile_runs_as_non_root_and_installs_the_project_pins():

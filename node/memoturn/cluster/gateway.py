@@ -71,7 +71,8 @@ from ..config import GatewaySettings, settings_error
 from ..errors import BadRequest
 from ..metrics import GatewayMetrics
 from ..names import profile_database
-from ..tls import TLSError, client_context, serve_uvicorn, server_files
+from ..serving import serve
+from ..tls import TLSError, client_context, server_files
 from .etcd_client import EtcdClient
 from .placement import Placement
 
@@ -410,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(etcd {settings.etcd_endpoints}, {len(placement.live_nodes())} live nodes)",
         flush=True,
     )
-    serve_uvicorn(create_gateway_app(gateway), host, port, tls, log_level=args.log_level, access_log=False)
+    serve(
+        create_gateway_app(gateway), host, port, tls, settings.http_server, log_level=args.log_level, access_log=False
+    )
     return 0
 
 

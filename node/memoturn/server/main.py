@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
 
 from pydantic import ValidationError
 
 from ..config import Settings, settings_error
-from ..tls import ServerFiles, TLSError, client_context, serve_uvicorn, server_files
+from ..serving import serve
+from ..tls import TLSError, client_context, server_files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,50 +65,17 @@ def main(argv: list[str] | None = None) -> int:
         f"API docs {scheme}://{settings.listen}/docs)",
         flush=True,
     )
-    app = create_app(node)
-    if settings.http_server == "granian":
-        serve_granian(app, host, port, tls)
-    else:
-        serve_uvicorn(
-            app, host, port, tls, log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=10
-        )
+    serve(
+        create_app(node),
+        host,
+        port,
+        tls,
+        settings.http_server,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
-
-
-def serve_granian(app: Any, host: str, port: int, tls: ServerFiles | None = None) -> None:
-    """Serve ``app`` with granian's server embedded in this process (the node is already built
-    here, so no import string and no worker process); SIGTERM and SIGINT stop it gracefully,
-    running the app's lifespan shutdown as uvicorn does. granian reads ``tls`` at start only:
-    a rotated certificate takes a restart."""
-    import asyncio
-    import signal
-    from pathlib import Path
-
-    from granian.constants import Interfaces
-    from granian.server.embed import Server
-
-    async def run() -> None:
-        server = Server(
-            app,
-            address=host,
-            port=port,
-            interface=Interfaces.ASGI,
-            log_enabled=False,
-            ssl_cert=Path(tls.cert_file) if tls else None,
-            ssl_key=Path(tls.key_file) if tls else None,
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, server.stop)
-        await server.serve()
-
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(run())
 
 
 if __name__ == "__main__":
