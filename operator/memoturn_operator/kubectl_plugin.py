@@ -17,7 +17,11 @@ plane with the Memoturn SDK and the tenant's admin token (read from its Secret):
   operator would have, when the gateway still answers).
 
 The data plane is reached at a ready gateway (or node) pod's address, which works from inside
-the cluster; from a laptop, port-forward the gateway Service and pass ``--url``. Every failure
+the cluster; from a laptop, port-forward the gateway Service and pass ``--url``. A tenant with
+``spec.tls`` is reached over HTTPS: the pods' certificates are verified against its Secret's
+``ca.crt`` (or ``--ca-file``), for the names the certificate carries rather than the pod IPs
+(``<pod>.<tenant>-memoturn-node.<namespace>.svc`` for a node, the gateway Service's
+``<tenant>-memoturn-gateway.<namespace>.svc``, also behind a ``--url`` to an IP or localhost). Every failure
 is one line on stderr and a non-zero exit (2: bad usage or input, 1: the cluster refused or is
 unreachable).
 """
@@ -25,13 +29,17 @@ unreachable).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
+import ipaddress
 import json
+import ssl
 import sys
 import tarfile
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -45,9 +53,10 @@ from urllib3.exceptions import HTTPError, InsecureRequestWarning
 
 from . import GROUP, VERSION
 from .branch import parse_time
+from .dataplane import ca_file
 from .kube import Kube, Retry, _bearer_token_fixed
 from .models import MemoryTenantSpec
-from .resources import NODE_PORT, labels, names, token_secret_name
+from .resources import NODE_PORT, labels, names, node_host, token_secret_name
 
 FINALIZER = f"{GROUP}/finalizer"
 HTTP_TIMEOUT = 10.0
@@ -88,6 +97,11 @@ def parser() -> argparse.ArgumentParser:
         "(default: a ready gateway pod's address, reachable from inside the cluster)",
     )
     p.add_argument("--token", help="the tenant's admin token (default: read from its Secret)")
+    p.add_argument(
+        "--ca-file",
+        help="CA bundle to verify a TLS tenant's pods (or an https --url) with (default: ca.crt of the "
+        "tenant's spec.tls Secret)",
+    )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -157,6 +171,98 @@ def _timestamp(value: str | None) -> float | None:
         raise PluginError(f"--timestamp {value!r} is not an RFC 3339 time with a zone", code=2) from None
 
 
+# -- where the data plane is, and how to trust it -----------------------------------------------
+
+#: What httpx verifies a server with: a CA bundle's path, True (the system's CAs, or
+#: ``MEMOTURN_CA_FILE`` for the SDK) or None (plain HTTP: the SDK's default).
+Verify = str | bool | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pod (or ``--url``) to talk to: the URL, the CA to verify it with, and the name its
+    certificate must carry when the URL's host is an address the certificate cannot name."""
+
+    url: str
+    verify: Verify = None
+    server_name: str | None = None
+
+
+def select_ca(ca_flag: str | None, tls: bool, secret_ca: Callable[[], str | None]) -> Verify:
+    """``--ca-file`` if given; else, for a TLS tenant, its Secret's ``ca.crt`` (in a temp file, the
+    SDK takes a path) or the system's CAs when the Secret has none; else None (plain HTTP)."""
+    if ca_flag:
+        return ca_flag
+    if not tls:
+        return None
+    return ca_file(secret_ca()) or True
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address  # an IPv6 pod IP
+
+
+def _is_address(host: str) -> bool:
+    """An IP or localhost (a port-forward): no certificate of the tenant's names it."""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def gateway_target(
+    tenant: str,
+    namespace: str,
+    *,
+    tls: bool,
+    ca: Verify,
+    url: str | None = None,
+    endpoint: tuple[str, int] | None = None,
+) -> Target:
+    """``--url`` as given, else a ready gateway pod (``endpoint``) by IP; with TLS the certificate is
+    checked for the gateway Service's DNS name wherever the host is an address."""
+    service = f"{names(tenant)['gateway']}.{namespace}.svc"
+    if url:
+        host = urllib.parse.urlsplit(url).hostname or ""
+        return Target(url, ca, service if tls and _is_address(host) else None)
+    if endpoint is None:
+        raise ValueError("gateway_target needs url or endpoint")
+    address, port = endpoint
+    if not tls:
+        return Target(f"http://{_url_host(address)}:{port}", ca)
+    return Target(f"https://{_url_host(address)}:{port}", ca, service)
+
+
+def node_target(tenant: str, namespace: str, pod: str, ip: str, *, tls: bool, ca: Verify) -> Target:
+    """A node pod by IP; with TLS, checked for the name it advertises (``<pod>.<node Service>.<ns>.svc``,
+    which the tenant's wildcard certificate covers), as the gateway and its peers check it."""
+    if not tls:
+        return Target(f"http://{_url_host(ip)}:{NODE_PORT}", ca)
+    return Target(f"https://{_url_host(ip)}:{NODE_PORT}", ca, f"{pod}.{node_host(tenant, namespace)}")
+
+
+@functools.cache
+def _context(verify: str | bool | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify`` for a Target (one context per CA file, reused across requests)."""
+    if not isinstance(verify, str):
+        return True if verify is None else verify
+    try:
+        return ssl.create_default_context(cafile=verify)
+    except OSError as exc:  # ssl.SSLError too: no certificate in the file
+        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise PluginError(f"cannot use the CA bundle {verify}: {reason or exc}", code=2) from None
+
+
+def _sni(name: str) -> Callable[[httpx.Request], None]:
+    def hook(request: httpx.Request) -> None:
+        request.extensions["sni_hostname"] = name  # checked on the certificate instead of the URL's host
+
+    return hook
+
+
 # -- cluster access ---------------------------------------------------------------------------
 
 
@@ -168,6 +274,8 @@ class Cluster:
     namespace: str
     url: str | None = None
     token: str | None = None
+    ca_flag: str | None = None
+    _tls: dict[str, tuple[bool, Verify]] = field(default_factory=dict)
 
     def tenant(self, name: str) -> dict[str, Any]:
         body = self.kube.tenant(GROUP, VERSION, self.namespace, name)
@@ -182,20 +290,62 @@ class Cluster:
         name = tenant["metadata"]["name"]
         return self.kube.secret_value(self.namespace, token_secret_name(name, spec), "admin-token")
 
+    def tls(self, tenant: dict[str, Any]) -> tuple[bool, Verify]:
+        """Whether the tenant serves HTTPS, and what to verify its pods with (see :func:`select_ca`)."""
+        name = tenant["metadata"]["name"]
+        if name not in self._tls:  # read once per command: drain polls the nodes
+            spec = MemoryTenantSpec.model_validate(tenant["spec"])
+            secret = spec.tls.secretName if spec.tls else ""
+
+            def read() -> str | None:
+                return self.kube.secret_value(self.namespace, secret, "ca.crt")
+
+            ca = select_ca(self.ca_flag, bool(spec.tls), read)
+            if isinstance(ca, str) and not self.ca_flag:
+                try:
+                    _context(ca)
+                except PluginError:
+                    raise PluginError(
+                        f"the ca.crt of Secret {self.namespace}/{secret} is not a PEM CA bundle"
+                    ) from None
+            self._tls[name] = (bool(spec.tls), ca)
+        return self._tls[name]
+
     def gateway(self, tenant: dict[str, Any]) -> Memoturn:
         """The SDK on the tenant's gateway: ``--url``, else a ready gateway pod."""
-        url = self.url
-        if not url:
-            name = tenant["metadata"]["name"]
+        name = tenant["metadata"]["name"]
+        tls, ca = self.tls(tenant)
+        endpoint = None
+        if not self.url:
             endpoints = self.kube.ready_endpoints(self.namespace, names(name)["gateway"])
             if not endpoints:
                 raise PluginError(
                     f"MemoryTenant {self.namespace}/{name} has no ready gateway pod "
                     "(port-forward its gateway Service and pass --url)"
                 )
-            address, port = endpoints[0]
-            url = f"http://{address}:{port}"
-        return Memoturn(url, token=self.admin_token(tenant), timeout=HTTP_TIMEOUT, retries=2)
+            endpoint = endpoints[0]
+        target = gateway_target(name, self.namespace, tls=tls, ca=ca, url=self.url, endpoint=endpoint)
+        try:
+            mt = Memoturn(
+                target.url, token=self.admin_token(tenant), timeout=HTTP_TIMEOUT, retries=2, verify=target.verify
+            )
+        except ValueError as exc:  # an unusable CA bundle
+            raise PluginError(str(exc), code=2) from None
+        if target.server_name:
+            mt.http.event_hooks = {"request": [_sni(target.server_name)], "response": []}
+        return mt
+
+    def node_get(self, tenant: dict[str, Any], pod: dict[str, Any], path: str, token: str | None) -> httpx.Response:
+        """GET ``path`` from one node pod, by IP (over HTTPS for a TLS tenant)."""
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip:
+            raise httpx.ConnectError("the pod has no IP yet")
+        tls, ca = self.tls(tenant)
+        target = node_target(tenant["metadata"]["name"], self.namespace, pod["metadata"]["name"], ip, tls=tls, ca=ca)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        extensions = {"sni_hostname": target.server_name} if target.server_name else {}
+        with httpx.Client(timeout=HTTP_TIMEOUT, verify=_context(target.verify)) as http:
+            return http.get(target.url + path, headers=headers, extensions=extensions)
 
     def node_pods(self, tenant: str) -> list[dict[str, Any]]:
         return sorted(self.kube.pods(self.namespace, labels(tenant, "node")), key=lambda p: p["metadata"]["name"])
@@ -208,6 +358,8 @@ class Cluster:
 
 
 def connect(args: argparse.Namespace) -> Cluster:
+    if args.ca_file:
+        _context(args.ca_file)  # an unusable bundle is bad input: say so before any request
     configuration = client.Configuration()
     try:
         if args.kubeconfig or args.context:
@@ -223,7 +375,7 @@ def connect(args: argparse.Namespace) -> Cluster:
         disable_warnings(InsecureRequestWarning)
     namespace = args.namespace or _context_namespace(args.kubeconfig, args.context)
     kube = Kube(client.ApiClient(_bearer_token_fixed(configuration)))
-    return Cluster(kube, namespace, url=args.url, token=args.token)
+    return Cluster(kube, namespace, url=args.url, token=args.token, ca_flag=args.ca_file)
 
 
 def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
@@ -233,14 +385,6 @@ def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
         return "default"
     chosen = next((c for c in contexts if c["name"] == context), None) if context else current
     return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
-
-
-def _node_get(pod: dict[str, Any], path: str, token: str | None) -> httpx.Response:
-    ip = (pod.get("status") or {}).get("podIP")
-    if not ip:
-        raise httpx.ConnectError("the pod has no IP yet")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.get(f"http://{ip}:{NODE_PORT}{path}", headers=headers, timeout=HTTP_TIMEOUT)
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
@@ -290,7 +434,7 @@ def status(cluster: Cluster, name: str) -> dict[str, Any]:
     nodes = []
     for pod in cluster.node_pods(name):
         try:
-            r = _node_get(pod, "/v1/cluster/status", token)
+            r = cluster.node_get(tenant, pod, "/v1/cluster/status", token)
             r.raise_for_status()
             nodes.append(node_summary(pod, r.json()))
         except httpx.HTTPError as exc:
@@ -387,14 +531,15 @@ def drain(cluster: Cluster, tenant_name: str, pod_name: str, timeout: float) -> 
     token = cluster.admin_token(tenant)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _left(cluster, tenant_name, pod_name, token):
+        if _left(cluster, tenant, pod_name, token):
             return f"drained {pod_name}: it left the cluster and its branches moved to the other nodes"
         time.sleep(0.5)
     raise PluginError(f"{pod_name} was evicted but still holds its lease after {timeout:g}s")
 
 
-def _left(cluster: Cluster, tenant_name: str, pod_name: str, token: str | None) -> bool:
+def _left(cluster: Cluster, tenant: dict[str, Any], pod_name: str, token: str | None) -> bool:
     """The pod is gone, or every other ready node no longer lists it nor sees it own anything."""
+    tenant_name = tenant["metadata"]["name"]
     others = []
     pod_present = False
     for pod in cluster.node_pods(tenant_name):
@@ -406,7 +551,7 @@ def _left(cluster: Cluster, tenant_name: str, pod_name: str, token: str | None) 
         return True
     for pod in others:
         try:
-            r = _node_get(pod, "/v1/cluster/status", token)
+            r = cluster.node_get(tenant, pod, "/v1/cluster/status", token)
             r.raise_for_status()
         except httpx.HTTPError:
             return False
@@ -475,7 +620,7 @@ def report(cluster: Cluster, tenant_name: str, output: str) -> str:
         for what, path in (("metrics.txt", "/metrics"), ("cluster-status.json", "/v1/cluster/status")):
             target = f"nodes/{name}/{what}"
             try:
-                r = _node_get(pod, path, token)
+                r = cluster.node_get(tenant, pod, path, token)
                 r.raise_for_status()
                 files[target] = r.text
             except httpx.HTTPError as exc:

@@ -23,6 +23,8 @@ from support.kube import KubeAPIServer
 
 RELEASE = "mt"
 DEV_AND_EXAMPLE = ["--set", "dev.enabled=true", "--set", "example.enabled=true"]
+#: helm test against a TLS tenant (spec.tls.secretName: example-tls).
+TLS_HELM_TEST = [*DEV_AND_EXAMPLE, "--set", "test.tlsSecret=example-tls"]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +147,9 @@ def _dry_run_apply(api, namespace: str, obj: dict):
     return apply(api, Discovery(api), obj, dry_run=True, manager="helm-test")
 
 
-@pytest.mark.parametrize("values", [[], DEV_AND_EXAMPLE], ids=["defaults", "dev-and-example"])
+@pytest.mark.parametrize(
+    "values", [[], DEV_AND_EXAMPLE, TLS_HELM_TEST], ids=["defaults", "dev-and-example", "tls-helm-test"]
+)
 def test_the_api_server_accepts_every_rendered_object(helm, api, cluster, values):
     objects = render(helm, cluster, *values)
     kinds = {o["kind"] for o in objects}
@@ -371,6 +375,98 @@ def test_the_schema_rejects_a_misspelled_monitoring_toggle(helm, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("monitoring:\n  serviceMonitor:\n    enable: true\n")
     assert helm("lint", "charts/memoturn", "-f", str(bad)).returncode != 0
+
+
+def _test_pod(objects: list[dict]) -> dict:
+    (pod,) = [o for o in objects if o["kind"] == "Pod" and o["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    return pod
+
+
+def test_the_helm_test_pod_verifies_a_tls_tenants_gateway_with_its_ca(helm):
+    """test.tlsSecret: only the Secret's ca.crt is mounted (read-only, never the key), the CLI
+    trusts it (MEMOTURN_CA_FILE) and the default URL is https://; the Pod stays restricted
+    (read-only root filesystem, non-root: what the dry run above checks against the API server)."""
+    plain = _test_pod(render(helm, "agents", *DEV_AND_EXAMPLE))
+    (container,) = plain["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MEMOTURN_URL"] == "http://example-memoturn-gateway.agents.svc:7400"
+    assert "MEMOTURN_CA_FILE" not in env and "volumes" not in plain["spec"]
+
+    pod = _test_pod(render(helm, "agents", *TLS_HELM_TEST))
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MEMOTURN_URL"] == "https://example-memoturn-gateway.agents.svc:7400"
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["secret"] == {"secretName": "example-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    (mount,) = container["volumeMounts"]
+    assert mount == {"name": volume["name"], "mountPath": "/etc/memoturn/tls", "readOnly": True}
+    assert env["MEMOTURN_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    # An explicit test.url (e.g. a name of the certificate's) wins; the CA still applies.
+    url = "https://example-memoturn-gateway.agents.svc.cluster.local:7400"
+    pod = _test_pod(render(helm, "agents", *TLS_HELM_TEST, "--set", f"test.url={url}"))
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["MEMOTURN_URL"] == url and env["MEMOTURN_CA_FILE"] == "/etc/memoturn/tls/ca.crt"
+
+
+MONITORING_TLS = [
+    "--set",
+    "monitoring.podMonitors.tls.enabled=true",
+    "--set",
+    "monitoring.podMonitors.tls.ca.secret.name=memoturn-ca",
+    "--set",
+    "monitoring.podMonitors.tls.ca.secret.key=ca.crt",
+    "--set",
+    "monitoring.podMonitors.tls.serverName=metrics.memoturn.internal",
+]
+
+
+def test_pod_monitors_scrape_tls_tenants_over_https_verifying_the_certificate(helm, tmp_path):
+    plain = [o for o in render(helm, "memoturn-system", *MONITORING_ON) if o["kind"] == "PodMonitor"]
+    for monitor in plain:
+        endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+        assert "scheme" not in endpoint and "tlsConfig" not in endpoint
+
+    monitors = [
+        o for o in render(helm, "memoturn-system", *MONITORING_ON, *MONITORING_TLS) if o["kind"] == "PodMonitor"
+    ]
+    assert {m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors} == {"node", "gateway"}
+    for monitor in monitors:
+        endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+        assert endpoint["scheme"] == "https" and endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+        assert endpoint["tlsConfig"] == {
+            "ca": {"secret": {"name": "memoturn-ca", "key": "ca.crt"}},
+            "serverName": "metrics.memoturn.internal",
+            "insecureSkipVerify": False,
+        }
+
+    values = tmp_path / "tls.yaml"
+    values.write_text(
+        "monitoring:\n  podMonitors:\n    nodes: true\n    gateways: false\n    tls:\n      enabled: true\n"
+        "      ca: {configMap: {name: memoturn-ca, key: ca.crt}}\n      serverName: metrics.memoturn.internal\n"
+    )
+    (monitor,) = [o for o in render(helm, "memoturn-system", "-f", str(values)) if o["kind"] == "PodMonitor"]
+    assert monitor["spec"]["podMetricsEndpoints"][0]["tlsConfig"]["ca"] == {
+        "configMap": {"name": "memoturn-ca", "key": "ca.crt"}
+    }
+
+
+@pytest.mark.parametrize(
+    "tls, needle",
+    [
+        ("{enabled: true, serverName: m.internal}", "needs monitoring.podMonitors.tls.ca"),
+        ("{enabled: true, ca: {secret: {name: c, key: ca.crt}}}", "needs monitoring.podMonitors.tls.serverName"),
+        ("{enabled: true, insecureSkipVerify: true}", "insecureSkipVerify"),  # no way to skip verification
+        ("{enabled: true, ca: {secret: {name: c}}, serverName: m.internal}", "key"),
+    ],
+)
+def test_incomplete_pod_monitor_tls_is_refused(helm, tmp_path, tls, needle):
+    values = tmp_path / "bad.yaml"
+    values.write_text(f"monitoring:\n  podMonitors:\n    nodes: true\n    gateways: true\n    tls: {tls}\n")
+    r = helm("template", RELEASE, "charts/memoturn", "-f", str(values))
+    assert r.returncode != 0 and needle in r.stderr, r.stderr
 
 
 # ---- the Dockerfile (static checks; tests/test_image.py builds and runs it) -----------------------
