@@ -478,4 +478,31 @@ def test_usage_comes_from_the_nodes_metrics():
         "shippedBytes": 2000,
         "reads": 6,
         "writes": 14,
+        "storeBytes": 0,
+        "storeObjects": 0,
     }
+
+
+def test_store_usage_is_the_newest_node_measurement_not_the_sum():
+    """Every node lists the same bucket: the tenant holds the newest measurement one node made
+    (smaller than an older one after GC shrank the store), not the nodes' figures added up."""
+    from memoturn.metrics import NodeMetrics
+    from memoturn_operator.dataplane import parse_load
+    from memoturn_operator.tenant import tenant_usage
+    from prometheus_client import generate_latest
+
+    loads = []
+    for pod, (objects, size, at) in {"a": (50, 12000, 1000), "b": (42, 9500, 2000), "c": (0, 0, 0)}.items():
+        m = NodeMetrics()
+        m.store_objects.set(objects)
+        m.store_bytes.set(size)
+        m.store_usage_timestamp.set(at)  # "c" has not measured yet
+        loads.append(parse_load(pod, generate_latest(m.registry).decode()))
+    assert [(x.store_objects, x.store_bytes, x.store_measured_at) for x in loads] == [
+        (50, 12000, 1000),
+        (42, 9500, 2000),
+        (0, 0, 0),
+    ]
+    usage = tenant_usage(loads)
+    assert (usage["storeObjects"], usage["storeBytes"]) == (42, 9500)
+    assert tenant_usage([])["storeBytes"] == 0

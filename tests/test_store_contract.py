@@ -285,6 +285,22 @@ def test_iter_keys_and_delete_prefix(store):
     assert store.list("").keys == ["other"]
 
 
+def test_list_sizes_and_usage(store):
+    """Each listed key carries the size that was put; usage() sums them across pages."""
+    blobs = {f"u/{i:04d}": b"x" * (i * 37) for i in range(1200)}  # more than one 1000-key page
+    blobs["u/sub/big"] = bytes(range(256)) * 40
+    for key, data in blobs.items():
+        store.put(key, data)
+    store.put("elsewhere", b"12345")
+    page = store.list("u/", limit=10)
+    assert len(page.sizes) == len(page.keys) == 10
+    assert page.sizes == [len(blobs[k]) for k in page.keys]
+    page = store.list("u/", delimiter="/")
+    assert page.sizes == [len(blobs[k]) for k in page.keys]
+    assert store.usage("u/") == (len(blobs), sum(len(d) for d in blobs.values()))
+    assert store.usage() == (len(blobs) + 1, sum(len(d) for d in blobs.values()) + 5)
+
+
 # -- S3 specifics -------------------------------------------------------------------------------
 
 

@@ -253,6 +253,13 @@ class Settings(EnvSettings):
         description="how often a node garbage-collects the databases it owns (expired burner branches, "
         "unreferenced objects); 0 turns it off",
     )
+    store_usage_interval_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="how often a node lists the whole object store to measure what it holds "
+        "(`memoturn_store_objects`, `memoturn_store_bytes`); the first measurement runs shortly after start; "
+        "0 turns it off",
+    )
     gc_grace_seconds: float = Field(
         600.0, ge=0, description="how long an object must stay unreferenced before GC deletes it"
     )

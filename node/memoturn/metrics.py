@@ -84,6 +84,17 @@ class NodeMetrics:
         self.hot = Gauge("memoturn_hot_databases", "Open database handles", registry=r)
         self.warm = Gauge("memoturn_warm_databases", "Closed database files on local disk", registry=r)
         self.disk_bytes = Gauge("memoturn_cache_disk_bytes", "Bytes of warm database files on local disk", registry=r)
+        self.store_objects = Gauge(
+            "memoturn_store_objects", "Objects in the object store (all tenants), at the last measurement", registry=r
+        )
+        self.store_bytes = Gauge(
+            "memoturn_store_bytes", "Bytes in the object store (all tenants), at the last measurement", registry=r
+        )
+        self.store_usage_timestamp = Gauge(
+            "memoturn_store_usage_timestamp_seconds",
+            "Unix time of the last successful object-store measurement",
+            registry=r,
+        )
         self.evictions = Counter("memoturn_tier_transitions", "Tier transitions", ["to"], registry=r)
         self.requests = Histogram(
             "memoturn_request_seconds",

@@ -40,7 +40,8 @@ def tls_context(ca_pem: str | None) -> ssl.SSLContext:
 class NodeLoad:
     """What the scaler and the usage report need from one node's ``/metrics``.
 
-    The counters (shipped bytes, reads, writes) count since the node process started."""
+    The counters (shipped bytes, reads, writes) count since the node process started; the
+    store figures are the node's last listing of the whole bucket (every node sees the same one)."""
 
     pod: str
     hot: int
@@ -49,6 +50,9 @@ class NodeLoad:
     shipped_bytes: int = 0
     reads: int = 0
     writes: int = 0
+    store_bytes: int = 0
+    store_objects: int = 0
+    store_measured_at: int = 0  # unix seconds of the node's last store listing (0: none yet)
 
 
 _GAUGES = {
@@ -57,6 +61,9 @@ _GAUGES = {
     "memoturn_cache_disk_bytes": "cache_bytes",
     "memoturn_shipped_bytes_total": "shipped_bytes",
     "memoturn_commits_total": "writes",
+    "memoturn_store_bytes": "store_bytes",
+    "memoturn_store_objects": "store_objects",
+    "memoturn_store_usage_timestamp_seconds": "store_measured_at",
 }
 
 

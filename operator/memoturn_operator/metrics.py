@@ -46,7 +46,8 @@ node_ready = Gauge(
 _node_pods: dict[tuple[str, str], set[str]] = {}
 tenant_usage = Gauge(
     "memoturn_operator_tenant_usage",
-    "A tenant's status.usage: databases, cacheBytes, shippedBytes, reads, writes (counters since the node pods started)",
+    "A tenant's status.usage: databases, cacheBytes, shippedBytes, reads, writes (counters since the node pods "
+    "started), storeBytes, storeObjects (the bucket as last listed)",
     ["namespace", "tenant", "kind"],
     registry=registry,
 )
@@ -79,7 +80,7 @@ def record_usage(namespace: str, tenant: str, usage: dict[str, int]) -> None:
 
 def forget_tenant(namespace: str, tenant: str, types: tuple[str, ...]) -> None:
     record_nodes(namespace, tenant, {})
-    for kind in ("databases", "cacheBytes", "shippedBytes", "reads", "writes"):
+    for kind in ("databases", "cacheBytes", "shippedBytes", "reads", "writes", "storeBytes", "storeObjects"):
         try:
             tenant_usage.remove(namespace, tenant, kind)
         except KeyError:

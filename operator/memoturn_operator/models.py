@@ -240,6 +240,16 @@ class TenantUsage(BaseModel):
     )
     reads: int = Field(0, description="Read requests (GET, query, recall, search) since the node pods started")
     writes: int = Field(0, description="Transactions committed since the node pods started")
+    storeBytes: int = Field(
+        0,
+        description="Bytes the tenant's object store holds, measured by listing the bucket every "
+        "store_usage_interval_seconds (0 until the first measurement)",
+    )
+    storeObjects: int = Field(
+        0,
+        description="Objects the tenant's object store holds, measured by listing the bucket every "
+        "store_usage_interval_seconds (0 until the first measurement)",
+    )
 
 
 class MemoryTenantStatus(BaseModel):

@@ -252,13 +252,19 @@ def write_status(
 
 
 def tenant_usage(loads: list[NodeLoad]) -> dict[str, int]:
-    """``status.usage``: the ready nodes' figures added up (counters since each pod started)."""
+    """``status.usage``: the ready nodes' figures added up (counters since each pod started).
+
+    The store figures are not added up either: every node lists the same bucket, so they are
+    the newest measurement any node made (a store that shrank after GC shows its new size)."""
+    newest = max((x for x in loads if x.store_measured_at), key=lambda x: x.store_measured_at, default=None)
     return TenantUsage(
         databases=sum(x.hot + x.warm for x in loads),
         cacheBytes=sum(x.cache_bytes for x in loads),
         shippedBytes=sum(x.shipped_bytes for x in loads),
         reads=sum(x.reads for x in loads),
         writes=sum(x.writes for x in loads),
+        storeBytes=newest.store_bytes if newest else 0,
+        storeObjects=newest.store_objects if newest else 0,
     ).model_dump()
 
 

@@ -49,6 +49,7 @@ from ..storage.manifest import Manifest, create_manifest, load_manifest
 from ..storage.shipper import Shipper
 from ..storage.store.cloud_url import redact
 from .auth import Authenticator
+from .store_usage import StoreUsageMeter
 from .tiers import TierManager
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Node:
             max_result_bytes=settings.max_body_bytes,
         )
         self.tiers = TierManager(self, settings, self.metrics)
+        self.store_usage = StoreUsageMeter(self.store, self.metrics, settings.store_usage_interval_seconds)
         self._lock = threading.Lock()
         self._hot: OrderedDict[str, Database] = OrderedDict()
         # Striped locks serialise opening and cold eviction per branch without a per-branch entry.
@@ -118,11 +120,13 @@ class Node:
         self.replicator.start()
         self.shipper.start()
         self.tiers.start()
+        self.store_usage.start()
         self.started = True
         return self
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Ship every pending segment, close every database, release ownership."""
+        self.store_usage.stop()
         self.tiers.stop()
         self.sql_workers.close()
         done = self.shipper.ship_all(timeout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class StoreError(Exception):
@@ -29,11 +29,16 @@ class StoreUnavailable(StoreError):
 
 @dataclass(frozen=True)
 class ListPage:
-    """One page of a listing: full keys, common prefixes (with a delimiter), next cursor."""
+    """One page of a listing: full keys, common prefixes (with a delimiter), next cursor.
+
+    ``sizes`` holds each key's size in bytes, in the order of ``keys``, so a storage-usage
+    measurement needs no request per object.
+    """
 
     keys: list[str]
     prefixes: list[str]
     next_cursor: str | None
+    sizes: list[int] = field(default_factory=list)
 
 
 class ObjectStore(abc.ABC):
@@ -79,6 +84,18 @@ class ObjectStore(abc.ABC):
             yield from page.keys
             if page.next_cursor is None:
                 return
+            cursor = page.next_cursor
+
+    def usage(self, prefix: str = "") -> tuple[int, int]:
+        """``(objects, bytes)`` under ``prefix``, following pagination: what the store holds."""
+        objects = total = 0
+        cursor: str | None = None
+        while True:
+            page = self.list(prefix, start_after=cursor)
+            objects += len(page.keys)
+            total += sum(page.sizes)
+            if page.next_cursor is None:
+                return objects, total
             cursor = page.next_cursor
 
     def delete_prefix(self, prefix: str) -> int:

@@ -262,13 +262,16 @@ class CloudStore(ObjectStore):
             [(meta["path"], False) for meta in result["objects"]]
             + [(p.rstrip("/") + "/", True) for p in result["common_prefixes"]]
         )
+        size_of = {meta["path"]: int(meta["size"]) for meta in result["objects"]}
         # An entry after start_after; a common prefix that start_after lies in sorts before it.
         entries = [e for e in entries if e[0].startswith(prefix) and (start_after is None or e[0] > start_after)]
         page = entries[:limit]
+        keys = [name for name, is_prefix in page if not is_prefix]
         return ListPage(
-            keys=[name for name, is_prefix in page if not is_prefix],
+            keys=keys,
             prefixes=[name for name, is_prefix in page if is_prefix],
             next_cursor=page[-1][0] if len(entries) > limit else None,
+            sizes=[size_of[name] for name in keys],
         )
 
     def _list_flat(self, prefix: str, directory: str, start_after: str | None, limit: int) -> ListPage:
@@ -282,6 +285,7 @@ class CloudStore(ObjectStore):
             bound = start_after
         offset = _safe_lower_bound(bound) if bound else None
         keys: list[str] = []
+        sizes: list[int] = []
         more = done = False
         try:
             stream = obstore.list(self._store, directory or None, offset=offset, chunk_size=min(limit + 1, 1000))
@@ -298,10 +302,11 @@ class CloudStore(ObjectStore):
                         more = done = True
                     else:
                         keys.append(path)
+                        sizes.append(int(meta["size"]))
                     if done:
                         break
                 if done:
                     break
         except (BaseError, OSError) as exc:
             self._fail(exc, prefix)
-        return ListPage(keys=keys, prefixes=[], next_cursor=keys[-1] if more else None)
+        return ListPage(keys=keys, prefixes=[], next_cursor=keys[-1] if more else None, sizes=sizes)

@@ -214,8 +214,19 @@ class FileStore(ObjectStore):
             merged = [item for item in merged if item[0] > start_after]
         page = merged[:limit]
         next_cursor = page[-1][0] if len(merged) > limit else None
+        keys = [k for k, is_prefix in page if not is_prefix]
         return ListPage(
-            keys=[k for k, is_prefix in page if not is_prefix],
+            keys=keys,
             prefixes=[k for k, is_prefix in page if is_prefix],
             next_cursor=next_cursor,
+            sizes=[self._size(k) for k in keys],
         )
+
+    def _size(self, key: str) -> int:
+        # A key deleted between the walk and the stat holds no bytes any more.
+        try:
+            return os.stat(os.path.join(self.root, key)).st_size
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise self._unavailable(exc) from exc

@@ -215,13 +215,15 @@ class S3Store(ObjectStore):
         except (BotoCoreError, ClientError, OSError) as exc:
             self._fail(exc, prefix)
         cut = len(self.prefix)
-        keys = [obj["Key"][cut:] for obj in response.get("Contents", [])]
+        contents = response.get("Contents", [])
+        keys = [obj["Key"][cut:] for obj in contents]
+        sizes = [int(obj.get("Size", 0)) for obj in contents]
         prefixes = [p["Prefix"][cut:] for p in response.get("CommonPrefixes", [])]
         last = max(keys[-1:] + prefixes[-1:], default=None)
         if start_after is not None:
             prefixes = [p for p in prefixes if p > start_after]
         truncated = bool(response.get("IsTruncated")) and last is not None
-        return ListPage(keys=keys, prefixes=prefixes, next_cursor=last if truncated else None)
+        return ListPage(keys=keys, prefixes=prefixes, next_cursor=last if truncated else None, sizes=sizes)
 
     def close(self) -> None:
         self._client.close()
