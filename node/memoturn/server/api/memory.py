@@ -7,10 +7,8 @@ computed before the database lock is taken, so a slow embedder never blocks othe
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -24,7 +22,7 @@ from ...errors import BadRequest, Conflict, NotFound
 from ...names import DEFAULT_BRANCH, SEPARATOR, check_namespace, profile_database, split_profile_database
 from ..node import Node
 from .models import Bool, Filter, Float, Int, Text, Timestamp
-from .params import ERRORS, Branch, Durability, MinTxid, NodeDep, Reader, Writer
+from .params import ERRORS, Branch, Durability, MinTxid, NodeDep, Reader, Writer, query_time
 from .strict import StrictRoute
 
 
@@ -32,24 +30,6 @@ def _ts(value: Timestamp | None) -> float | None:
     if value is None or isinstance(value, (int, float)):
         return value
     return value.timestamp()
-
-
-def _query_time(name: str, value: str | None) -> float | None:
-    """A time given in the query string: unix seconds, or an ISO 8601 date-time (400 ``invalid-time`` else)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = datetime.fromisoformat(value).timestamp()
-        except (ValueError, OverflowError):
-            raise BadRequest(
-                f"{name} must be unix seconds or an ISO 8601 date-time, got {value!r}", type="invalid-time"
-            ) from None
-    if not math.isfinite(seconds):
-        raise BadRequest(f"{name} must be a finite number of seconds, got {value!r}", type="invalid-time")
-    return seconds
 
 
 def _window(since: float | None, until: float | None) -> tuple[float | None, float | None]:
@@ -472,8 +452,8 @@ def list_memories(
     ] = None,
     as_of: Annotated[str | None, Query(description="The memories that were current at this time")] = None,
 ) -> MemoryList:
-    lo, hi = _window(_query_time("since", since), _query_time("until", until))
-    at = _query_time("as_of", as_of)
+    lo, hi = _window(query_time("since", since), query_time("until", until))
+    at = query_time("as_of", as_of)
     items = r.read(
         lambda c: memories.list_memories(
             c,

@@ -18,6 +18,7 @@ from fastapi import Depends, Header, Query, Request, Response
 
 from ...errors import BadRequest
 from ...names import DEFAULT_BRANCH
+from ...timewindow import seconds
 from ..node import Node
 from .models import Problem
 
@@ -63,6 +64,17 @@ def replica(value: str | None) -> bool:
     if value != "replica":
         raise BadRequest("Memoturn-Read must be 'primary' or 'replica'", type="invalid-header")
     return True
+
+
+def query_time(name: str, value: str | None) -> float | None:
+    """A time in the query string (unix seconds or ISO 8601, read by :func:`memoturn.timewindow.seconds`,
+    as the SDK, CLI and MCP read one); 400 ``invalid-time`` naming the parameter else."""
+    if value is None:
+        return None
+    try:
+        return seconds(value, name)
+    except ValueError as e:
+        raise BadRequest(str(e), type="invalid-time") from None
 
 
 def set_txid(response: Response, txid: int) -> None:

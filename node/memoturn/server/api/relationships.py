@@ -7,8 +7,6 @@ read or remove one, the shortest path between two memories and the subgraph arou
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -18,7 +16,7 @@ from ...data import relationships
 from ...errors import BadRequest
 from .memory import BASE, MemoryOut, ProfileReaderAt, ProfileWriter, _ts
 from .models import Bool, Float, Int, Text, Timestamp
-from .params import ERRORS
+from .params import ERRORS, query_time
 from .strict import StrictRoute
 
 DirectionIn = Literal["out", "in", "both"]
@@ -128,24 +126,6 @@ class SubgraphOut(BaseModel):
 router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["relationships"])
 
 
-def _query_time(value: str | None) -> float | None:
-    """``as_of`` in a query string: unix seconds or ISO 8601 (400 ``invalid-time`` else)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = datetime.fromisoformat(value).timestamp()
-        except (ValueError, OverflowError):
-            raise BadRequest(
-                f"as_of must be unix seconds or an ISO 8601 date-time, got {value!r}", type="invalid-time"
-            ) from None
-    if not math.isfinite(seconds):
-        raise BadRequest(f"as_of must be a finite number of seconds, got {value!r}", type="invalid-time")
-    return seconds
-
-
 @router.post(BASE + "/memories/{memory_id}/relationships", status_code=201, response_model=Related)
 def relate(memory_id: str, body: RelationshipIn, w: ProfileWriter) -> Related:
     rel, duplicate = w.write(
@@ -166,7 +146,7 @@ def neighbours(
     as_of: Annotated[str | None, Query(description="unix seconds or ISO 8601: as they were then")] = None,
     include_superseded: bool = False,
 ) -> Neighbours:
-    types, when = _checked_types(type), _query_time(as_of)
+    types, when = _checked_types(type), query_time("as_of", as_of)
     found = r.read(
         lambda c: relationships.neighbours(
             c,
