@@ -23,33 +23,7 @@ from memoturn.data.embedding import get_embedder
 from memoturn.server.node import Node
 
 from bench.storage import summarize, write_results
-
-WORDS = [
-    f"{a}{b}"
-    for a in ("ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "xe", "zu")
-    for b in (
-        "bar",
-        "cen",
-        "dol",
-        "fip",
-        "gor",
-        "hux",
-        "jal",
-        "kem",
-        "lun",
-        "mor",
-        "nip",
-        "pal",
-        "quo",
-        "rem",
-        "sul",
-        "tak",
-        "ulm",
-        "vor",
-        "wen",
-        "yal",
-    )
-]
+from bench.words import WORDS
 
 
 def fill(node: Node, db: str, n: int, dim: int, rng: random.Random) -> float:

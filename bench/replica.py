@@ -38,6 +38,7 @@ from support.etcd import EtcdServer
 from support.minio import MinioServer
 
 from bench.storage import summarize, write_results
+from bench.words import WORDS
 
 NS, PROFILE = "bench", "replica"
 DB = f"{NS}--{PROFILE}"
@@ -65,34 +66,6 @@ def _full_restore_bytes(mt: Memoturn) -> int:
     """What restoring the profile from scratch reads: its newest snapshot and the segments after it."""
     view = mt.http.get(f"/v1/namespaces/{NS}/profiles/{PROFILE}/replica/manifest").json()
     return int((view["snapshot"] or {}).get("size", 0) + sum(s["size"] for s in view["segments"]))
-
-
-WORDS = [
-    f"{a}{b}"
-    for a in ("ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "xe", "zu")
-    for b in (
-        "bar",
-        "cen",
-        "dol",
-        "fip",
-        "gor",
-        "hux",
-        "jal",
-        "kem",
-        "lun",
-        "mor",
-        "nip",
-        "pal",
-        "quo",
-        "rem",
-        "sul",
-        "tak",
-        "ulm",
-        "vor",
-        "wen",
-        "yal",
-    )
-]
 
 
 def reads(mt: Memoturn, replica: EmbeddedReplica, n: int, memories: int, rng: np.random.Generator) -> dict[str, Any]:
