@@ -212,13 +212,19 @@ def test_mcp_update_keeps_the_subject_so_a_later_memory_supersedes_it_over_http(
         asyncio.run(_over_http(url, lambda s: _supersession_across_updates(s, "update-http")))
 
 
-def test_mcp_tools_and_parameters_are_described(node):
+def _listed_tools(node):
+    """The tools as an MCP client lists them over stdio (default namespace agents, profile claude)."""
     params = _stdio("mcp", "--url", node.url, "--namespace", "agents", "--profile", "claude")
 
     async def go(session):
         return {t.name: t for t in (await session.list_tools()).tools}
 
-    tools = asyncio.run(_over_stdio(params, go))
+    return asyncio.run(_over_stdio(params, go))
+
+
+def test_mcp_tools_and_parameters_are_described(node):
+    """Every tool (the agent tools of test_mcp_agent_tools.py too) and every parameter is described."""
+    tools = _listed_tools(node)
     assert TOOLS <= set(tools)
     for name, tool in tools.items():
         assert tool.description and not tool.description.startswith(" "), name

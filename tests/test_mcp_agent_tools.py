@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from support.nodes import Memoturnd
-from test_mcp import HTTP_TOKEN, _env, _http_server, _over_http, _over_stdio, _payload, _stdio
+from test_mcp import HTTP_TOKEN, _env, _http_server, _listed_tools, _over_http, _over_stdio, _payload, _stdio
 
 AGENT_TOOLS = {
     "memory_forget_matching",
@@ -158,18 +158,10 @@ def test_agent_tools_over_http(node):
         asyncio.run(_over_http(url, lambda s: _agent_session(s, "agent-http")))
 
 
-def test_agent_tools_are_described_and_annotated(node):
-    params = _stdio("mcp", "--url", node.url, "--namespace", "agents", "--profile", "claude")
-
-    async def go(session):
-        return {t.name: t for t in (await session.list_tools()).tools}
-
-    tools = asyncio.run(_over_stdio(params, go))
-    for name in AGENT_TOOLS:
-        tool = tools[name]
-        assert tool.description and tool.title and tool.annotations.open_world_hint is False, name
-        for param, schema in tool.input_schema["properties"].items():
-            assert schema.get("description"), f"{name}.{param} has no description"
+def test_agent_tools_are_listed_and_annotated(node):
+    """Listed, and marked read-only or destructive as they are (descriptions: test_mcp.py checks every tool)."""
+    tools = _listed_tools(node)
+    assert AGENT_TOOLS <= set(tools)
     for name in ("memory_stats", "memory_branches"):
         assert tools[name].annotations.read_only_hint is True, name
     for name in ("memory_forget_matching", "memory_rewind", "memory_drop_branch"):
