@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import time
 
+from memoturn.cluster.placement import rendezvous
 from memoturn.metrics import NodeMetrics
-from memoturn.server.store_usage import StoreUsageMeter
+from memoturn.server.store_usage import MEASURER_KEY, StoreUsageMeter
 from memoturn.storage.store import StoreUnavailable
 from memoturn.storage.store.file import FileStore
+from support.cluster import Cluster
 from support.nodes import Memoturnd
 
 _META_DIR = ".memoturn-store"
@@ -97,3 +99,41 @@ def test_interval_zero_starts_no_thread(tmp_path):
     meter.start()
     assert meter._thread is None
     meter.stop()
+
+
+def test_in_a_cluster_one_node_measures_and_another_takes_over_when_it_leaves(tmp_path, etcd, minio):
+    """The store is listed by the node rendezvous ranks first among the live ones, not by all of them
+    (a node that starts before it sees its peers may measure once); when that node stops, the next one
+    in the order measures."""
+    cluster = Cluster(tmp_path, etcd, minio, nodes=3, ttl=3, env={"MEMOTURN_STORE_USAGE_INTERVAL_SECONDS": "1"})
+    try:
+        assert cluster.gateway.client.post("/v1/databases", json={"name": "usage"}).status_code == 201
+
+        def stamps() -> dict[str, float]:
+            return {
+                node_id: _gauge(node.client.get("/metrics").text, "memoturn_store_usage_timestamp_seconds") or 0.0
+                for node_id, node in cluster.nodes.items()
+                if node.proc.poll() is None
+            }
+
+        def measuring(seconds: float) -> set[str]:
+            """The nodes whose measurement advanced within ``seconds`` (several intervals)."""
+            before = stamps()
+            time.sleep(seconds)
+            return {n for n, stamp in stamps().items() if stamp > before.get(n, 0.0)}
+
+        first = rendezvous(MEASURER_KEY, sorted(cluster.nodes))[0]
+        deadline = time.monotonic() + 60
+        while (seen := measuring(3)) != {first} and time.monotonic() < deadline:
+            pass
+        assert seen == {first}
+        assert measuring(3) == {first}
+
+        cluster.nodes[first].close()
+        heir = rendezvous(MEASURER_KEY, sorted(set(cluster.nodes) - {first}))[0]
+        deadline = time.monotonic() + 60
+        while (seen := measuring(3)) != {heir} and time.monotonic() < deadline:
+            pass
+        assert seen == {heir}
+    finally:
+        cluster.close()

@@ -256,7 +256,7 @@ class Settings(EnvSettings):
     store_usage_interval_seconds: float = Field(
         3600.0,
         ge=0,
-        description="how often a node lists the whole object store to measure what it holds "
+        description="how often a node (in a cluster, one node: the first in rendezvous order) lists the whole object store to measure what it holds "
         "(`memoturn_store_objects`, `memoturn_store_bytes`); the first measurement runs shortly after start; "
         "0 turns it off",
     )

@@ -49,7 +49,7 @@ from ..storage.manifest import Manifest, create_manifest, load_manifest
 from ..storage.shipper import Shipper
 from ..storage.store.cloud_url import redact
 from .auth import Authenticator
-from .store_usage import StoreUsageMeter
+from .store_usage import MEASURER_KEY, StoreUsageMeter
 from .tiers import TierManager
 
 if TYPE_CHECKING:
@@ -94,7 +94,9 @@ class Node:
             max_result_bytes=settings.max_body_bytes,
         )
         self.tiers = TierManager(self, settings, self.metrics)
-        self.store_usage = StoreUsageMeter(self.store, self.metrics, settings.store_usage_interval_seconds)
+        self.store_usage = StoreUsageMeter(
+            self.store, self.metrics, settings.store_usage_interval_seconds, elected=self._measures_store
+        )
         self._lock = threading.Lock()
         self._hot: OrderedDict[str, Database] = OrderedDict()
         # Striped locks serialise opening and cold eviction per branch without a per-branch entry.
@@ -123,6 +125,15 @@ class Node:
         self.store_usage.start()
         self.started = True
         return self
+
+    def _measures_store(self) -> bool:
+        """Whether this node is the one that lists the store for its usage (alone, it always is)."""
+        if self.placement is None:
+            return True
+        from ..cluster.placement import rendezvous  # only for a cluster, as Placement above
+
+        live = sorted(self.placement.live_nodes())
+        return not live or rendezvous(MEASURER_KEY, live)[0] == self.settings.node_id
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Ship every pending segment, close every database, release ownership."""

@@ -5,6 +5,11 @@ store (every tenant's data) every ``store_usage_interval_seconds`` and publishes
 count and byte total as gauges; the operator reads them into the tenant's ``status.usage``.
 A failed listing keeps the previous values: stale numbers beat gaps, and the timestamp gauge
 says how old they are.
+
+In a cluster one node lists, not every node: ``elected`` says whether this node is the one
+(the node the cluster's rendezvous order ranks first for :data:`MEASURER_KEY` among live nodes),
+so the store is listed once per interval whatever the node count, and another node takes over
+when that one leaves. The operator reads the newest measurement any node published.
 """
 
 from __future__ import annotations
@@ -12,23 +17,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from ..metrics import NodeMetrics
 from ..storage.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
+MEASURER_KEY = "store-usage"
+"""The rendezvous key that picks the one node of a cluster that measures."""
+
 FIRST_RUN_DELAY_SECONDS = 1.0
 """How long after start the first measurement runs: soon, but not in the way of startup."""
 
 
 class StoreUsageMeter:
-    """A daemon thread that lists the store every ``interval`` seconds (0: never)."""
+    """A daemon thread that lists the store every ``interval`` seconds (0: never) while ``elected()``."""
 
-    def __init__(self, store: ObjectStore, metrics: NodeMetrics, interval: float) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        metrics: NodeMetrics,
+        interval: float,
+        elected: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.store = store
         self.metrics = metrics
         self.interval = interval
+        self.elected = elected
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,5 +74,6 @@ class StoreUsageMeter:
     def _run(self) -> None:
         delay = min(FIRST_RUN_DELAY_SECONDS, self.interval)
         while not self._stop.wait(delay):
-            self.measure()
+            if self.elected():
+                self.measure()
             delay = self.interval
