@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from memoturn.client import Memoturn
 from memoturn.storage.store.file import FileStore
 from support.nodes import Memoturnd, make_node
 
@@ -66,16 +67,43 @@ def test_memory_commands_export_and_import(daemon, tmp_path):
     assert r.returncode == 0 and "Bob plays chess on Sundays" in r.stdout.splitlines()[0]
     r = cli(daemon.url, "--json", "memory", "list", "acme", "bob", "--include-superseded")
     assert len(json.loads(r.stdout)["memories"]) == 3
+    # relationships travel with the memories: one between current memories, one to a superseded one
+    bob = Memoturn(daemon.url).profile("acme", "bob")
+    ids = {m["content"]: m["id"] for m in bob.list(include_superseded=True)["memories"]}
+    chess, tea, coffee = ids["Bob plays chess on Sundays"], ids["Bob likes tea"], ids["Bob likes coffee now"]
+    bob.relate(coffee, chess, "follows", weight=0.5, properties={"note": "after the game"})
+    bob.relate(tea, chess, "relates_to")
+    extra = [bob.relate(chess, coffee, f"t{i}")["relationship"]["id"] for i in range(3)]
+    bob.unrelate(extra[0])  # removed: not exported
+    page = bob.relationships(limit=2)
+    assert len(page["relationships"]) == 2 and page["next_cursor"]
+    rest = bob.relationships(limit=2, cursor=page["next_cursor"])
+    assert len(rest["relationships"]) == 2 and rest["next_cursor"] is None
+    assert extra[0] not in {rel["id"] for rel in page["relationships"] + rest["relationships"]}
     dump = tmp_path / "bob.jsonl"
     assert cli(daemon.url, "export", "acme", "bob", "--out", str(dump)).returncode == 0
-    assert len(dump.read_text().splitlines()) == 3
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert len(lines) == 3 + 4 and sum("relationship" in line for line in lines) == 4
     r = cli(daemon.url, "--json", "import", "acme", "bob-copy", str(dump))
-    assert r.returncode == 0 and json.loads(r.stdout)["imported"] == 2  # current memories only
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["imported"] == 2  # current memories only
+    assert (out["relationships"], out["relationships_skipped"]) == (3, 1)  # the one from tea had no end
     r = cli(daemon.url, "--json", "memory", "list", "acme", "bob-copy")
-    assert sorted(m["content"] for m in json.loads(r.stdout)["memories"]) == [
-        "Bob likes coffee now",
-        "Bob plays chess on Sundays",
-    ]
+    copied = {m["content"]: m["id"] for m in json.loads(r.stdout)["memories"]}
+    assert sorted(copied) == ["Bob likes coffee now", "Bob plays chess on Sundays"]
+    links = Memoturn(daemon.url).profile("acme", "bob-copy").relationships()["relationships"]
+    follows = [rel for rel in links if rel["type"] == "follows"]
+    assert len(links) == 3 and len(follows) == 1
+    assert follows[0]["source"] == copied["Bob likes coffee now"]
+    assert follows[0]["target"] == copied["Bob plays chess on Sundays"]
+    assert (follows[0]["weight"], follows[0]["properties"]) == (0.5, {"note": "after the game"})
+    r = cli(daemon.url, "--json", "import", "acme", "bob-copy", str(dump))  # again: nothing new
+    assert (json.loads(r.stdout)["imported"], json.loads(r.stdout)["relationships"]) == (0, 0)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"content": "ok"}\n{"relationship": {"source": "a"}}\n')
+    r = cli(daemon.url, "import", "acme", "bob-copy", str(broken))
+    assert r.returncode == 2 and "broken.jsonl:2: a relationship needs" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"content": "ok"}\nnot json\n')
     r = cli(daemon.url, "import", "acme", "bob-copy", str(bad))

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -84,34 +84,41 @@ def _hit_line(h: dict[str, Any]) -> str:
     )
 
 
-def _iter_memories(profile: Any) -> Iterator[dict[str, Any]]:
+def _pages(fetch: Callable[..., Any], key: str) -> Iterator[dict[str, Any]]:
+    """Every item under ``key`` of a paged listing, following ``next_cursor``."""
     cursor = None
     while True:
-        page = profile.list(include_superseded=True, limit=1000, cursor=cursor)
-        yield from page["memories"]
+        page = fetch(limit=1000, cursor=cursor)
+        yield from page[key]
         cursor = page["next_cursor"]
         if not cursor:
             return
 
 
 def _export(args: argparse.Namespace, mt: Memoturn) -> None:
+    """Memories (superseded ones included) a line each, then each live relationship as a
+    ``{"relationship": ...}`` line naming its two memories by their exported ids."""
     profile = mt.profile(args.namespace, args.profile)
     total = profile.stats()["memories"]
     out = open(args.out, "w") if args.out else sys.stdout
-    n = 0
+    n = links = 0
     try:
-        for m in _iter_memories(profile):
+        for m in _pages(lambda **page: profile.list(include_superseded=True, **page), "memories"):
             out.write(json.dumps(m, separators=(",", ":")) + "\n")
             n += 1
             _progress(n, total, "export")
+        for rel in _pages(profile.relationships, "relationships"):
+            out.write(json.dumps({"relationship": rel}, separators=(",", ":")) + "\n")
+            links += 1
     finally:
         if args.out:
             out.close()
     if args.out:
-        print(f"exported {n} memories to {args.out}", file=sys.stderr)
+        print(f"exported {n} memories and {links} relationships to {args.out}", file=sys.stderr)
 
 
 _IMPORT_FIELDS = ("type", "content", "metadata", "tags", "subject", "event_time")
+_RELATIONSHIP_FIELDS = ("source", "target", "type")
 
 
 def _import(args: argparse.Namespace, mt: Memoturn) -> None:
@@ -121,28 +128,68 @@ def _import(args: argparse.Namespace, mt: Memoturn) -> None:
             lines = [line for line in f if line.strip()]
     except OSError as exc:
         raise CLIError(f"cannot read {args.file}: {exc.strerror}") from None
-    items = []
+    items: list[dict[str, Any]] = []
+    exported_ids: list[str | None] = []
+    links: list[dict[str, Any]] = []
     for number, line in enumerate(lines, 1):
         try:
             m = json.loads(line)
         except ValueError as exc:
             raise CLIError(f"{args.file}:{number}: not JSON ({exc}); nothing imported") from None
+        if isinstance(m, dict) and isinstance(m.get("relationship"), dict):
+            rel = m["relationship"]
+            if not all(isinstance(rel.get(k), str) for k in _RELATIONSHIP_FIELDS):
+                raise CLIError(
+                    f"{args.file}:{number}: a relationship needs source, target and type strings; nothing imported"
+                )
+            links.append(rel)
+            continue
         if not isinstance(m, dict) or "content" not in m:
-            raise CLIError(f"{args.file}:{number}: each line must be a memory object with 'content'; nothing imported")
+            raise CLIError(
+                f"{args.file}:{number}: each line must be a memory object with 'content' or a "
+                "{'relationship': ...} object; nothing imported"
+            )
         if m.get("current") is False:
             continue  # superseded history is exported for the record; import keeps current memories
         items.append({k: m[k] for k in _IMPORT_FIELDS if m.get(k) is not None})
+        exported_ids.append(m["id"] if isinstance(m.get("id"), str) else None)
     done = stored = 0
+    new_id: dict[str, str] = {}  # exported id -> id in this profile (a duplicate's is the existing one)
     for start in range(0, len(items), args.batch):
         chunk = items[start : start + args.batch]
         result = profile.add_many(chunk)
+        for old, saved in zip(exported_ids[start : start + args.batch], result["memories"], strict=True):
+            if old is not None:
+                new_id[old] = saved["memory"]["id"]
         stored += sum(1 for s in result["memories"] if not s["duplicate"])
         done += len(chunk)
         _progress(done, len(items), "import")
+    related = skipped = 0
+    for rel in links:
+        source, target = new_id.get(rel["source"]), new_id.get(rel["target"])
+        if source is None or target is None:
+            skipped += 1  # an end was superseded (not imported) or is not in the file
+            continue
+        weight, properties = rel.get("weight"), rel.get("properties")
+        made = profile.relate(
+            source,
+            target,
+            rel["type"],
+            weight=weight if isinstance(weight, (int, float)) else None,
+            properties=properties if isinstance(properties, dict) else None,
+        )
+        related += 0 if made["duplicate"] else 1
     _out(
         args,
-        {"read": len(lines), "imported": stored, "duplicates": done - stored},
-        f"imported {stored} memories ({done - stored} duplicates skipped)",
+        {
+            "read": len(lines),
+            "imported": stored,
+            "duplicates": done - stored,
+            "relationships": related,
+            "relationships_skipped": skipped,
+        },
+        f"imported {stored} memories ({done - stored} duplicates skipped) and {related} relationships"
+        + (f" ({skipped} skipped: an end not imported)" if skipped else ""),
     )
 
 
@@ -325,11 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     on_branch(m)
     _relationship_parsers(mem, command, durable, on_branch)
 
-    e = command(sub, "export", "write a profile's memories as JSON lines (superseded ones included)")
+    e = command(sub, "export", "write a profile's memories (superseded ones included) and relationships as JSON lines")
     e.add_argument("namespace", help="namespace (tenant)")
     e.add_argument("profile", help="profile in the namespace")
     e.add_argument("--out", help="file to write (default: stdout)")
-    i = command(sub, "import", "add memories from JSON lines (as written by export; current ones only)")
+    i = command(
+        sub, "import", "add memories and their relationships from JSON lines (as written by export; current ones only)"
+    )
     i.add_argument("namespace", help="namespace (tenant)")
     i.add_argument("profile", help="profile in the namespace (created on first use)")
     i.add_argument("file", help="JSON-lines file to read")

@@ -588,6 +588,14 @@ class Profile(_Scope[_R]):
             )
         )
 
+    def relationships(self, *, limit: int = 100, cursor: str | None = None) -> _R:
+        """A page of the profile's live relationships in id order: ``relationships`` and
+        ``next_cursor`` (pass it back for the next page; ``None`` on the last)."""
+        params: dict[str, Any] = {**self._p(), "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self.client._do(_Call("GET", f"{self.base}/relationships", params=params, idempotent=True))
+
     def relationship(self, relationship_id: str) -> _R:
         return self.client._do(
             _Call("GET", f"{self.base}/relationships/{relationship_id}", params=self._p(), idempotent=True)

@@ -169,6 +169,18 @@ def get(conn: Any, rel_id: str) -> dict[str, Any]:
     return _row(row)
 
 
+def live(conn: Any, *, after: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The live (not removed) relationships in id order, those after ``after``: a page for export."""
+    if not has_relationships(conn):
+        return []
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM __memoturn_relationships r WHERE r.removed_at IS NULL AND r.id > ?"
+        " ORDER BY r.id LIMIT ?",
+        (after or "", limit),
+    ).fetchall()
+    return [_row(row) for row in rows]
+
+
 def unrelate(conn: Any, rel_id: str, now: float | None = None) -> dict[str, Any]:
     """Remove a live relationship: it stays visible ``as_of`` a time before now."""
     rel = get(conn, rel_id)

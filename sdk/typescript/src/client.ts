@@ -41,6 +41,7 @@ import type {
   RecallOut,
   Related,
   Relationship,
+  RelationshipPage,
   SQLResponse,
   Statement,
   Stored,
@@ -727,6 +728,17 @@ export class Profile {
 
   relationship(relationshipId: string, options: ReadOptions = {}): Promise<Result<Relationship>> {
     return this.call("GET", `/relationships/${seg(relationshipId)}`, {
+      headers: memoturnHeaders(undefined, options.minTxid),
+      idempotent: true,
+    });
+  }
+
+  /** A page of the profile's live relationships in id order; pass `next_cursor` back for the next page. */
+  relationships(
+    options: ReadOptions & { limit?: number; cursor?: string | null } = {},
+  ): Promise<Result<RelationshipPage>> {
+    return this.call("GET", "/relationships", {
+      params: { limit: options.limit ?? 100, cursor: options.cursor ?? undefined },
       headers: memoturnHeaders(undefined, options.minTxid),
       idempotent: true,
     });

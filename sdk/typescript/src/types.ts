@@ -58,6 +58,7 @@ export type Forgotten = Schemas["Forgotten"];
 export type Relationship = Schemas["RelationshipOut"];
 export type Related = Schemas["Related"];
 export type Neighbours = Schemas["Neighbours"];
+export type RelationshipPage = Schemas["RelationshipPage"];
 export type PathIn = Schemas["PathIn"];
 export type PathOut = Schemas["PathOut"];
 export type SubgraphIn = Schemas["SubgraphIn"];

@@ -154,6 +154,15 @@ test("relationships: relate, neighbours, path, subgraph, recall expansion, unrel
     ],
   );
 
+  const first = await eve.relationships({ limit: 1, minTxid: bc.txid! });
+  assert.equal(first.data.relationships.length, 1);
+  const second = await eve.relationships({ limit: 1, cursor: first.data.next_cursor });
+  assert.equal(second.data.next_cursor, null);
+  assert.deepEqual(
+    [...first.data.relationships, ...second.data.relationships].map((r) => r.type).sort(),
+    ["caused_by", "follows"],
+  );
+
   const removed = await eve.unrelate(bc.data.relationship.id);
   assert.equal((await eve.neighbours(c)).data.results.length, 0);
   const then = await eve.neighbours(c, { as_of: bc.data.relationship.created_at + 0.0001, minTxid: removed.txid! });

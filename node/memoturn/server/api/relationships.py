@@ -65,6 +65,12 @@ class Related(BaseModel):
     txid: int
 
 
+class RelationshipPage(BaseModel):
+    relationships: list[RelationshipOut] = Field(description="Live relationships in id order")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last one")
+    txid: int
+
+
 class Neighbour(BaseModel):
     relationship: RelationshipOut
     direction: Literal["out", "in"] = Field(description="out: the memory is the target; in: it is the source")
@@ -167,6 +173,23 @@ def neighbours(
             )
             for n in found
         ],
+        txid=r.txid,
+    )
+
+
+@router.get(BASE + "/relationships", response_model=RelationshipPage)
+def list_relationships(
+    r: ProfileReaderAt,
+    limit: Annotated[int, Query(ge=1, le=relationships.MAX_NEIGHBOURS)] = 100,
+    cursor: Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")] = None,
+) -> RelationshipPage:
+    """Every live relationship of the profile, a page at a time (for export and audits)."""
+    page = r.read(lambda c: relationships.live(c, after=cursor, limit=limit + 1))
+    more = len(page) > limit
+    page = page[:limit]
+    return RelationshipPage(
+        relationships=[RelationshipOut(**rel) for rel in page],
+        next_cursor=page[-1]["id"] if more else None,
         txid=r.txid,
     )
 
