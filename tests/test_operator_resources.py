@@ -506,3 +506,16 @@ def test_store_usage_is_the_newest_node_measurement_not_the_sum():
     usage = tenant_usage(loads)
     assert (usage["storeObjects"], usage["storeBytes"]) == (42, 9500)
     assert tenant_usage([])["storeBytes"] == 0
+
+
+def test_gateway_cors_origins_reach_its_environment_and_bad_ones_are_refused():
+    _, gateway = _deployments(SPEC)
+    assert "MEMOTURN_CORS_ORIGINS" not in {e["name"] for e in gateway["containers"][0].get("env", [])}
+    spec = SPEC.model_copy(deep=True)
+    spec.gateway = spec.gateway.model_validate({"corsOrigins": ["https://app.example", "http://localhost:5173"]})
+    _, gateway = _deployments(spec)
+    env = {e["name"]: e.get("value") for e in gateway["containers"][0]["env"]}
+    assert env["MEMOTURN_CORS_ORIGINS"] == "https://app.example,http://localhost:5173"
+    for bad in (["app.example"], ["https://app.example/x"], ["*", "https://a.b"]):
+        with pytest.raises(ValidationError, match="CORS origin|stands alone"):
+            MemoryTenantSpec.model_validate({**SPEC.model_dump(exclude_none=True), "gateway": {"corsOrigins": bad}})

@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from .cors import parse_origins
 from .netaddr import parse_host_port
 from .tls import pair_error
 
@@ -269,10 +270,21 @@ class Settings(EnvSettings):
         "URL is advertised as `https://`)",
         json_schema_extra={"shown_default": "http(s)://{listen}"},
     )
+    cors_origins: str | None = Field(
+        None,
+        description="browser origins allowed to call this server directly (CORS), comma-separated "
+        "`scheme://host[:port]` or `*`; unset: none (same-origin pages only)",
+    )
     tls_cert_file: str | None = Field(None, description=_TLS_CERT)
     tls_key_file: str | None = Field(None, description=_TLS_KEY)
     node_ca_file: str | None = Field(None, description=_NODE_CA)
     node_tls_server_name: str | None = Field(None, description=_NODE_SERVER_NAME)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, v: str | None) -> str | None:
+        parse_origins(v)
+        return v
 
     @model_validator(mode="after")
     def _tls(self) -> Self:
@@ -340,12 +352,24 @@ class GatewaySettings(EnvSettings):
         description="the HTTP server in front of the gateway: `uvicorn` or `granian` (as memoturnd's)",
         json_schema_extra={"flag": "--http-server"},
     )
+    cors_origins: str | None = Field(
+        None,
+        description="browser origins allowed to call the gateway directly (CORS), comma-separated "
+        "`scheme://host[:port]` or `*`; unset: none (same-origin pages only)",
+        json_schema_extra={"flag": "--cors-origins"},
+    )
     tls_cert_file: str | None = Field(None, description=_TLS_CERT, json_schema_extra={"flag": "--tls-cert-file"})
     tls_key_file: str | None = Field(None, description=_TLS_KEY, json_schema_extra={"flag": "--tls-key-file"})
     node_ca_file: str | None = Field(None, description=_NODE_CA, json_schema_extra={"flag": "--node-ca-file"})
     node_tls_server_name: str | None = Field(
         None, description=_NODE_SERVER_NAME, json_schema_extra={"flag": "--node-tls-server-name"}
     )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors(cls, v: str | None) -> str | None:
+        parse_origins(v)
+        return v
 
     @model_validator(mode="after")
     def _tls(self) -> Self:

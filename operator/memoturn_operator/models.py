@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from memoturn.cors import parse_origins
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from . import quantity
 
@@ -111,6 +120,18 @@ class NodesSpec(Placement):
 class GatewaySpec(Placement):
     replicas: int = Field(2, ge=1)
     resources: GatewayResources = Field(default_factory=GatewayResources)
+    corsOrigins: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Browser origins (scheme://host[:port], or * alone) whose pages may call the gateway "
+        "directly (CORS; MEMOTURN_CORS_ORIGINS); empty: none",
+    )
+
+    @field_validator("corsOrigins")
+    @classmethod
+    def _cors(cls, v: list[str]) -> list[str]:
+        parse_origins(",".join(v))
+        return v
 
 
 class ObjectStoreSpec(_Spec):

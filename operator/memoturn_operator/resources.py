@@ -479,7 +479,8 @@ def gateway_deployment(tenant: str, namespace: str, uid: str, spec: MemoryTenant
         "resources": _resources(spec.gateway.resources.requests, spec.gateway.resources.limits),
         "securityContext": _security(),
     }
-    if env := _etcd_env(spec) + _tls_env(spec):
+    cors = [{"name": "MEMOTURN_CORS_ORIGINS", "value": ",".join(spec.gateway.corsOrigins)}]
+    if env := _etcd_env(spec) + _tls_env(spec) + (cors if spec.gateway.corsOrigins else []):
         container["env"] = env
     if mounts:
         container["volumeMounts"] = mounts

@@ -68,6 +68,7 @@ from starlette.routing import Route
 from .. import dashboard
 from ..backoff import next_delay
 from ..config import GatewaySettings, settings_error
+from ..cors import add_cors, parse_origins
 from ..errors import BadRequest
 from ..metrics import GatewayMetrics
 from ..names import profile_database
@@ -334,7 +335,7 @@ async def _relay(resp: aiohttp.ClientResponse) -> Response:
     )
 
 
-def create_gateway_app(gateway: Gateway) -> Starlette:
+def create_gateway_app(gateway: Gateway, cors_origins: list[str] | None = None) -> Starlette:
     metrics = gateway.metrics
 
     async def endpoint(request: Request) -> Response:
@@ -359,7 +360,9 @@ def create_gateway_app(gateway: Gateway) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/{path:path}", endpoint, methods=methods),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    add_cors(app, cors_origins or [])  # preflights answered here, not forwarded
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,7 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     serve(
-        create_gateway_app(gateway), host, port, tls, settings.http_server, log_level=args.log_level, access_log=False
+        create_gateway_app(gateway, parse_origins(settings.cors_origins)),
+        host,
+        port,
+        tls,
+        settings.http_server,
+        log_level=args.log_level,
+        access_log=False,
     )
     return 0
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from ... import dashboard
+from ...cors import add_cors, parse_origins
 from ..auth import DOCS_ASSETS
 from ..node import Node
 from . import (
@@ -97,4 +98,5 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=node.metrics)
     app.add_middleware(Authenticate, auth=node.auth)
     app.add_middleware(BodyLimit, limit=node.settings.max_body_bytes)
+    add_cors(app, parse_origins(node.settings.cors_origins))  # outermost: a preflight needs no token
     return app
