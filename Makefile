@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm lua ts-sdk ts-sdk-generate clean browser bench-dashboard image
+.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm lua ts-sdk ts-sdk-generate clean browser bench-dashboard image kubelet cluster cluster-down e2e-kind kind-present
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -24,6 +24,8 @@ help:
 	@echo "make lint-imports - the import contracts (layers, no cycles) of [tool.importlinter] in pyproject.toml"
 	@echo "make test   - install everything the tests need and run every test (e2e included)"
 	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
+	@echo "make cluster / cluster-down - a local Kubernetes cluster with Memoturn's chart and operator, in the background (docs/kubernetes.md)"
+	@echo "make e2e-kind - the e2e suite on a kind cluster (needs kind and registry access; docs/kubernetes.md)"
 	@echo "make image  - build the container image on a Debian base made here (Docker engine from Debian; docs/image.md)"
 	@echo "make ts-sdk - build the TypeScript SDK (sdk/typescript) and run its Node tests against a real memoturnd"
 	@echo "make ts-sdk-generate - regenerate sdk/typescript/src/openapi.ts from the server's OpenAPI"
@@ -78,6 +80,14 @@ azurite:
 kube:
 	@bash .ci/install-kube >/dev/null
 
+# The real kubelet (tests/e2e/test_real_pods.py): containerd, runc and the CNI plugins from Debian,
+# kubelet and kube-proxy built from source (cached); docs/kubernetes.md, "Real pods".
+kubelet:
+	@bash .ci/install-containerd >/dev/null
+	@bash .ci/install-kubelet >/dev/null
+
+NODE_ENV = MEMOTURN_KUBELET_BIN=$$(bash .ci/install-kubelet) MEMOTURN_CONTAINERD="$$(bash .ci/install-containerd)"
+
 helm:
 	@bash .ci/install-helm >/dev/null
 
@@ -103,11 +113,32 @@ image:
 
 IMAGE_ENV = MEMOTURN_DOCKER_BIN=$$(bash .ci/install-docker) MEMOTURN_IMAGE=$$(bash .ci/build-image)
 
-test: venv minio etcd fakegcs azurite kube helm lua browser image
-	$(TEST_ENV) $(IMAGE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: venv minio etcd fakegcs azurite kube helm lua browser image kubelet
+	$(TEST_ENV) $(IMAGE_ENV) $(NODE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-e2e: venv minio etcd fakegcs azurite kube helm lua
-	$(TEST_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+e2e: venv minio etcd fakegcs azurite kube helm lua image kubelet
+	$(TEST_ENV) $(IMAGE_ENV) $(NODE_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# A local cluster for people (tests/support/localcluster.py; docs/kubernetes.md, "A local cluster"):
+# the e2e suite's control plane, node agent, etcd, MinIO, chart and operator in the background.
+# CLUSTER_ARGS=--bare leaves the chart and operator out (to point the e2e suite at it).
+CLUSTER_DIR ?= $(CACHE)/cluster
+CLUSTER_ARGS ?=
+CLUSTER_ENV = MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$(bash .ci/install-etcd) \
+	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) MEMOTURN_HELM_BIN=$$(bash .ci/install-helm) PYTHONPATH=tests
+cluster: venv minio etcd kube helm
+	@$(CLUSTER_ENV) $(BIN)/python -m support.localcluster up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
+
+cluster-down: venv
+	@PYTHONPATH=tests $(BIN)/python -m support.localcluster down --dir $(CLUSTER_DIR)
+
+# The e2e suite on a kind cluster (needs kind, Docker and registry access: kind pulls kindest/node),
+# with the image loaded by `kind load docker-image`; .ci/e2e-kind says what it sets up.
+e2e-kind: kind-present venv kube helm
+	$(TEST_ENV) BIN=$(BIN) bash .ci/e2e-kind $(PYTEST_ARGS)
+
+kind-present:
+	@command -v kind >/dev/null || { echo "make e2e-kind: 'kind' not found on PATH (go install sigs.k8s.io/kind@latest; it needs registry access)" >&2; exit 1; }
 
 # The TypeScript SDK: its Node tests (and the OpenAPI drift check) through tests/test_typescript_sdk.py,
 # which `make test` runs too; node_modules is cached under $(CACHE)/ts-sdk-<lock hash>.

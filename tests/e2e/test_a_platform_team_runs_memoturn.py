@@ -9,7 +9,9 @@ check that reconciling is idempotent and repairs drift, roll a spec change, lose
 (operator up, and operator down), scale with the hot set, fork with a MemoryBranch, expire a
 burner branch, delete the tenant.
 
-The scenarios share one cluster and run in file order. Figures (time to Ready, failover
+The cluster comes from ``support.testcluster``: the one above, or with ``MEMOTURN_E2E_KUBECONFIG``
+an existing one (docs/kubernetes.md, "The suite on any cluster"); the audit-log test runs only on
+the suite's own. The scenarios share one cluster and run in file order. Figures (time to Ready, failover
 times, reconciles per change) go to stdout, and to ``bench/results/e2e.json`` under ``make e2e`` (``MEMOTURN_E2E_RESULTS``).
 """
 
@@ -20,7 +22,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,11 @@ from typing import Any
 import httpx
 import pytest
 from memoturn.client import Memoturn, ProblemError
-from support.apply import Discovery, apply, wait_established
-from support.controlplane import ControlPlane
+from support.apply import apply, wait_established
 from support.helm import render
-from support.kubelet import NodeAgent
-from support.operator import Operator, service_account_kubeconfig
+from support.operator import Operator
+from support.tenantworld import RESTRICTED, TenantWorld
+from support.testcluster import TestCluster, open_cluster, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "agents"
@@ -43,50 +44,14 @@ TTL = 6
 FIGURES: dict[str, Any] = {}
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (httpx.HTTPError, ProblemError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
-
-
-class World:
+class World(TenantWorld):
     """Everything the scenarios share."""
 
-    def __init__(self, etcd: Any, minio: Any, tmp: Path) -> None:
-        self.etcd, self.minio, self.tmp = etcd, minio, tmp
-        # The operator's requests (its ServiceAccount's groups) are audited: the API calls it costs.
-        self.control = ControlPlane(etcd.endpoint, str(tmp), audit_groups=[f"system:serviceaccounts:{SYSTEM_NS}"])
-        self.api = self.control.api
-        self.discovery = Discovery(self.api)
-        self.agent = NodeAgent(
-            self.control.url, self.control.token, "worker-1", str(tmp / "pods"), base_env={"HF_HUB_OFFLINE": "1"}
-        )
-        self.operator: Operator | None = None
+    def __init__(self, cluster: TestCluster, tmp: Path) -> None:
+        super().__init__(cluster, tmp, namespace=NS, system_namespace=SYSTEM_NS, tenant=TENANT, prefix="e2e")
         self.account = ""
-        self.kube = self.control.kube()
-        self.prefix = f"e2e-{os.urandom(3).hex()}"
-
-    def close(self) -> None:
-        if self.operator:
-            self.operator.stop()
-        self.agent.close()
-        self.control.close()
 
     # -- helpers ----------------------------------------------------------------------------
-
-    def tenant(self, name: str = TENANT) -> dict[str, Any]:
-        r = self.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{name}")
-        r.raise_for_status()
-        return r.json()
 
     def condition(self, type_: str, name: str = TENANT) -> dict[str, Any]:
         conditions = (self.tenant(name).get("status") or {}).get("conditions") or []
@@ -108,10 +73,6 @@ class World:
         s = t.get("status") or {}
         return s.get("phase") == "Ready" and s.get("observedGeneration") == t["metadata"]["generation"]
 
-    def pods(self, component: str) -> list[dict[str, Any]]:
-        sel = f"app.kubernetes.io/instance={TENANT},app.kubernetes.io/component={component}"
-        return self.api.get(f"/api/v1/namespaces/{NS}/pods", params={"labelSelector": sel}).json()["items"]
-
     def live_pods(self, component: str) -> list[dict[str, Any]]:
         return [p for p in self.pods(component) if not p["metadata"].get("deletionTimestamp")]
 
@@ -121,26 +82,6 @@ class World:
             for p in self.live_pods(component)
             if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
         ]
-
-    def gateway_url(self) -> str:
-        """A ready endpoint of the gateway Service: a ready pod its selector picks.
-
-        Not from its EndpointSlices: the API server refuses loopback addresses in them, and
-        every pod here has one (the operator finds the data plane the same way)."""
-        endpoints = self.kube.ready_endpoints(NS, f"{TENANT}-memoturn-gateway")
-        if not endpoints:
-            raise KeyError("no ready gateway endpoint")
-        address, port = endpoints[0]
-        return f"http://{address}:{port}"
-
-    def token(self) -> str:
-        import base64
-
-        secret = self.api.get(f"/api/v1/namespaces/{NS}/secrets/{TENANT}-memoturn-token").json()
-        return base64.b64decode(secret["data"]["admin-token"]).decode()
-
-    def client(self) -> Memoturn:
-        return Memoturn(self.gateway_url(), token=self.token(), timeout=10, retries=0)
 
     def start_operator(
         self,
@@ -152,19 +93,16 @@ class World:
     ) -> Operator:
         """An operator replica as the chart runs it (``--all-namespaces --peering memoturn``)."""
         self.account = account or self.account
-        kubeconfig = service_account_kubeconfig(
-            self.api, self.control.url, SYSTEM_NS, self.account, str(self.tmp / "operator.kubeconfig")
-        )
-        operator = Operator(
-            kubeconfig,
-            str(self.tmp / log),
+        operator = self.run_operator(
+            self.account,
             args=["--all-namespaces", "--peering", "memoturn", *extra_args],
             env={
                 "MEMOTURN_OPERATOR_RESYNC_SECONDS": resync,
                 "MEMOTURN_OPERATOR_SCALE_COOLDOWN_SECONDS": "4",
                 "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1",
             },
-        ).start()
+            log=log,
+        )
         if log == "operator.log":
             self.operator = operator
         return operator
@@ -184,8 +122,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(etcd, minio, tmp_path_factory):
-    w = World(etcd, minio, tmp_path_factory.mktemp("e2e"))
+def world(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    # The operator's requests (its ServiceAccount's groups) are audited: the API calls it costs.
+    cluster = open_cluster(request, tmp, audit_groups=[f"system:serviceaccounts:{SYSTEM_NS}"])
+    w = World(cluster, tmp)
     yield w
     w.close()
     # Published only when asked (`make e2e`): a test run leaves the checkout as it found it.
@@ -199,9 +140,8 @@ def world(etcd, minio, tmp_path_factory):
 def test_a_platform_team_installs_the_chart_and_starts_the_operator(world):
     # Both namespaces enforce the "restricted" Pod Security profile: the real API server's
     # admission refuses any pod of the chart or the operator that regresses.
-    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
     for name in (SYSTEM_NS, NS):
-        r = world.api.post("/api/v1/namespaces", json={"metadata": {"name": name, "labels": restricted}})
+        r = world.cluster.create_namespace(name, RESTRICTED)
         assert r.status_code == 201, r.text
     objects = render("memoturn", SYSTEM_NS)
     (account,) = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
@@ -223,7 +163,7 @@ def test_a_platform_team_installs_the_chart_and_starts_the_operator(world):
 
 
 def test_a_tenant_becomes_ready(world):
-    creds = world.minio.credentials
+    creds = world.store.credentials
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -239,16 +179,16 @@ def test_a_tenant_becomes_ready(world):
         "kind": "MemoryTenant",
         "metadata": {"name": TENANT, "namespace": NS},
         "spec": {
-            "image": "memoturn:e2e",
+            "image": world.cluster.image,
             "nodes": {"minReplicas": 1, "maxReplicas": 2, "cacheSizeLimit": "1Gi", "hotPerNodeTarget": 6},
             "gateway": {"replicas": 1},
             "objectStore": {
-                "bucket": world.minio.bucket,
+                "bucket": world.store.bucket,
                 "prefix": world.prefix,
-                "endpoint": world.minio.endpoint,
+                "endpoint": world.store.endpoint,
                 "credentialsSecret": "s3-credentials",
             },
-            "etcd": {"endpoints": [world.etcd.endpoint]},
+            "etcd": {"endpoints": world.etcd_endpoints},
             "leaseTtlSeconds": TTL,
             "tiers": {"hotIdleSeconds": 3},
         },
@@ -304,16 +244,16 @@ def test_a_tenant_with_a_wrong_store_key_says_why_in_its_conditions_and_events(w
         "kind": "MemoryTenant",
         "metadata": {"name": name, "namespace": NS},
         "spec": {
-            "image": "memoturn:e2e",
+            "image": world.cluster.image,
             "nodes": {"minReplicas": 1, "maxReplicas": 1, "cacheSizeLimit": "1Gi"},
             "gateway": {"replicas": 1},
             "objectStore": {
-                "bucket": world.minio.bucket,
+                "bucket": world.store.bucket,
                 "prefix": f"{world.prefix}-broken",
-                "endpoint": world.minio.endpoint,
+                "endpoint": world.store.endpoint,
                 "credentialsSecret": secret,
             },
-            "etcd": {"endpoints": [world.etcd.endpoint]},
+            "etcd": {"endpoints": world.etcd_endpoints},
             "leaseTtlSeconds": TTL,
         },
     }
@@ -338,7 +278,7 @@ def test_a_tenant_with_a_wrong_store_key_says_why_in_its_conditions_and_events(w
     assert world.condition("ObjectStoreReachable", name)["lastTransitionTime"] == since
 
     # Fixed: the right key, and the node pod replaced (it reads the Secret when it starts).
-    right = {k: world.minio.credentials[k] for k in wrong}
+    right = {k: world.store.credentials[k] for k in wrong}
     r = world.api.patch(
         f"/api/v1/namespaces/{NS}/secrets/{secret}",
         json={"stringData": right},
@@ -417,7 +357,7 @@ def _operator_calls(world: World, seconds: float) -> dict[str, int]:
     time.sleep(seconds)
     end = datetime.now(UTC)
     counts: dict[str, int] = {}
-    for e in world.control.audit_events():
+    for e in world.cluster.control.audit_events():
         at = datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00"))
         if e["user"]["username"] == user and start <= at < end:
             ref = e.get("objectRef") or {}
@@ -432,6 +372,7 @@ def _per_minute(counts: dict[str, int], seconds: float) -> float:
     return round(sum(counts.values()) * 60 / seconds, 1)
 
 
+@pytest.mark.own_cluster("counts the operator's API calls in the suite's own kube-apiserver audit log")
 def test_an_idle_tenant_costs_few_api_calls_and_fifty_cost_fifty_times_that(world):
     """With the default resync (10 s), an unchanged tenant is not re-applied: each resync reads
     its two Deployments and lists its node pods. Counted by kube-apiserver's audit log, for the
@@ -462,10 +403,10 @@ def test_an_idle_tenant_costs_few_api_calls_and_fifty_cost_fifty_times_that(worl
                 "kind": "MemoryTenant",
                 "metadata": {"name": f"idle-{i}", "namespace": idle_ns},
                 "spec": {
-                    "image": "memoturn:e2e",
+                    "image": world.cluster.image,
                     "gateway": {"replicas": 1},
-                    "objectStore": {"bucket": world.minio.bucket, "prefix": f"{world.prefix}-idle-{i}"},
-                    "etcd": {"endpoints": [world.etcd.endpoint]},
+                    "objectStore": {"bucket": world.store.bucket, "prefix": f"{world.prefix}-idle-{i}"},
+                    "etcd": {"endpoints": world.etcd_endpoints},
                 },
             }
             r = world.api.post(f"{GROUP_PATH}/namespaces/{idle_ns}/memorytenants", json=body)
@@ -746,7 +687,8 @@ def test_deleting_the_tenant_cleans_everything_up(world):
         f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets",
     ):
         wait_for(lambda: world.api.get(path).json()["items"] == [], 120, f"{path} to be empty")
-    for p in pods:
-        proc = world.agent.process(NS, p["metadata"]["name"])
-        assert proc is None or proc.poll() is not None
+    if world.agent is not None:  # the suite's own node agent: its processes are gone too
+        for p in pods:
+            proc = world.agent.process(NS, p["metadata"]["name"])
+            assert proc is None or proc.poll() is not None
     assert world.operator.proc.poll() is None, "the operator kept running"

@@ -147,6 +147,7 @@ def _dry_run_apply(api, namespace: str, obj: dict):
     return apply(api, Discovery(api), obj, dry_run=True, manager="helm-test")
 
 
+@pytest.mark.own_cluster("needs a fresh kube-apiserver: it creates the CRDs (or helm installs them)")
 @pytest.mark.parametrize(
     "values", [[], DEV_AND_EXAMPLE, TLS_HELM_TEST], ids=["defaults", "dev-and-example", "tls-helm-test"]
 )
@@ -164,6 +165,7 @@ def test_the_api_server_accepts_every_rendered_object(helm, api, cluster, values
         assert "warning" not in {k.lower() for k in r.headers}, f"{what}: {r.headers.get('warning')}"
 
 
+@pytest.mark.own_cluster("needs a fresh kube-apiserver: it creates the CRDs (or helm installs them)")
 def test_helm_installs_upgrades_and_uninstalls_the_release(helm, etcd, tmp_path):
     """A real install (dev and example on) on a fresh API server, so helm installs the CRDs itself:
     the objects exist, an upgrade keeps the generated dev credentials (the template looks the
@@ -567,6 +569,7 @@ def test_watch_namespaces_renders_a_role_per_namespace_and_no_cluster_wide_secre
     assert args[4:6] == ["--peering", "memoturn"]
 
 
+@pytest.mark.own_cluster("needs a fresh kube-apiserver: it creates the CRDs (or helm installs them)")
 def test_watch_namespaces_objects_are_accepted_by_the_api_server(helm, api, cluster, tmp_path):
     """Server-side dry run of the namespace-scoped objects, each in the namespace it names."""
     for ns in ("team-a", "team-b"):

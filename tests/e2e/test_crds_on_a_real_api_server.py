@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TENANTS = "/apis/memoturn.io/v1alpha1/namespaces/default/memorytenants"
 BRANCHES = "/apis/memoturn.io/v1alpha1/namespaces/default/memorybranches"
 
+# On an external cluster (MEMOTURN_E2E_KUBECONFIG) these are skipped and listed: support.testcluster.
+pytestmark = pytest.mark.own_cluster("needs a fresh kube-apiserver: it creates the CRDs itself")
+
 
 @pytest.fixture(scope="module")
 def api(etcd):

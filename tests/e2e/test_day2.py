@@ -10,30 +10,26 @@ the operator runs as a local process with the chart's ServiceAccount token, as i
 agent runs its ``sh -c`` with the venv's ``memoturn`` CLI, and the tenant namespace enforces the
 restricted Pod Security profile, so admission checks the Pod's security context. The one
 difference from a cluster: the test reaches the gateway by a pod address (``test.url``), since
-there is no cluster DNS for the Service name.
+there is no cluster DNS for the Service name. The cluster comes from ``support.testcluster`` (an
+existing one with ``MEMOTURN_E2E_KUBECONFIG``), the shared set-up from ``support.tenantworld``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from memoturn.client import Memoturn, ProblemError
-from support.apply import Discovery, apply
-from support.controlplane import ControlPlane
+from support.apply import apply
 from support.helm import CHART, helm
-from support.kubelet import NodeAgent
-from support.operator import Operator, service_account_kubeconfig
+from support.tenantworld import RESTRICTED, TenantWorld
+from support.testcluster import TestCluster, open_cluster, wait_for
 
 NS, SYSTEM_NS, TENANT, RELEASE = "agents", "memoturn-system", "acme", "memoturn"
 GROUP_PATH = "/apis/memoturn.io/v1alpha1"
@@ -41,69 +37,23 @@ BIN = os.path.dirname(sys.executable)
 PLUGIN = os.path.join(BIN, "kubectl-memoturn")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (httpx.HTTPError, ProblemError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+class Day2(TenantWorld):
+    client_timeout, client_retries = 15, 2
 
-
-class Day2:
-    def __init__(self, etcd: Any, minio: Any, tmp: Path) -> None:
-        self.etcd, self.minio, self.tmp = etcd, minio, tmp
-        self.control = ControlPlane(etcd.endpoint, str(tmp))
-        self.api = self.control.api
-        self.discovery = Discovery(self.api)
-        # The venv's console scripts (memoturn, memoturnd, ...) first on PATH: the helm test's `sh -c` finds them.
-        path = f"{BIN}:{os.environ.get('PATH', os.defpath)}"
-        self.agent = NodeAgent(
-            self.control.url,
-            self.control.token,
-            "worker-1",
-            str(tmp / "pods"),
-            base_env={"HF_HUB_OFFLINE": "1", "PATH": path},
-            # Its own loopback range: another suite's node agent running at the same time (the
-            # default pool is 127.0.20.x) would otherwise hand out the same pod addresses.
-            ip_pool=[f"127.0.23.{i}" for i in range(1, 255)],
-        )
-        self.kube = self.control.kube()
-        self.kubeconfig = self.control.kubeconfig
-        self.operator: Operator | None = None
-        self.prefix = f"day2-{os.urandom(3).hex()}"
-
-    def close(self) -> None:
-        if self.operator:
-            self.operator.stop()
-        self.agent.close()
-        self.control.close()
+    def __init__(self, cluster: TestCluster, tmp: Path) -> None:
+        super().__init__(cluster, tmp, namespace=NS, system_namespace=SYSTEM_NS, tenant=TENANT, prefix="day2")
 
     def start_operator(self) -> None:
-        kubeconfig = service_account_kubeconfig(
-            self.api, self.control.url, SYSTEM_NS, f"{RELEASE}", str(self.tmp / "operator.kubeconfig")
-        )
-        self.operator = Operator(
-            kubeconfig,
-            str(self.tmp / "operator.log"),
+        self.operator = self.run_operator(
+            RELEASE,
             env={"MEMOTURN_OPERATOR_RESYNC_SECONDS": "2", "MEMOTURN_OPERATOR_BRANCH_CHECK_SECONDS": "1"},
-        ).start()
+            log="operator.log",
+        )
 
     def stop_operator(self) -> None:
         assert self.operator is not None
         self.operator.stop()
         self.operator = None
-
-    def tenant(self) -> dict[str, Any]:
-        r = self.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}")
-        r.raise_for_status()
-        return r.json()
 
     def ready(self, nodes: int) -> bool:
         t = self.tenant()
@@ -114,27 +64,13 @@ class Day2:
             and s.get("observedGeneration") == t["metadata"]["generation"]
         )
 
-    def gateway_url(self) -> str:
-        endpoints = self.kube.ready_endpoints(NS, f"{TENANT}-memoturn-gateway")
-        if not endpoints:
-            raise KeyError("no ready gateway endpoint")
-        return "http://{}:{}".format(*endpoints[0])
-
-    def token(self) -> str:
-        secret = self.api.get(f"/api/v1/namespaces/{NS}/secrets/{TENANT}-memoturn-token").json()
-        return base64.b64decode(secret["data"]["admin-token"]).decode()
-
-    def client(self) -> Memoturn:
-        return Memoturn(self.gateway_url(), token=self.token(), timeout=15, retries=2)
-
     def plugin(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``kubectl memoturn ARGS`` as kubectl runs it: the executable, the caller's kubeconfig in the env."""
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
         return subprocess.run([PLUGIN, "-n", NS, *args], env=env, capture_output=True, text=True, timeout=300)
 
     def node_pods(self) -> list[dict[str, Any]]:
-        sel = f"app.kubernetes.io/instance={TENANT},app.kubernetes.io/component=node"
-        return self.api.get(f"/api/v1/namespaces/{NS}/pods", params={"labelSelector": sel}).json()["items"]
+        return self.pods("node")
 
     def branch_names(self, database: str) -> list[str]:
         with self.client() as c:
@@ -142,16 +78,25 @@ class Day2:
 
 
 @pytest.fixture(scope="module")
-def day2(etcd, minio, tmp_path_factory):
-    w = Day2(etcd, minio, tmp_path_factory.mktemp("day2"))
+def day2(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("day2")
+    cluster = open_cluster(
+        request,
+        tmp,
+        # The venv's console scripts (memoturn, memoturnd, ...) first on PATH: the helm test's `sh -c` finds them.
+        agent_env={"PATH": f"{BIN}:{os.environ.get('PATH', os.defpath)}"},
+        # Its own loopback range: another suite's node agent running at the same time (the
+        # default pool is 127.0.20.x) would otherwise hand out the same pod addresses.
+        ip_pool=[f"127.0.23.{i}" for i in range(1, 255)],
+    )
+    w = Day2(cluster, tmp)
     yield w
     w.close()
 
 
 def test_helm_installs_the_chart_and_a_tenant_becomes_ready(day2):
-    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
     for name in (SYSTEM_NS, NS):
-        r = day2.api.post("/api/v1/namespaces", json={"metadata": {"name": name, "labels": restricted}})
+        r = day2.cluster.create_namespace(name, RESTRICTED)
         assert r.status_code == 201, r.text
     out = helm(
         "install", RELEASE, str(CHART), "-n", SYSTEM_NS, "--set", "operator.replicas=0", kubeconfig=day2.kubeconfig
@@ -160,29 +105,23 @@ def test_helm_installs_the_chart_and_a_tenant_becomes_ready(day2):
     crd = day2.api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/memorybranches.memoturn.io")
     assert crd.status_code == 200  # helm installed the chart's crds/
     day2.start_operator()
-    creds = day2.minio.credentials
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "s3-credentials", "namespace": NS},
-        "stringData": {k: creds[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
-    }
+    secret = day2.s3_secret("s3-credentials")
     assert day2.api.post(f"/api/v1/namespaces/{NS}/secrets", json=secret).status_code == 201
     tenant = {
         "apiVersion": "memoturn.io/v1alpha1",
         "kind": "MemoryTenant",
         "metadata": {"name": TENANT, "namespace": NS},
         "spec": {
-            "image": "memoturn:e2e",
+            "image": day2.cluster.image,
             "nodes": {"minReplicas": 2, "maxReplicas": 2, "cacheSizeLimit": "1Gi"},
             "gateway": {"replicas": 1},
             "objectStore": {
-                "bucket": day2.minio.bucket,
+                "bucket": day2.store.bucket,
                 "prefix": day2.prefix,
-                "endpoint": day2.minio.endpoint,
+                "endpoint": day2.store.endpoint,
                 "credentialsSecret": "s3-credentials",
             },
-            "etcd": {"endpoints": [day2.etcd.endpoint]},
+            "etcd": {"endpoints": day2.etcd_endpoints},
             "leaseTtlSeconds": 6,
         },
     }
@@ -300,6 +239,9 @@ def test_kubectl_memoturn_report_bundles_objects_events_and_node_metrics(day2):
 
 
 def test_kubectl_memoturn_drain_moves_a_nodes_branches_elsewhere(day2):
+    # Hot (so owned) again: on a loaded machine the steps before can outlast hotIdleSeconds (60 s).
+    with day2.client() as c:
+        c.database("acme--alice").kv_get("greeting")
     status = json.loads(day2.plugin("status", TENANT, "-o", "json").stdout)
     owner = next(n["pod"] for n in status["nodes"] if "acme--alice/main" in n["owned"])
     out = day2.plugin("drain", TENANT, owner)

@@ -22,6 +22,9 @@ from support.controlplane import ControlPlane
 from support.kubelet import NodeAgent
 from support.nodes import free_port
 
+# On an external cluster (MEMOTURN_E2E_KUBECONFIG) these are skipped and listed: support.testcluster.
+pytestmark = pytest.mark.own_cluster("tests the suite's own node agent")
+
 T = TypeVar("T")
 Obj = dict[str, Any]
 

@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NS = "agents"
 TENANTS = f"/apis/memoturn.io/v1alpha1/namespaces/{NS}/memorytenants"
 
+# On an external cluster (MEMOTURN_E2E_KUBECONFIG) these are skipped and listed: support.testcluster.
+pytestmark = pytest.mark.own_cluster("needs a fresh kube-apiserver: it creates the CRDs itself")
+
 PLACEMENT = {
     "nodeSelector": {"pool": "memory"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "memory", "effect": "NoSchedule"}],

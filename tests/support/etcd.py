@@ -30,11 +30,14 @@ def etcd_binary() -> str:
 
 
 class EtcdServer:
-    def __init__(self) -> None:
+    """``host``: the client address (loopback unless a test's pods must reach it, e.g. a bridge the run owns)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.binary = etcd_binary()
+        self.host = host
         self.port = free_port()
         self.peer_port = free_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
+        self.endpoint = f"{host}:{self.port}"
         self.data_dir = tempfile.mkdtemp(prefix="memoturn-etcd-")
         self.log_path = self.data_dir + ".log"
         self.proc: subprocess.Popen | None = None
@@ -73,7 +76,7 @@ class EtcdServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"etcd exited: {open(self.log_path).read()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     pass
                 out = subprocess.run(
                     ["etcdctl", "--endpoints", self.endpoint, "endpoint", "health"],
