@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import random
+import sqlite3
 import sys
 import tempfile
 import time
@@ -125,52 +127,102 @@ def run_phase(url: str, phase: str, seconds: float, concurrency: int) -> dict[st
     return result
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(clusters: list[Cluster], timeout: float = 30.0) -> None:
+    """Wait until the clusters' servers are idle (the last phase's shipping done), so a phase does not
+    pay for the one before it, which may have been another cluster's."""
+    pids = [p.proc.pid for c in clusters for p in (*c.nodes.values(), c.gateway)]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(_cpu_seconds(pid) for pid in pids)
+        time.sleep(0.5)
+        if sum(_cpu_seconds(pid) for pid in pids) - before < 0.05:  # under 10 % of a core together
+            return
+
+
 def _report(target: str, phase: str, r: dict[str, Any], suffix: str = "") -> None:
     print(
         f"{target:8s} {phase:13s} {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
-        f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{suffix}",
+        f"p99 {r['p99_ms']:7.2f} ms  errors {r.get('errors', {})}"
+        + (
+            f"  cpu ms/op node {r['node_cpu_ms_per_op']} gateway {r['gateway_cpu_ms_per_op']}"
+            if "node_cpu_ms_per_op" in r
+            else ""
+        )
+        + suffix,
         flush=True,
     )
 
 
-def _run_cluster(
-    tmp: Path,
-    etcd: EtcdServer,
-    minio: MinioServer,
-    server: str,
-    prefix: str,
-    phases: list[str],
-    seconds: float,
-    concurrency: int,
-    sweep: list[int],
-    results: dict[str, Any],
-) -> None:
-    """One node and a gateway (both behind ``server``); every phase direct and through the gateway."""
+def _start_cluster(tmp: Path, etcd: EtcdServer, minio: MinioServer, name: str, env: dict[str, str]) -> Cluster:
+    """One node and a gateway, both with ``env``; the benchmark's profiles created through the gateway."""
     tmp.mkdir(parents=True, exist_ok=True)
-    env = {"MEMOTURN_MAX_HOT": "1000", "MEMOTURN_HTTP_SERVER": server}
     cluster = Cluster(
-        tmp, etcd, minio, nodes=1, ttl=15, env=env, gateway_env={"MEMOTURN_HTTP_SERVER": server}, prefix=f"/tp-{server}"
+        tmp,
+        etcd,
+        minio,
+        nodes=1,
+        ttl=15,
+        env={"MEMOTURN_MAX_HOT": "1000", **env},
+        gateway_env=env,
+        prefix=f"/tp-{name}",
     )
-    try:
-        node_url = next(iter(cluster.nodes.values())).url
-        gw = cluster.gateway.client
-        for p in range(PROFILES):
-            gw.post("/v1/databases", json={"name": f"tp--p{p}"})
-            gw.put(f"/v1/databases/tp--p{p}/kv/k0", json={"value": 0})
-        for target, url in (("direct", node_url), ("gateway", cluster.gateway.url)):
-            for phase in phases:
-                r = run_phase(url, phase, seconds, concurrency)
-                results[f"{prefix}{target}_{phase}"] = r
-                _report(f"{prefix}{target}", phase, r)
-        for phase in phases:
-            for c in sweep:
-                r = run_phase(cluster.gateway.url, phase, seconds, c)
-                results.setdefault("gateway_sweep", {}).setdefault(phase, []).append(
-                    {"concurrency": c, **{k: r[k] for k in ("ops_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")}}
-                )
-                _report("gateway", phase, r, f"  ({c} in flight)")
-    finally:
-        cluster.close()
+    gw = cluster.gateway.client
+    for p in range(PROFILES):
+        gw.post("/v1/databases", json={"name": f"tp--p{p}"})
+        gw.put(f"/v1/databases/tp--p{p}/kv/k0", json={"value": 0})
+    return cluster
+
+
+def _variants(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
+    """``(name, env)`` of each cluster to run: ``--variant`` ones, else one per ``--http-servers`` value."""
+    if args.variant:
+        out = []
+        for v in args.variant:
+            name, _, assignments = v.partition(":")
+            env = dict(a.split("=", 1) for a in assignments.split(",") if a.strip())
+            out.append((name, env))
+        return out
+    servers = [x.strip() for x in args.http_servers.split(",") if x.strip()]
+    return [(server, {"MEMOTURN_HTTP_SERVER": server}) for server in servers]
+
+
+def plain_sqlite_floor(tmp: str, seconds: float = 2.0) -> dict[str, Any]:
+    """Plain SQLite WAL commits with synchronous=FULL on this disk, now: the floor the write targets refer to."""
+    path = os.path.join(tmp, "plain-full.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE kv(key TEXT PRIMARY KEY, value TEXT)")
+    samples: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (f"k{len(samples) % 20}", '{"v":1}'))
+        samples.append(time.perf_counter() - t0)
+    conn.close()
+    return summarize(samples, time.perf_counter() - start)
+
+
+def derived(results: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Figures the issue's targets are stated in, from one run's phases (None when a phase is missing)."""
+    direct, gateway = results.get(f"{prefix}direct_kv_get"), results.get(f"{prefix}gateway_kv_get")
+    put, floor = results.get(f"{prefix}direct_kv_put"), results.get("plain_sqlite_full")
+    return {
+        "gateway_overhead_kv_get_p50_ms": round(gateway["p50_ms"] - direct["p50_ms"], 3)
+        if direct and gateway
+        else None,
+        "direct_kv_put_vs_sqlite_full": round(put["ops_per_s"] / floor["ops_per_s"], 3) if put and floor else None,
+    }
 
 
 def main() -> int:
@@ -191,11 +243,24 @@ def main() -> int:
         "this run (e.g. 'uvicorn,granian'); the first is reported as is, the others with their "
         "name as a prefix (granian_direct_kv_get, ...), without the sweep",
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME:VAR=VALUE,...",
+        help="a cluster whose node and gateway get these environment variables (repeat for an A/B in one run, "
+        "e.g. --variant base:MEMOTURN_HOT_ROUTES=0 --variant hot:); replaces --http-servers. Every cluster "
+        "runs at once and the phases alternate between them, so each comparison is made at the same moment; "
+        "the first is reported as is, the others with their name as a prefix, with ratios to the first",
+    )
+    ap.add_argument("--phases", default="kv_get,kv_put,kv_mix,memory_write", help="comma-separated phases to run")
+    ap.add_argument("--targets", default="direct,gateway", help="comma-separated: direct (the node), gateway")
+    ap.add_argument("--out", help="where the JSON goes (default bench/results/throughput.json)")
     args = ap.parse_args()
-    servers = [x.strip() for x in args.http_servers.split(",") if x.strip()]
+    variants = _variants(args)
     seconds = 4 if args.quick else args.seconds
     sweep = [int(x) for x in args.sweep.split(",") if x.strip()] if not args.quick else []
-    phases = ["kv_get", "kv_put", "kv_mix", "memory_write"]
+    phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    targets = [x.strip() for x in args.targets.split(",") if x.strip()]
     results: dict[str, Any] = {
         "seconds_per_phase": seconds,
         "concurrency": args.concurrency,
@@ -204,26 +269,71 @@ def main() -> int:
         "profiles": PROFILES,
         "command": "python -m bench.throughput " + " ".join(sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_at_start": round(os.getloadavg()[0], 2),
     }
     with tempfile.TemporaryDirectory() as tmp, EtcdServer() as etcd, MinioServer() as minio:
         for name, value in minio.credentials.items():
             os.environ[name] = value
-        results["http_servers"] = servers
-        for n, server in enumerate(servers):
-            prefix = "" if n == 0 else f"{server}_"
-            _run_cluster(
-                Path(tmp) / server,
-                etcd,
-                minio,
-                server,
-                prefix,
-                phases,
-                seconds,
-                args.concurrency,
-                sweep if n == 0 else [],
-                results,
-            )
-    write_results("throughput", results)
+        results["plain_sqlite_full"] = plain_sqlite_floor(tmp)
+        _report("local", "sqlite FULL", results["plain_sqlite_full"])
+        if not args.variant:
+            results["http_servers"] = [name for name, _ in variants]
+        else:
+            results["variants"] = {name: env for name, env in variants}
+        prefixes = ["" if n == 0 else f"{name}_" for n, (name, _) in enumerate(variants)]
+        clusters: list[Cluster] = []
+        try:
+            for name, env in variants:
+                clusters.append(_start_cluster(Path(tmp) / name, etcd, minio, name, env))
+            pairs = list(zip(prefixes, clusters, strict=True))
+            for n, (target, phase) in enumerate((t, p) for t in targets for p in phases):
+                for prefix, cluster in pairs if n % 2 == 0 else pairs[::-1]:  # ABBA: neither goes first always
+                    _settle(clusters)
+                    url = next(iter(cluster.nodes.values())).url if target == "direct" else cluster.gateway.url
+                    pids = {
+                        "node": next(iter(cluster.nodes.values())).proc.pid,
+                        "gateway": cluster.gateway.proc.pid,
+                    }
+                    before = {who: _cpu_seconds(pid) for who, pid in pids.items()}
+                    r = run_phase(url, phase, seconds, args.concurrency)
+                    # the servers' own CPU per request (less sensitive to the machine's load than ops/s)
+                    for who, pid in pids.items():
+                        used = _cpu_seconds(pid) - before[who]
+                        r[f"{who}_cpu_ms_per_op"] = round(used * 1000 / r["n"], 3) if r["n"] else None
+                    results[f"{prefix}{target}_{phase}"] = r
+                    _report(f"{prefix}{target}", phase, r)
+            if "gateway" in targets:
+                for phase in phases:
+                    for c in sweep:
+                        r = run_phase(clusters[0].gateway.url, phase, seconds, c)
+                        results.setdefault("gateway_sweep", {}).setdefault(phase, []).append(
+                            {
+                                "concurrency": c,
+                                **{k: r[k] for k in ("ops_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")},
+                            }
+                        )
+                        _report("gateway", phase, r, f"  ({c} in flight)")
+        finally:
+            for cluster in clusters:
+                cluster.close()
+    results["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    for prefix in prefixes:
+        results[f"{prefix}derived"] = derived(results, prefix)
+    for prefix in prefixes[1:]:
+        results[f"{prefix}ratio"] = {
+            f"{target}_{phase}": round(results[f"{prefix}{target}_{phase}"]["ops_per_s"] / base, 3)
+            for target in targets
+            for phase in phases
+            if (base := results[f"{target}_{phase}"]["ops_per_s"])
+        }
+        print(f"{prefix.rstrip('_')} / {variants[0][0]}: {results[f'{prefix}ratio']}", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+        print(json.dumps(results, indent=2))
+        print(f"wrote {args.out}")
+    else:
+        write_results("throughput", results)
     return 0
 
 

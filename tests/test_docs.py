@@ -31,13 +31,14 @@ def test_every_env_variable_is_read():
         MEMOTURN_NODE_ID="n",
         MEMOTURN_HTTP_SERVER="granian",
         MEMOTURN_CORS_ORIGINS="https://app.example",
+        MEMOTURN_HOT_ROUTES="false",
     )
     for name, field in Settings.model_fields.items():
         if field.annotation in (int, float):
             env[f"MEMOTURN_{name.upper()}"] = "7"
     s = Settings.from_env(env)
     assert s.durability == "durable" and s.max_hot == 7 and s.resolved_store_url == "file:///tmp/s"
-    assert s.http_server == "granian" and s.cors_origins == "https://app.example"
+    assert s.http_server == "granian" and s.cors_origins == "https://app.example" and s.hot_routes is False
 
 
 def test_readme_commands_are_make_targets():

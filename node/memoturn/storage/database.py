@@ -147,6 +147,27 @@ class Database:
             self.last_access = time.monotonic()
             return fn(self.conn), self.head_txid
 
+    def read_nowait(self, fn: Callable[[Any], T]) -> tuple[T, int] | None:
+        """:meth:`read`, if it can run at once on the caller's thread (the event loop's): the
+        lock is free and the branch open, owned, bootstrapped and not expired, so nothing waits
+        and nothing but the local file is touched. Else None: the caller reads in a thread."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            expires = self.manifest.expires_at
+            if (
+                self.fenced
+                or self.closed
+                or not self.bootstrapped
+                or (expires is not None and expires <= clock.now())
+                or (self.leases.shared and not (self.owned and self.leases.healthy()))
+            ):
+                return None
+            self.last_access = time.monotonic()
+            return fn(self.conn), self.head_txid
+        finally:
+            self.lock.release()
+
     @property
     def owned(self) -> bool:
         return self.epoch is not None and self.lease_generation == self.leases.generation

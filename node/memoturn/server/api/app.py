@@ -25,6 +25,7 @@ from . import (
     branching,
     data,
     databases,
+    hot_kv,
     internal,
     kv,
     memory,
@@ -94,6 +95,7 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     for surface in ROUTERS:
         app.include_router(surface.router)
     app.router.routes.extend(dashboard.routes())  # the web dashboard at /ui/ (docs/dashboard.md)
+    hot_kv.install(app.router.routes, node, app.router)  # KV GET/PUT ahead of FastAPI (same answers)
     # Added innermost first: a request meets the body limit, then authentication, then is measured.
     app.add_middleware(RequestMetrics, metrics=node.metrics)
     app.add_middleware(Authenticate, auth=node.auth)
