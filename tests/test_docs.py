@@ -30,6 +30,7 @@ def test_every_env_variable_is_read():
         MEMOTURN_STORE_URL="file:///tmp/s",
         MEMOTURN_NODE_ID="n",
         MEMOTURN_HTTP_SERVER="granian",
+        MEMOTURN_EMBEDDER_RUNTIME="numpy",
         MEMOTURN_CORS_ORIGINS="https://app.example",
         MEMOTURN_HOT_ROUTES="false",
     )
@@ -39,6 +40,7 @@ def test_every_env_variable_is_read():
     s = Settings.from_env(env)
     assert s.durability == "durable" and s.max_hot == 7 and s.resolved_store_url == "file:///tmp/s"
     assert s.http_server == "granian" and s.cors_origins == "https://app.example" and s.hot_routes is False
+    assert s.embedder_runtime == "numpy"
 
 
 def test_readme_commands_are_make_targets():

@@ -244,6 +244,12 @@ class Settings(EnvSettings):
         description="`default`: all-MiniLM-L6-v2 computed locally (384 dimensions); "
         "`openai:MODEL`: an OpenAI-compatible endpoint",
     )
+    embedder_runtime: Literal["onnx", "numpy"] = Field(
+        "onnx",
+        description="what runs the `default` embedder: `onnx` (onnxruntime, 3-8× numpy's texts per second on 2 cores; "
+        "the graph is written from the same weights on first use and cached under `~/.cache/memoturn/embedder`) "
+        "or `numpy`; same vectors either way (`docs/benchmarks.md`)",
+    )
     embedding_url: str | None = Field(None, description="base URL of the OpenAI-compatible endpoint (`…/v1`)")
     embedding_api_key: str | None = Field(None, description="bearer token for it")
     admin_token: str | None = Field(

