@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm lua ts-sdk ts-sdk-generate clean browser bench-dashboard image kubelet cluster cluster-down e2e-kind kind-present
+.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm lua ts-sdk ts-sdk-generate clean browser bench-dashboard image kubelet cluster cluster-down e2e-kind kind-present e2e-real
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint-imports - the import contracts (layers, no cycles) of [tool.importlinter] in pyproject.toml"
 	@echo "make test   - install everything the tests need and run every test (e2e included)"
 	@echo "make e2e    - only the end-to-end suite on a real Kubernetes control plane (tests/e2e)"
+	@echo "make e2e-real - the platform-team scenarios with tenant pods as real containers (real kubelet, containerd)"
 	@echo "make cluster / cluster-down - a local Kubernetes cluster with Memoturn's chart and operator, in the background (docs/kubernetes.md)"
 	@echo "make e2e-kind - the e2e suite on a kind cluster (needs kind and registry access; docs/kubernetes.md)"
 	@echo "make image  - build the container image on a Debian base made here (Docker engine from Debian; docs/image.md)"
@@ -118,6 +119,11 @@ test: venv minio etcd fakegcs azurite kube helm lua browser image kubelet
 
 e2e: venv minio etcd fakegcs azurite kube helm lua image kubelet
 	$(TEST_ENV) $(IMAGE_ENV) $(NODE_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The platform-team scenario suite with every tenant pod a real container under the real kubelet
+# (docs/kubernetes.md, "Real pods"); `make test` runs it on the node agent, plus test_real_pods.py.
+e2e-real: venv minio etcd kube helm image kubelet
+	$(TEST_ENV) $(IMAGE_ENV) $(NODE_ENV) MEMOTURN_E2E_KUBELET=real $(BIN)/python -m pytest tests/e2e/test_a_platform_team_runs_memoturn.py $(PYTEST_ARGS)
 
 # A local cluster for people (tests/support/localcluster.py; docs/kubernetes.md, "A local cluster"):
 # the e2e suite's control plane, node agent, etcd, MinIO, chart and operator in the background.

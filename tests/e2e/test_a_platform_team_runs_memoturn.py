@@ -9,6 +9,11 @@ check that reconciling is idempotent and repairs drift, roll a spec change, lose
 (operator up, and operator down), scale with the hot set, fork with a MemoryBranch, expire a
 burner branch, delete the tenant.
 
+With ``MEMOTURN_E2E_KUBELET=real`` the node is a real kubelet instead (``support.realkubelet``):
+tenant pods are containers of ``$MEMOTURN_IMAGE`` with addresses on the node's bridge, the
+gateway is found through its Service's EndpointSlices, probes are the kubelet's, and the tenants'
+etcd and MinIO listen on the bridge address (docs/kubernetes.md, "Real pods").
+
 The cluster comes from ``support.testcluster``: the one above, or with ``MEMOTURN_E2E_KUBECONFIG``
 an existing one (docs/kubernetes.md, "The suite on any cluster"); the audit-log test runs only on
 the suite's own. The scenarios share one cluster and run in file order. Figures (time to Ready, failover
@@ -50,6 +55,9 @@ class World(TenantWorld):
     def __init__(self, cluster: TestCluster, tmp: Path) -> None:
         super().__init__(cluster, tmp, namespace=NS, system_namespace=SYSTEM_NS, tenant=TENANT, prefix="e2e")
         self.account = ""
+        # Real containers start slower than the node agent's processes (sandbox, CNI, image
+        # layers): waits for pods are longer there; what is asserted is the same.
+        self.patience = 3.0 if cluster.real_node is not None else 1.0
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -196,7 +204,7 @@ def test_a_tenant_becomes_ready(world):
     t0 = time.monotonic()
     r = apply(world.api, world.discovery, tenant)
     assert r.status_code == 201, r.text
-    wait_for(world.ready, 120, "the tenant to be Ready")
+    wait_for(world.ready, 120 * world.patience, "the tenant to be Ready")
     FIGURES["apply_to_ready_seconds"] = round(time.monotonic() - t0, 2)
 
     t = world.tenant()
@@ -260,7 +268,7 @@ def test_a_tenant_with_a_wrong_store_key_says_why_in_its_conditions_and_events(w
     assert apply(world.api, world.discovery, tenant).status_code == 201
     store = wait_for(
         lambda: (lambda c: c if c.get("status") == "False" else None)(world.condition("ObjectStoreReachable", name)),
-        120,
+        120 * world.patience,
         "ObjectStoreReachable=False",
     )
     # The node's cause, in the store client's words (MinIO answered InvalidAccessKeyId, a 403).
@@ -294,7 +302,7 @@ def test_a_tenant_with_a_wrong_store_key_says_why_in_its_conditions_and_events(w
             world.condition("ObjectStoreReachable", name).get("status") == "True"
             and world.condition("Ready", name).get("status") == "True"
         ),
-        120,
+        120 * world.patience,
         "the store reachable and the tenant Ready again",
     )
     assert world.condition("Stalled", name)["status"] == "False"
@@ -302,13 +310,13 @@ def test_a_tenant_with_a_wrong_store_key_says_why_in_its_conditions_and_events(w
     assert world.api.delete(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{name}").status_code == 200
     wait_for(
         lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{name}").status_code == 404,
-        60,
+        60 * world.patience,
         "the broken tenant to go",
     )
 
 
 def test_an_agent_writes_and_reads_through_the_gateway_service(world):
-    wait_for(world.gateway_url, 30, "a ready gateway endpoint")
+    wait_for(world.gateway_url, 30 * world.patience, "a ready gateway endpoint")
     with world.client() as c:
         c.create_database(f"{TENANT}--alice")
         db = c.database(f"{TENANT}--alice")
@@ -382,7 +390,7 @@ def test_an_idle_tenant_costs_few_api_calls_and_fifty_cost_fifty_times_that(worl
     world.operator.stop()
     world.start_operator(resync="10")
     try:
-        wait_for(world.ready, 60, "Ready under the restarted operator")
+        wait_for(world.ready, 60 * world.patience, "Ready under the restarted operator")
         time.sleep(15)  # resume handlers and their first applies are done
         one = _operator_calls(world, window)
         FIGURES["operator_api_calls_per_minute_one_idle_tenant"] = _per_minute(one, window)
@@ -416,7 +424,7 @@ def test_an_idle_tenant_costs_few_api_calls_and_fifty_cost_fifty_times_that(worl
             items = world.api.get(f"{GROUP_PATH}/namespaces/{idle_ns}/memorytenants").json()["items"]
             return len(items) == 50 and all((t.get("status") or {}).get("observedGeneration") for t in items)
 
-        wait_for(all_reported, 240, "a status on each of the 50 idle tenants", interval=1)
+        wait_for(all_reported, 240 * world.patience, "a status on each of the 50 idle tenants", interval=1)
         time.sleep(30)  # their Deployments settle (ReplicaSets refused pods by the quota)
         fifty = _operator_calls(world, window)
         FIGURES["operator_api_calls_per_minute_51_idle_tenants"] = _per_minute(fifty, window)
@@ -427,7 +435,7 @@ def test_an_idle_tenant_costs_few_api_calls_and_fifty_cost_fifty_times_that(worl
     finally:
         world.operator.stop()
         world.start_operator()
-    wait_for(world.ready, 60, "Ready")
+    wait_for(world.ready, 60 * world.patience, "Ready")
 
 
 def test_a_spec_change_rolls_the_node_pods(world):
@@ -446,10 +454,10 @@ def test_a_spec_change_rolls_the_node_pods(world):
             {p["metadata"]["name"] for p in world.ready_pods("node")}.isdisjoint(before)
             and len(world.ready_pods("node")) == 1
         ),
-        120,
+        120 * world.patience,
         "new node pods to replace the old ones",
     )
-    wait_for(world.ready, 60, "Ready at the new generation")
+    wait_for(world.ready, 60 * world.patience, "Ready at the new generation")
     assert world.tenant()["status"]["observedGeneration"] == generation
     cm = world.api.get(f"/api/v1/namespaces/{NS}/configmaps/{TENANT}-memoturn").json()
     assert cm["data"]["MEMOTURN_HOT_IDLE_SECONDS"] == "2"
@@ -478,10 +486,18 @@ def _lose_node(world: World, how: str) -> float:
     owner = _node_owning(world, db)
     assert owner in {p["metadata"]["name"] for p in world.live_pods("node")}
     params = {"gracePeriodSeconds": 0} if how == "force" else {}
+    node = world.cluster.real_node
+    if how == "force" and node is not None:
+        # The node agent SIGKILLs a force-deleted pod's processes; the real kubelet still sends
+        # SIGTERM first, and the node would hand its leases back. Kill the container as the agent
+        # does, so the operator (or, with it down, the lease TTL) has a crashed owner to deal with.
+        (pod,) = [p for p in world.live_pods("node") if p["metadata"]["name"] == owner]
+        container_id = pod["status"]["containerStatuses"][0]["containerID"].partition("://")[2]
+        node.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
     r = world.api.delete(f"/api/v1/namespaces/{NS}/pods/{owner}", params=params)
     assert r.status_code == 200, r.text
     seconds = world.write_until_ok(f"after-{how}-{time.time()}", timeout=TTL * 4)
-    wait_for(lambda: len(world.ready_pods("node")) >= 2, 90, "a replacement node pod")
+    wait_for(lambda: len(world.ready_pods("node")) >= 2, 90 * world.patience, "a replacement node pod")
     return seconds
 
 
@@ -497,15 +513,15 @@ def _set_nodes(world: World, **nodes: int) -> None:
 def test_losing_a_node_pod_moves_its_databases_in_seconds(world):
     # Two nodes, so the survivor can take over while the lost pod is replaced.
     _set_nodes(world, minReplicas=2)
-    wait_for(lambda: len(world.ready_pods("node")) == 2 and world.ready(), 90, "two ready nodes")
+    wait_for(lambda: len(world.ready_pods("node")) == 2 and world.ready(), 90 * world.patience, "two ready nodes")
     FIGURES["failover_graceful_delete_seconds"] = round(_lose_node(world, "graceful"), 2)
-    wait_for(world.ready, 90, "Ready again")
+    wait_for(world.ready, 90 * world.patience, "Ready again")
     revoked0 = world.operator.total("memoturn_operator_lease_revocations")
     FIGURES["failover_force_delete_operator_up_seconds"] = round(_lose_node(world, "force"), 2)
     assert world.operator.total("memoturn_operator_lease_revocations") > revoked0
     wait_for(lambda: ("Normal", "FailoverAssisted") in world.reasons(TENANT), 30, "a FailoverAssisted Event")
     assert FIGURES["failover_force_delete_operator_up_seconds"] < TTL, "the operator should not wait for the TTL"
-    wait_for(world.ready, 90, "Ready again")
+    wait_for(world.ready, 90 * world.patience, "Ready again")
 
 
 def test_with_the_operator_down_the_lease_ttl_still_bounds_failover(world):
@@ -517,7 +533,7 @@ def test_with_the_operator_down_the_lease_ttl_still_bounds_failover(world):
         assert seconds <= TTL + 10
     finally:
         world.start_operator()
-    wait_for(world.ready, 90, "Ready again")
+    wait_for(world.ready, 90 * world.patience, "Ready again")
 
 
 def test_the_node_set_follows_the_hot_set(world):
@@ -530,7 +546,7 @@ def test_the_node_set_follows_the_hot_set(world):
             == 1
             and len(world.live_pods("node")) == 1
         ),
-        90,
+        90 * world.patience,
         "back to one node (nothing hot)",
     )
     with world.client() as c:
@@ -561,10 +577,10 @@ def test_the_node_set_follows_the_hot_set(world):
                 ]
                 == 2
             ),
-            60,
+            60 * world.patience,
             "a scale-out to maxReplicas",
         )
-        wait_for(lambda: len(world.ready_pods("node")) == 2 and world.ready(), 90, "two ready nodes")
+        wait_for(lambda: len(world.ready_pods("node")) == 2 and world.ready(), 90 * world.patience, "two ready nodes")
     finally:
         busy.clear()
         worker.join()
@@ -576,10 +592,10 @@ def test_the_node_set_follows_the_hot_set(world):
             ]
             == 1
         ),
-        90,
+        90 * world.patience,
         "a scale-in to minReplicas",
     )
-    wait_for(lambda: len(world.live_pods("node")) == 1 and world.ready(), 90, "one node again")
+    wait_for(lambda: len(world.live_pods("node")) == 1 and world.ready(), 90 * world.patience, "one node again")
     with world.client() as c:
         for i in range(16):
             assert c.database(f"{TENANT}--hot{i}").kv_get("k").data["value"] == i  # nothing lost by the drain
@@ -602,7 +618,7 @@ def _branch(world: World, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         lambda: (lambda b: b if (b.get("status") or {}).get("phase") in ("Ready", "Failed", "Expired") else None)(
             world.api.get(path).json()
         ),
-        60,
+        60 * world.patience,
         f"MemoryBranch {name} to settle",
     )
 
@@ -622,7 +638,7 @@ def test_a_memory_branch_forks_and_the_fork_is_readable(world):
     assert world.api.delete(f"{GROUP_PATH}/namespaces/{NS}/memorybranches/experiment").status_code == 200
     wait_for(
         lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorybranches/experiment").status_code == 404,
-        60,
+        60 * world.patience,
         "the MemoryBranch to go",
     )
     with world.client() as c:
@@ -636,7 +652,11 @@ def test_a_burner_branch_expires(world):
     b = _branch(world, "burner", {"branch": "burner", "ttlSeconds": 3})
     assert b["status"]["phase"] == "Ready" and b["status"]["expiryTime"]
     path = f"{GROUP_PATH}/namespaces/{NS}/memorybranches/burner"
-    wait_for(lambda: world.api.get(path).json()["status"]["phase"] == "Expired", 60, "the burner branch to expire")
+    wait_for(
+        lambda: world.api.get(path).json()["status"]["phase"] == "Expired",
+        60 * world.patience,
+        "the burner branch to expire",
+    )
     wait_for(lambda: ("Normal", "BranchExpired") in world.reasons("burner"), 30, "a BranchExpired Event")
     with world.client() as c:
         with pytest.raises(ProblemError) as err:
@@ -660,7 +680,9 @@ def test_a_standby_operator_acts_only_once_the_active_one_is_gone(world):
         assert "Resuming operations" not in standby.log()
 
         active.stop()  # graceful: it leaves the peering, the standby resumes at once
-        wait_for(lambda: "Resuming operations after the pause" in standby.log(), 60, "the standby to resume")
+        wait_for(
+            lambda: "Resuming operations after the pause" in standby.log(), 60 * world.patience, "the standby to resume"
+        )
         assert world.api.delete(cm).status_code == 200
         wait_for(lambda: world.api.get(cm).status_code == 200, 30, "the former standby to repair the ConfigMap")
         assert standby.total("memoturn_operator_reconciles") > 0
@@ -668,7 +690,7 @@ def test_a_standby_operator_acts_only_once_the_active_one_is_gone(world):
         active.stop()
         standby.stop()
         world.start_operator()
-    wait_for(world.ready, 60, "Ready")
+    wait_for(world.ready, 60 * world.patience, "Ready")
 
 
 def test_deleting_the_tenant_cleans_everything_up(world):
@@ -677,7 +699,7 @@ def test_deleting_the_tenant_cleans_everything_up(world):
     assert r.status_code == 200
     wait_for(
         lambda: world.api.get(f"{GROUP_PATH}/namespaces/{NS}/memorytenants/{TENANT}").status_code == 404,
-        60,
+        60 * world.patience,
         "the tenant to go",
     )
     for path in (
@@ -686,9 +708,19 @@ def test_deleting_the_tenant_cleans_everything_up(world):
         f"/api/v1/namespaces/{NS}/pods",
         f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets",
     ):
-        wait_for(lambda: world.api.get(path).json()["items"] == [], 120, f"{path} to be empty")
+        wait_for(lambda: world.api.get(path).json()["items"] == [], 120 * world.patience, f"{path} to be empty")
     if world.agent is not None:  # the suite's own node agent: its processes are gone too
         for p in pods:
             proc = world.agent.process(NS, p["metadata"]["name"])
             assert proc is None or proc.poll() is not None
+    node = world.cluster.real_node
+    if node is not None:  # the real kubelet: containerd stopped the pods' containers
+        ids = {
+            s["containerID"].partition("://")[2]
+            for p in pods
+            for s in (p.get("status") or {}).get("containerStatuses") or []
+            if s.get("containerID")
+        }
+        assert ids
+        wait_for(lambda: not set(node.tasks()) & ids, 60, "containerd to stop the tenant's containers")
     assert world.operator.proc.poll() is None, "the operator kept running"

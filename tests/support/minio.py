@@ -1,4 +1,6 @@
 """A real MinIO server on loopback for tests: ``MinioServer().start()`` ... ``.close()``.
+``MinioServer(host=...)`` serves the S3 API on another address the run owns instead (e.g. a real
+node's bridge, where pods reach it); the console stays on loopback.
 
 The binary is ``$MEMOTURN_MINIO_BIN`` or the one ``.ci/install-minio`` builds into
 ``~/.cache/memoturn/minio-<version>/minio``. Missing binary: an error under CI (``$CI`` set),
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+import urllib.request
 
 from support.processes import free_port, installed_binary
 from support.server import ServerProcess
@@ -31,14 +34,15 @@ class MinioServer(ServerProcess):
     name = "MinIO"
     health_path = "/minio/health/live"
 
-    def __init__(self, bucket: str = "memoturn-test", *, binary: str | None = None) -> None:
+    def __init__(self, bucket: str = "memoturn-test", *, binary: str | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(binary or minio_binary(), "memoturn-minio-")
+        self.host = host
         self.bucket = bucket
         self.access_key = "memoturn"
         self.secret_key = "memoturn-secret-key"
         self.region = "us-east-1"
         self.console_port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{host}:{self.port}"
         self._bucket_created = False
 
     def command(self) -> list[str]:
@@ -48,7 +52,7 @@ class MinioServer(ServerProcess):
             self.data_dir,
             "--quiet",
             "--address",
-            f"127.0.0.1:{self.port}",
+            f"{self.host}:{self.port}",
             "--console-address",
             f"127.0.0.1:{self.console_port}",
         ]
@@ -62,6 +66,10 @@ class MinioServer(ServerProcess):
             MINIO_UPDATE="off",
             MINIO_REGION=self.region,
         )
+
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.endpoint}{self.health_path}", timeout=1) as response:
+            return bool(response.status == 200)
 
     def after_start(self) -> None:
         if not self._bucket_created:

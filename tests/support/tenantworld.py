@@ -72,15 +72,37 @@ class TenantWorld:
         return self.api.get(f"/api/v1/namespaces/{self.ns}/pods", params={"labelSelector": sel}).json()["items"]
 
     def gateway_url(self) -> str:
-        """A ready endpoint of the gateway Service: a ready pod its selector picks.
+        """A ready endpoint of the gateway Service.
 
-        Not from its EndpointSlices: the API server refuses loopback addresses in them, and every
-        pod of the node agent has one (the operator finds the data plane the same way)."""
-        endpoints = self.kube.ready_endpoints(self.ns, f"{self.tenant_name}-memoturn-gateway")
+        On the real kubelet, from the Service's EndpointSlices (what the EndpointSlice controller
+        made of the pods' real addresses and the kubelet's probes). Elsewhere, a ready pod its
+        selector picks: the API server refuses loopback addresses in EndpointSlices, and every pod
+        of the node agent has one (the operator finds the data plane the same way)."""
+        service = f"{self.tenant_name}-memoturn-gateway"
+        endpoints = (
+            self.sliced_endpoints(service)
+            if self.cluster.real_node is not None
+            else self.kube.ready_endpoints(self.ns, service)
+        )
         if not endpoints:
             raise KeyError("no ready gateway endpoint")
         address, port = self.cluster.reachable(*endpoints[0])
         return f"http://{address}:{port}"
+
+    def sliced_endpoints(self, service: str) -> list[tuple[str, int]]:
+        """(address, port) of the ready endpoints in ``service``'s EndpointSlices, sorted."""
+        slices = self.api.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices",
+            params={"labelSelector": f"kubernetes.io/service-name={service}"},
+        )
+        slices.raise_for_status()
+        out = []
+        for piece in slices.json()["items"]:
+            ports = [p["port"] for p in piece.get("ports") or [] if p.get("port")]
+            for endpoint in piece.get("endpoints") or []:
+                if ports and (endpoint.get("conditions") or {}).get("ready"):
+                    out += [(address, ports[0]) for address in endpoint["addresses"]]
+        return sorted(out)
 
     def token(self) -> str:
         secret = self.api.get(f"/api/v1/namespaces/{self.ns}/secrets/{self.tenant_name}-memoturn-token").json()

@@ -2,8 +2,11 @@
 
 By default (and always in CI) a test module starts its own kube-apiserver, controller manager
 and scheduler on the session's etcd, a node runtime (``MEMOTURN_E2E_KUBELET``: ``agent``, the
-node agent of :mod:`support.kubelet`; ``real`` once ``support/realkubelet.py`` exists), and gives
-tenants the session's etcd and MinIO.
+node agent of :mod:`support.kubelet`, whose pods are local processes; ``real``, the real kubelet
+of :mod:`support.realkubelet`, whose pods are containers of ``$MEMOTURN_IMAGE``), and gives
+tenants the session's etcd and MinIO. Real pods cannot reach the host's loopback, so with the
+real kubelet tenants get an etcd and a MinIO of the module's own on the node's bridge address
+(the control plane keeps the session's etcd), and run ``$MEMOTURN_IMAGE``.
 
 An external cluster is used only when asked for explicitly, so a developer's own ``KUBECONFIG``
 is never touched by ``make test`` by accident:
@@ -143,10 +146,12 @@ class TestCluster:
         external: bool,
         control: Any = None,
         runtime: NodeRuntime | None = None,
+        servers: Sequence[Any] = (),
     ) -> None:
         self.url, self.api, self.kubeconfig = url, api, kubeconfig
         self.etcd_endpoints, self.store, self.image = etcd_endpoints, store, image
         self.external, self.control, self.runtime = external, control, runtime
+        self.servers = list(servers)  # the tenants' etcd and MinIO, when pods cannot reach the session's
         self._namespaces: list[str] = []
         self._pod_network_reached = False
         self._crds_before: set[str] = set()
@@ -157,6 +162,14 @@ class TestCluster:
         from support.kubelet import NodeAgent
 
         return self.runtime if isinstance(self.runtime, NodeAgent) else None
+
+    @property
+    def real_node(self) -> Any:
+        """The real node of the suite's own cluster (:class:`support.realkubelet.RealNode`: its pods
+        are containers, with addresses on its bridge), else None."""
+        if self.runtime is None or self.agent is not None:
+            return None
+        return self.runtime
 
     def describe(self) -> str:
         if self.external:
@@ -187,15 +200,18 @@ class TestCluster:
         except BaseException:
             control.close()
             raise
+        servers: list[Any] = []
         host = getattr(runtime, "host", "127.0.0.1")
+        image = os.environ.get(IMAGE, "memoturn:e2e")
         if not host.startswith("127."):
-            # Real pods cannot reach the session's etcd and MinIO on 127.0.0.1.
-            runtime.close()
-            control.close()
-            raise ClusterUnusable(
-                f"kubelet {kind}: tenants need etcd and MinIO listening on the node's address {host}, "
-                "which TestCluster.own does not start yet"
-            )
+            # Real pods cannot reach the session's etcd and MinIO on 127.0.0.1: the tenants get
+            # their own on the node's bridge address, and the image the node loaded.
+            try:
+                etcd, minio = start_servers_on(host, servers)
+            except BaseException:
+                stop_all([*servers, runtime, control])
+                raise
+            image = getattr(runtime, "image", image)
         creds = minio.credentials
         store = ObjectStore(minio.endpoint, minio.bucket, creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
         return cls(
@@ -204,10 +220,11 @@ class TestCluster:
             kubeconfig=control.kubeconfig,
             etcd_endpoints=[etcd.endpoint],
             store=store,
-            image=os.environ.get(IMAGE, "memoturn:e2e"),
+            image=image,
             external=False,
             control=control,
             runtime=runtime,
+            servers=servers,
         )
 
     @classmethod
@@ -291,10 +308,8 @@ class TestCluster:
             self._clean_external()
             self.api.close()
             return
-        if self.runtime is not None:
-            self.runtime.close()
-        if self.control is not None:
-            self.control.close()
+        # The node first (its pods still use the servers while they stop), the control plane last.
+        stop_all([self.runtime, *self.servers, self.control])
 
     def _clean_external(self) -> None:
         """Leaves the cluster as found: finalizers on Memoturn objects released (the operator may be
@@ -328,6 +343,35 @@ class TestCluster:
             path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}"
             while time.monotonic() < deadline and self.api.get(path).status_code != 404:
                 time.sleep(0.5)
+
+
+def start_servers_on(host: str, started: list[Any]) -> tuple[Any, Any]:
+    """(etcd, MinIO) serving on ``host`` (an address the run created, e.g. a real node's bridge),
+    each appended to ``started`` as soon as it runs."""
+    from support.etcd import EtcdServer
+    from support.minio import MinioServer
+
+    etcd = EtcdServer(host=host)
+    started.append(etcd)
+    etcd.start()
+    minio = MinioServer(host=host)
+    started.append(minio)
+    minio.start()
+    return etcd, minio
+
+
+def stop_all(parts: Sequence[Any]) -> None:
+    """``close()`` each part in order, all of them even if one fails; then the first failure."""
+    first: BaseException | None = None
+    for part in parts:
+        if part is None:
+            continue
+        try:
+            part.close()
+        except BaseException as exc:  # noqa: BLE001 - stop the rest, then report
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def start_runtime(
