@@ -15,7 +15,7 @@ USERS ?= 20
 DURATION ?= 60s
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm lua ts-sdk ts-sdk-generate clean browser bench-dashboard image kubelet cluster cluster-down e2e-kind kind-present e2e-real
+.PHONY: help venv venv-path run lint typecheck lint-imports test e2e soak bench bench-peers bench-report bench-throughput bench-scale bench-quick bench-recall loadtest minio etcd fakegcs azurite kube helm lua ts-sdk ts-sdk-generate clean browser bench-dashboard image kubelet cluster cluster-down e2e-kind kind-present e2e-real cluster-real
 
 help:
 	@echo "make run    - start memoturnd on the embedded default (http://127.0.0.1:7411)"
@@ -120,8 +120,8 @@ test: venv minio etcd fakegcs azurite kube helm lua browser image kubelet
 e2e: venv minio etcd fakegcs azurite kube helm lua image kubelet
 	$(TEST_ENV) $(IMAGE_ENV) $(NODE_ENV) MEMOTURN_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-# The platform-team scenario suite with every tenant pod a real container under the real kubelet
-# (docs/kubernetes.md, "Real pods"); `make test` runs it on the node agent, plus test_real_pods.py.
+# The platform-team scenario suite alone, every tenant pod a real container under the real kubelet
+# (docs/kubernetes.md, "Real pods"); `make test` runs it so too, since it gives the kubelet's parts.
 e2e-real: venv minio etcd kube helm image kubelet
 	$(TEST_ENV) $(IMAGE_ENV) $(NODE_ENV) MEMOTURN_E2E_KUBELET=real $(BIN)/python -m pytest tests/e2e/test_a_platform_team_runs_memoturn.py $(PYTEST_ARGS)
 
@@ -134,6 +134,10 @@ CLUSTER_ENV = MEMOTURN_MINIO_BIN=$$(bash .ci/install-minio) MEMOTURN_ETCD_BIN=$$
 	MEMOTURN_KUBE_BIN=$$(bash .ci/install-kube) MEMOTURN_HELM_BIN=$$(bash .ci/install-helm) PYTHONPATH=tests
 cluster: venv minio etcd kube helm
 	@$(CLUSTER_ENV) $(BIN)/python -m support.localcluster up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
+
+# The same with the real kubelet: tenant pods are containers of the built image (containerd; root).
+cluster-real: venv minio etcd kube helm image kubelet
+	@$(CLUSTER_ENV) $(IMAGE_ENV) $(NODE_ENV) $(BIN)/python -m support.localcluster up --dir $(CLUSTER_DIR) --kubelet real $(CLUSTER_ARGS)
 
 cluster-down: venv
 	@PYTHONPATH=tests $(BIN)/python -m support.localcluster down --dir $(CLUSTER_DIR)

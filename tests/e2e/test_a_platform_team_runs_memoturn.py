@@ -9,7 +9,10 @@ check that reconciling is idempotent and repairs drift, roll a spec change, lose
 (operator up, and operator down), scale with the hot set, fork with a MemoryBranch, expire a
 burner branch, delete the tenant.
 
-With ``MEMOTURN_E2E_KUBELET=real`` the node is a real kubelet instead (``support.realkubelet``):
+When the real kubelet's parts are given (``MEMOTURN_KUBELET_BIN``, ``MEMOTURN_CONTAINERD`` and
+``MEMOTURN_IMAGE``, as ``make test`` and so CI give them), or with ``MEMOTURN_E2E_KUBELET=real``,
+the node is a real kubelet instead (``support.realkubelet``; ``MEMOTURN_E2E_KUBELET=agent`` keeps
+the agent):
 tenant pods are containers of ``$MEMOTURN_IMAGE`` with addresses on the node's bridge, the
 gateway is found through its Service's EndpointSlices, probes are the kubelet's, and the tenants'
 etcd and MinIO listen on the bridge address (docs/kubernetes.md, "Real pods").
@@ -38,7 +41,7 @@ from support.apply import apply, wait_established
 from support.helm import render
 from support.operator import Operator
 from support.tenantworld import RESTRICTED, TenantWorld
-from support.testcluster import TestCluster, open_cluster, wait_for
+from support.testcluster import TestCluster, open_cluster, suite_kubelet, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "agents"
@@ -133,7 +136,8 @@ class World(TenantWorld):
 def world(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     # The operator's requests (its ServiceAccount's groups) are audited: the API calls it costs.
-    cluster = open_cluster(request, tmp, audit_groups=[f"system:serviceaccounts:{SYSTEM_NS}"])
+    # Real pods when the real kubelet's parts are given (`make test`, CI), else the node agent.
+    cluster = open_cluster(request, tmp, audit_groups=[f"system:serviceaccounts:{SYSTEM_NS}"], kubelet=suite_kubelet())
     w = World(cluster, tmp)
     yield w
     w.close()

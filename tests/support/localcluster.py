@@ -57,7 +57,7 @@ def serve(state: Path, *, bare: bool, kubelet: str, ip_prefix: str) -> None:
     from support.controlplane import ControlPlane
     from support.etcd import EtcdServer
     from support.minio import MinioServer
-    from support.testcluster import kubelet_kind, start_runtime
+    from support.testcluster import kubelet_kind, start_runtime, start_servers_on, stop_all
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -75,6 +75,14 @@ def serve(state: Path, *, bare: bool, kubelet: str, ip_prefix: str) -> None:
         pool = [f"{ip_prefix}.{i}" for i in range(1, 255)]
         runtime = start_runtime(kubelet_kind(kubelet), control, "local-1", state / "logs" / "pods", agent_env, pool)
         teardown.append(runtime.close)
+        host, image = getattr(runtime, "host", "127.0.0.1"), None
+        if not host.startswith("127."):
+            # Real pods cannot reach loopback: the tenants' etcd and MinIO listen on the node's
+            # bridge address (the control plane keeps its etcd), and they run the image it loaded.
+            servers: list[Any] = []
+            teardown.append(lambda: stop_all(servers))
+            etcd, minio = start_servers_on(host, servers)
+            image = getattr(runtime, "image", None)
         shutil.copy(control.kubeconfig, state / "kubeconfig")
         creds = minio.credentials
         write_env(
@@ -88,7 +96,7 @@ def serve(state: Path, *, bare: bool, kubelet: str, ip_prefix: str) -> None:
                 "MEMOTURN_E2E_S3_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
             },
         )
-        example_manifest(state / "memorytenant.yaml", etcd.endpoint, minio.endpoint, minio.bucket, creds)
+        example_manifest(state / "memorytenant.yaml", etcd.endpoint, minio.endpoint, minio.bucket, creds, image)
         if not bare:
             teardown.append(install_chart(control, state))
         (state / "ready").write_text(json.dumps({"seconds": round(time.monotonic() - started, 1), "url": control.url}))
@@ -133,8 +141,11 @@ def write_env(path: Path, values: dict[str, str]) -> None:
     path.chmod(0o600)
 
 
-def example_manifest(path: Path, etcd: str, s3: str, bucket: str, creds: dict[str, str]) -> None:
-    """``docs/examples/memorytenant.yaml`` with this cluster's etcd, MinIO and key filled in."""
+def example_manifest(
+    path: Path, etcd: str, s3: str, bucket: str, creds: dict[str, str], image: str | None = None
+) -> None:
+    """``docs/examples/memorytenant.yaml`` with this cluster's etcd, MinIO and key filled in (and
+    ``image``, the one a real node loaded)."""
     docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
     for doc in docs:
         if doc["kind"] == "Secret":
@@ -142,6 +153,8 @@ def example_manifest(path: Path, etcd: str, s3: str, bucket: str, creds: dict[st
         else:
             doc["spec"]["objectStore"].update(bucket=bucket, endpoint=s3)
             doc["spec"]["etcd"]["endpoints"] = [etcd]
+            if image:
+                doc["spec"]["image"] = image
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 

@@ -80,6 +80,18 @@ def kubelet_kind(kind: str | None = None) -> str:
     return kind
 
 
+def suite_kubelet() -> str:
+    """The node runtime for a scenario suite that runs on real pods where it can:
+    ``$MEMOTURN_E2E_KUBELET`` if set, else ``real`` when the real kubelet's parts are given
+    (``MEMOTURN_KUBELET_BIN``, ``MEMOTURN_CONTAINERD`` and ``MEMOTURN_IMAGE``, as ``make test``
+    gives them), else the node agent."""
+    chosen = os.environ.get(KUBELET)
+    if chosen:
+        return chosen
+    parts = ("MEMOTURN_KUBELET_BIN", "MEMOTURN_CONTAINERD", "MEMOTURN_IMAGE")
+    return "real" if all(os.environ.get(p) for p in parts) else "agent"
+
+
 @dataclass(frozen=True)
 class ObjectStore:
     """The S3 store tenants get: an endpoint their pods reach, a bucket, a key."""
@@ -189,11 +201,13 @@ class TestCluster:
         node_name: str = "worker-1",
         agent_env: Mapping[str, str] | None = None,
         ip_pool: Sequence[str] | None = None,
+        kubelet: str | None = None,
     ) -> TestCluster:
-        """A control plane on ``etcd`` and one node, logging under ``log_dir``; tenants get ``etcd`` and ``minio``."""
+        """A control plane on ``etcd`` and one node (``kubelet``: agent or real; default
+        :func:`kubelet_kind`'s), logging under ``log_dir``; tenants get ``etcd`` and ``minio``."""
         from support.controlplane import ControlPlane
 
-        kind = kubelet_kind()
+        kind = kubelet_kind(kubelet)
         control = ControlPlane(etcd.endpoint, os.fspath(log_dir), audit_groups=audit_groups)
         try:
             runtime = start_runtime(kind, control, node_name, Path(log_dir) / "pods", agent_env, ip_pool)
