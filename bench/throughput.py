@@ -114,7 +114,10 @@ def _load_process(url: str, phase: str, seconds: float, concurrency: int, queue:
         uvloop.install()
     except ImportError:
         pass
-    queue.put(asyncio.run(_drive(url, phase, seconds, concurrency, seed=hash(phase) & 0xFFFF)))
+    cpu = time.process_time()
+    result = asyncio.run(_drive(url, phase, seconds, concurrency, seed=hash(phase) & 0xFFFF))
+    result["load_cpu_seconds"] = round(time.process_time() - cpu, 3)
+    queue.put(result)
 
 
 def run_phase(url: str, phase: str, seconds: float, concurrency: int) -> dict[str, Any]:
@@ -154,7 +157,8 @@ def _report(target: str, phase: str, r: dict[str, Any], suffix: str = "") -> Non
         f"{target:8s} {phase:13s} {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
         f"p99 {r['p99_ms']:7.2f} ms  errors {r.get('errors', {})}"
         + (
-            f"  cpu ms/op node {r['node_cpu_ms_per_op']} gateway {r['gateway_cpu_ms_per_op']}"
+            "  cpu ms/op "
+            + " ".join(f"{who} {r[f'{who}_cpu_ms_per_op']}" for who in ("node", "gateway", "store", "etcd", "load"))
             if "node_cpu_ms_per_op" in r
             else ""
         )
@@ -293,13 +297,17 @@ def main() -> int:
                     pids = {
                         "node": next(iter(cluster.nodes.values())).proc.pid,
                         "gateway": cluster.gateway.proc.pid,
+                        "store": minio.proc.pid,  # shared by the variants' clusters
+                        "etcd": etcd.proc.pid,
                     }
                     before = {who: _cpu_seconds(pid) for who, pid in pids.items()}
                     r = run_phase(url, phase, seconds, args.concurrency)
-                    # the servers' own CPU per request (less sensitive to the machine's load than ops/s)
-                    for who, pid in pids.items():
-                        used = _cpu_seconds(pid) - before[who]
-                        r[f"{who}_cpu_ms_per_op"] = round(used * 1000 / r["n"], 3) if r["n"] else None
+                    # each process's own CPU per request (less sensitive to the machine's load than ops/s):
+                    # where the 2 cores go, the object store's and the load generator's share included
+                    used = {who: _cpu_seconds(pid) - before[who] for who, pid in pids.items()}
+                    used["load"] = r.pop("load_cpu_seconds")
+                    for who, seconds_used in used.items():
+                        r[f"{who}_cpu_ms_per_op"] = round(seconds_used * 1000 / r["n"], 3) if r["n"] else None
                     results[f"{prefix}{target}_{phase}"] = r
                     _report(f"{prefix}{target}", phase, r)
             if "gateway" in targets:

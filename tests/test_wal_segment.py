@@ -78,6 +78,62 @@ def test_reader_follows_a_truncating_checkpoint(tmp_path):
     assert len(commits) == 1 and commits[0].db_pages == 2
 
 
+def test_reader_keeps_the_file_open_and_follows_a_deleted_and_recreated_wal(tmp_path):
+    """The reader keeps its file open between reads; when the last connection closes, SQLite
+    checkpoints and deletes the WAL, and the next connection's new file is followed by its salts."""
+    path, conn = _db(tmp_path)
+    reader = WalReader(path + "-wal")
+    conn.execute("CREATE TABLE t(a)")
+    assert len(reader.read_commits()) == 1
+    conn.close()
+    assert not os.path.exists(path + "-wal")
+    assert reader.read_commits() == [] and reader.wal_bytes == 0
+    _, conn = _db(tmp_path)
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.execute("INSERT INTO t VALUES (2)")
+    commits = reader.read_commits()
+    assert len(commits) == 2 and all(c.db_pages == 2 for c in commits)
+    reader.close()  # closed by its owner: the next read opens it again, at the same position
+    conn.execute("INSERT INTO t VALUES (3)")
+    assert len(reader.read_commits()) == 1
+    assert reader.read_commits() == []
+
+
+def test_reader_sees_a_rolled_back_tail(tmp_path):
+    path, conn = _db(tmp_path)
+    reader = WalReader(path + "-wal")
+    conn.execute("PRAGMA cache_size=2").fetchall()  # a big transaction spills pages before its commit
+    conn.execute("CREATE TABLE t(a, b)")
+    reader.read_commits()
+    assert not reader.has_tail()
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO t VALUES (1, randomblob(500000))")  # spills pages into the WAL
+    conn.execute("ROLLBACK")
+    assert reader.read_commits() == []
+    assert reader.has_tail() and reader.wal_bytes > 500000
+
+
+def test_reader_verifies_a_commit_longer_than_one_batch_of_frames(tmp_path):
+    """Page checksums are computed a few hundred frames at a time and chained: a commit of 300+
+    pages reads back whole, and a byte flipped in its 300th frame is caught there."""
+    path, conn = _db(tmp_path)
+    conn.execute("CREATE TABLE t(a)")
+    conn.execute("INSERT INTO t VALUES (zeroblob(300 * 4096))")
+    commits = WalReader(path + "-wal").read_commits()
+    assert len(commits) == 2 and len(commits[1].pages) > 300
+    reader = WalReader(path + "-wal")
+    reader.read_commits()
+    frame = 24 + reader.page_size
+    first_frames = len(commits[0].pages)
+    with open(path + "-wal", "r+b") as f:
+        f.seek(32 + (first_frames + 299) * frame + 24 + 7)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(WalCorrupt, match=f"offset {32 + (first_frames + 299) * frame} "):
+        WalReader(path + "-wal").read_commits()
+
+
 def test_reader_rejects_a_flipped_byte_in_a_committed_frame(tmp_path):
     path, conn = _db(tmp_path)
     conn.execute("CREATE TABLE t(a)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 
 from pydantic import ValidationError
@@ -11,6 +12,24 @@ from pydantic import ValidationError
 from ..config import Settings, settings_error
 from ..serving import serve
 from ..tls import TLSError, client_context, server_files
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one, as Go programs do at start.
+
+    A hot database holds four descriptors (its file, WAL and shared memory through SQLite, and
+    the WAL again for capture), so the default hot budget of 1,000 needs about 4,000: more than
+    the 1,024 soft limit some runtimes give. Returns the limit now in force."""
+    infinity = resource.RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == infinity or (hard != infinity and soft >= hard):
+        return soft
+    target = hard if hard != infinity else max(soft, 1 << 20)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft  # the node still runs, with fewer hot databases at once
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from .api.app import create_app
     from .node import Node
 
+    raise_open_file_limit()
     try:
         node = Node(settings).start()
     except MemoturnError as exc:

@@ -263,6 +263,7 @@ class Database:
         checkpoints frames capture already read; the file is re-stamped after it.
         """
         self.conn.close()
+        self.wal.close()
         self.stamp = self._file_stamp()
 
     def _take_back(self) -> None:
@@ -338,6 +339,7 @@ class Database:
         self.closed = True
         try:
             self.conn.close()  # closing twice (after a hand-over) is harmless
+            self.wal.close()
         finally:
             drop_local_files(self.path)  # pending segments live in the log and still ship
             self.log.wake()
@@ -425,6 +427,7 @@ class Database:
             finally:
                 self.closed = True
                 self.conn.close()
+                self.wal.close()
             if clean:
                 with open(sidecar_path(self.path), "w") as f:
                     json.dump({"generation": self.log.manifest.generation, "head_txid": self.head_txid}, f)
@@ -454,6 +457,7 @@ class Database:
         """Rebuild the local file from the stored manifest (after a rewind), under the lock."""
         manifest = self.log.manifest
         self.conn.close()
+        self.wal.close()
         restore(self.store, manifest, self.path)
         self.conn = connect(self.path, self.settings.cache_kib_per_db)
         self.wal = WalReader(self.path + "-wal")
@@ -481,6 +485,7 @@ class Database:
         if manifest.generation != self.log.manifest.generation or manifest.head_txid != self.head_txid:
             # Someone else wrote since this copy was restored: start again from the store.
             self.conn.close()
+            self.wal.close()
             restore(store, manifest, self.path)
             self.conn = connect(self.path, self.settings.cache_kib_per_db)
             self.wal = WalReader(self.path + "-wal")
@@ -505,6 +510,7 @@ class Database:
             self.fence(f"WAL verification failed: {exc}")
             self.closed = True
             self.conn.close()
+            self.wal.close()
             drop_local_files(self.path)
             raise DataCorrupt(str(exc), type="wal-corrupt") from None
         if not commits:
