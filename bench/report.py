@@ -549,6 +549,17 @@ def _throughput_targets(d: dict[str, Any], rel: str) -> list[Target]:
                 rel,
             )
         )
+    direct1, gateway1 = d.get("direct_kv_get_1"), d.get("gateway_kv_get_1")
+    if direct1 and gateway1:
+        out.append(
+            at_most(
+                "gateway overhead with one request in flight (nothing queues): KV GET p50 through the gateway "
+                "minus direct, same run, ms",
+                round(gateway1["p50_ms"] - direct1["p50_ms"], 3),
+                GATEWAY_OVERHEAD_MS,
+                rel,
+            )
+        )
     return out
 
 
@@ -560,8 +571,26 @@ def sec_throughput(r: Report, d: dict[str, Any], rel: str) -> str:
         where, phase = k.split("_", 1)
         x = d[k]
         errs = sum((x.get("errors") or {}).values()) if isinstance(x.get("errors"), dict) else x.get("errors")
-        rows.append([where, phase, x["ops_per_s"], x["p50_ms"], x.get("p95_ms"), x["p99_ms"], errs])
-    parts = [md_table(["path", "phase", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)]
+        cpu = [x.get(f"{who}_cpu_ms_per_op") for who in ("node", "gateway", "store", "load")]
+        rows.append([where, phase, x["ops_per_s"], x["p50_ms"], x.get("p95_ms"), x["p99_ms"], errs, *cpu])
+    parts = [
+        md_table(
+            [
+                "path",
+                "phase",
+                "ops/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "errors",
+                "CPU ms/op: node",
+                "gateway",
+                "object store",
+                "load generator",
+            ],
+            rows,
+        )
+    ]
     for phase, floor in THROUGHPUT_TARGETS.items():
         x = d.get(f"gateway_{phase}")
         limit = THROUGHPUT_P99_MS[phase]

@@ -5,13 +5,15 @@ writes/s, p99 ≤ 50 ms, standard mode), and the same load sent to the node dire
 
 Real etcd, MinIO, one ``memoturnd`` and one ``memoturn-gateway`` process on loopback. The load
 comes from a separate process (an asyncio aiohttp client keeping ``concurrency`` requests in
-flight, closed loop), so the servers' CPU is theirs; on a 2-core machine the load generator
+flight, closed loop), so the servers' CPU is theirs (each process's CPU per request is recorded,
+the object store's, etcd's and the load generator's too); on a 2-core machine the load generator
 still takes a share, which the figures include. Phases, each for ``--seconds``: KV GET, KV PUT,
 a 2:1 GET/PUT mix, and memory writes with client-supplied vectors (the server-side embedder
 costs ~10 ms of CPU per memory on its own and is measured by ``bench.memory``), first straight
 to the node, then through the gateway; then each phase again through the gateway at the
 ``--sweep`` concurrencies, since a closed loop's p99 grows with what it keeps in flight: the
-report takes the best rate whose p99 is within 50 ms. ``MEMOTURN_BENCH_PROFILES`` (default 200)
+report takes the best rate whose p99 is within 50 ms; and KV GETs one at a time, straight and through
+the gateway, for what the gateway adds when nothing queues. ``MEMOTURN_BENCH_PROFILES`` (default 200)
 sets how many profiles the load spreads over. JSON: bench/results/throughput.json.
 """
 
@@ -221,9 +223,14 @@ def derived(results: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Figures the issue's targets are stated in, from one run's phases (None when a phase is missing)."""
     direct, gateway = results.get(f"{prefix}direct_kv_get"), results.get(f"{prefix}gateway_kv_get")
     put, floor = results.get(f"{prefix}direct_kv_put"), results.get("plain_sqlite_full")
+    direct1, gateway1 = results.get(f"{prefix}direct_kv_get_1"), results.get(f"{prefix}gateway_kv_get_1")
     return {
         "gateway_overhead_kv_get_p50_ms": round(gateway["p50_ms"] - direct["p50_ms"], 3)
         if direct and gateway
+        else None,
+        # the same with one request in flight: the gateway's own latency, without queueing behind others
+        "gateway_overhead_kv_get_p50_ms_at_1": round(gateway1["p50_ms"] - direct1["p50_ms"], 3)
+        if direct1 and gateway1
         else None,
         "direct_kv_put_vs_sqlite_full": round(put["ops_per_s"] / floor["ops_per_s"], 3) if put and floor else None,
     }
@@ -310,6 +317,15 @@ def main() -> int:
                         r[f"{who}_cpu_ms_per_op"] = round(seconds_used * 1000 / r["n"], 3) if r["n"] else None
                     results[f"{prefix}{target}_{phase}"] = r
                     _report(f"{prefix}{target}", phase, r)
+            if {"direct", "gateway"} <= set(targets) and "kv_get" in phases:
+                # What the gateway adds to one request when nothing queues: KV GETs one at a time.
+                for prefix, cluster in pairs:
+                    for target in ("direct", "gateway"):
+                        _settle(clusters)
+                        url = next(iter(cluster.nodes.values())).url if target == "direct" else cluster.gateway.url
+                        r = run_phase(url, "kv_get", seconds, 1)
+                        results[f"{prefix}{target}_kv_get_1"] = r
+                        _report(f"{prefix}{target}", "kv_get", r, "  (1 in flight)")
             if "gateway" in targets:
                 for phase in phases:
                     for c in sweep:

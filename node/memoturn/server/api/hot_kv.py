@@ -36,12 +36,11 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...data import kv
-from ...errors import NotFound
 from ...names import DEFAULT_BRANCH
 from ..node import Node
-from .kv import KEY
+from .kv import KEY, read_item
 from .models import KVItem, KVWritten
-from .params import durable, replica
+from .params import durable
 from .strict import loads
 
 _ITEM = TypeAdapter(KVItem)  # FastAPI's serializer for a response_model: TypeAdapter.dump_json
@@ -147,23 +146,11 @@ class HotKVRoute(Route):
         await self.router(scope, receive, send)
 
     async def _get(self, db: str, key: str, branch: str, min_txid: int | None, read: bytes | None) -> Response:
-        # As kv.kv_get, but a read that need not wait runs on the event loop, not only a cache hit.
-        node = self.node
-        kv.check_key(key)
-        from_replica = replica(None if read is None else read.decode("latin-1"))
-        if from_replica and node.serves_replica(db, branch):
-            item, txid = await run_in_threadpool(
-                node.read, db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True
-            )
-        elif (hit := node.kv_get_nowait(db, key, branch=branch, min_txid=min_txid)) is not None:
-            item, txid = hit  # cached, or read at once from a hot branch whose lock was free
-        else:
-            item, txid = await run_in_threadpool(node.kv_get, db, key, branch=branch, min_txid=min_txid)
-        served_by = "replica" if from_replica and node.serves_replica(db, branch) else "primary"
-        if item is None:
-            raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)
+        item, txid, served_by = await read_item(
+            self.node, db, key, branch, min_txid, None if read is None else read.decode("latin-1")
+        )
         return Response(
-            _ITEM.dump_json(KVItem(**item), by_alias=True),
+            _ITEM.dump_json(item, by_alias=True),
             media_type="application/json",
             headers={"Memoturn-Served-By": served_by, "Memoturn-Txid": str(txid)},
         )

@@ -1,6 +1,6 @@
 """Key-value routes of a database branch.
 
-A cached read is answered on the event loop; anything that may do I/O runs in a thread.
+A read that need not wait is answered on the event loop; anything that may do I/O runs in a thread.
 """
 
 from __future__ import annotations
@@ -22,8 +22,28 @@ router = APIRouter(route_class=StrictRoute, responses=ERRORS, tags=["kv"])
 KEY = "/v1/databases/{db}/kv/{key:path}"
 
 
-def _served_by(node: Node, response: Response, db: str, branch: str, replica: bool) -> None:
-    response.headers["Memoturn-Served-By"] = "replica" if replica and node.serves_replica(db, branch) else "primary"
+async def read_item(
+    node: Node, db: str, key: str, branch: str, min_txid: int | None, read_from: str | None
+) -> tuple[KVItem, int, str]:
+    """``(item, txid, served_by)`` of one key, for this route and the hot one (:mod:`.hot_kv`).
+
+    A read that need not wait (a cache hit, or a hot owned branch whose lock is free) runs on
+    the event loop: no thread hand-off, the largest cost of a small read; anything that may do
+    I/O runs in a thread. A missing key is a 404 that still names the txid read.
+    """
+    kv.check_key(key)
+    from_replica = replica(read_from) and node.serves_replica(db, branch)
+    if from_replica:
+        item, txid = await run_in_threadpool(
+            node.read, db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True
+        )
+    elif (hit := node.kv_get_nowait(db, key, branch=branch, min_txid=min_txid)) is not None:
+        item, txid = hit
+    else:
+        item, txid = await run_in_threadpool(node.kv_get, db, key, branch=branch, min_txid=min_txid)
+    if item is None:
+        raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)
+    return KVItem(**item), txid, "replica" if from_replica else "primary"
 
 
 @router.put(KEY, response_model=KVWritten)
@@ -44,23 +64,10 @@ async def kv_get(
     min_txid: MinTxid = None,
     read_from: ReadFrom = None,
 ) -> KVItem:
-    # async: a hit in the hot handle's KV cache is answered on the event loop (no thread
-    # hand-off, the largest cost of a cached read); anything that may do I/O runs in a thread.
-    kv.check_key(key)
-    from_replica = replica(read_from)
-    if from_replica and node.serves_replica(db, branch):
-        item, txid = await run_in_threadpool(
-            node.read, db, lambda c: kv.get(c, key), branch=branch, min_txid=min_txid, replica=True
-        )
-    elif (hit := node.kv_cached(db, key, branch=branch, min_txid=min_txid)) is not None:
-        item, txid = hit
-    else:
-        item, txid = await run_in_threadpool(node.kv_get, db, key, branch=branch, min_txid=min_txid)
-    _served_by(node, response, db, branch, from_replica)
-    if item is None:
-        raise NotFound(f"key {key!r} not found in {db}", type="key-not-found", txid=txid)
+    item, txid, served_by = await read_item(node, db, key, branch, min_txid, read_from)
+    response.headers["Memoturn-Served-By"] = served_by
     set_txid(response, txid)
-    return KVItem(**item)
+    return item
 
 
 @router.delete(KEY, response_model=KVDeleted)
@@ -91,7 +98,9 @@ def kv_list(
         min_txid=min_txid,
         replica=from_replica,
     )
-    _served_by(node, response, db, branch, from_replica)
+    response.headers["Memoturn-Served-By"] = (
+        "replica" if from_replica and node.serves_replica(db, branch) else "primary"
+    )
     nxt = items[limit - 1]["key"] if len(items) > limit else None
     set_txid(response, txid)
     return KVList(items=[KVItem(**i) for i in items[:limit]], next_cursor=nxt)
