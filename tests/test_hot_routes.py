@@ -1,4 +1,5 @@
-"""The hot KV routes (:mod:`memoturn.server.api.hot_kv`) answer exactly as the FastAPI routes they stand in front of.
+"""The hot routes (:mod:`memoturn.server.api.hot`: KV GET/PUT, adding a memory) answer exactly as the FastAPI routes
+they stand in front of.
 
 Two real ``memoturnd`` processes get the same requests, one with the hot routes (the default) and
 one with ``MEMOTURN_HOT_ROUTES=0``: every answer must have the same status, the same body (the
@@ -18,12 +19,15 @@ import pytest
 from memoturn.config import Settings
 from memoturn.server.api.app import create_app
 from memoturn.server.api.hot_kv import HotKVRoute
+from memoturn.server.api.hot_memory import HotMemoryRoute
 from memoturn.server.node import Node
 from support.nodes import Memoturnd
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 JSON = {"content-type": "application/json"}
 K = "/v1/databases/hot/kv"
+M = "/v1/namespaces/hotns/profiles/p1/memories"
+VEC = [0.6, 0.8, 0.0]
 
 
 def _requests() -> list[tuple[str, str, dict[str, Any]]]:
@@ -99,6 +103,53 @@ def _requests() -> list[tuple[str, str, dict[str, Any]]]:
         ("DELETE", f"{K}/standard", {}),
         ("GET", f"{K}/standard", {}),
         ("POST", f"{K}/a", {"json": {"value": 1}}),
+        ("POST", M, {"json": {"content": "likes tea", "embedding": VEC}}),
+        ("POST", M, {"json": {"content": "likes tea", "embedding": VEC}}),  # the duplicate
+        (
+            "POST",
+            M,
+            {
+                "json": {
+                    "content": "moved to Oslo",
+                    "type": "event",
+                    "subject": "home",
+                    "tags": ["move", "é"],
+                    "metadata": {"k": [1, None, "v"]},
+                    "event_time": "2026-01-02T03:04:05Z",
+                    "embedding": [0.0, 1.0, 0.0],
+                }
+            },
+        ),
+        ("POST", M, {"json": {"content": "moved to Bergen", "subject": "home", "embedding": VEC}}),  # supersedes
+        ("POST", M, {"json": {"content": "x", "supersedes": "no-such-id", "embedding": VEC}}),
+        ("POST", M, {"json": {"content": "x", "type": "Bad Type", "embedding": VEC}}),
+        ("POST", M, {"json": {"content": "", "embedding": VEC}}),
+        ("POST", M, {"json": {"content": "x", "embedding": [1.0, 0.0]}}),  # another dimension
+        ("POST", M, {"json": {"content": "x", "embedding": [0.0, 0.0, 0.0]}}),
+        ("POST", M, {"json": {"content": "x", "embedding": VEC, "unknown": 1}}),
+        ("POST", M, {"json": {"content": "x", "embedding": VEC, "event_time": "yesterday"}}),
+        ("POST", M, {"json": {"content": "x\u0000y", "embedding": VEC}}),
+        ("POST", M, {"json": {"content": "durable", "embedding": VEC}, "headers": {"Memoturn-Durability": "durable"}}),
+        ("POST", M, {"json": {"content": "maybe", "embedding": VEC}, "headers": {"Memoturn-Durability": "maybe"}}),
+        ("POST", M, {"content": b'{"content": "x", "embedding": [NaN, 1, 0]}', "headers": JSON}),
+        ("POST", M, {"content": b"[1]", "headers": JSON}),
+        ("POST", M, {"content": b"", "headers": JSON}),
+        (
+            "POST",
+            M,
+            {"content": b'{"content": "text", "embedding": [1, 0, 0]}', "headers": {"content-type": "text/plain"}},
+        ),
+        ("POST", M + "?branch=main", {"json": {"content": "on main", "embedding": VEC}}),
+        ("POST", M + "?branch=nope", {"json": {"content": "on nope", "embedding": VEC}}),
+        ("POST", M + "?x=1", {"json": {"content": "query", "embedding": VEC}}),
+        ("POST", "/v1/namespaces/Bad NS/profiles/p1/memories", {"json": {"content": "x", "embedding": VEC}}),
+        ("POST", "/v1/namespaces/hotns/profiles/p%00x/memories", {"json": {"content": "x", "embedding": VEC}}),
+        (
+            "POST",
+            "/v1/namespaces/hotns/profiles/" + "p" * 300 + "/memories",
+            {"json": {"content": "x", "embedding": VEC}},
+        ),
+        ("POST", M, {"json": {"content": "someone else's", "embedding": VEC}, "auth": "Bearer token-a"}),
         ("GET", f"{K}/a", {"auth": None}),
         ("PUT", f"{K}/a", {"json": {"value": 2}, "auth": "Bearer token-a"}),
         ("GET", f"{K}/a", {"auth": "Bearer wrong"}),
@@ -117,12 +168,25 @@ def _answer(client: httpx.Client, method: str, path: str, kw: dict[str, Any]) ->
         body: Any = r.json()
     except json.JSONDecodeError:
         body = r.text
-    if isinstance(body, dict):  # when a write happened differs between the two processes
-        body = {k: (v is not None if k in ("updated_at", "expires_at") else v) for k, v in body.items()}
+    if isinstance(body, dict):  # when a write happened, and a new memory's id, differ between the two processes
+        body = _same_apart_from_time_and_ids(body)
     seen = {
         k: v for k, v in r.headers.items() if k.startswith("memoturn-") or k in ("content-type", "www-authenticate")
     }
     return r.status_code, body, sorted(seen.items())
+
+
+_VARYING = ("updated_at", "expires_at", "recorded_at", "valid_from", "valid_to", "id", "supersedes", "superseded_by")
+
+
+def _same_apart_from_time_and_ids(body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in body.items():
+        if isinstance(v, dict):
+            out[k] = _same_apart_from_time_and_ids(v)
+        else:
+            out[k] = (v is not None) if k in _VARYING else v
+    return out
 
 
 @pytest.fixture
@@ -151,17 +215,31 @@ def test_hot_routes_answer_as_fastapi_does(nodes):
         got = node.client.get(f"{K}/a", headers=ADMIN)
         assert got.json()["value"] == {"x": [1, 2.5, "é", None, True]}
         assert got.headers["memoturn-txid"] == hot.client.get(f"{K}/a", headers=ADMIN).headers["memoturn-txid"]
+    # The same memories (ordered by their random ids: sorted here), current or superseded alike.
+    listed = [
+        sorted(
+            (m["content"], m["current"])
+            for m in node.client.get(M + "?include_superseded=true", headers=ADMIN).json()["memories"]
+        )
+        for node in nodes
+    ]
+    assert listed[0] == listed[1] and ("moved to Bergen", True) in listed[0] and ("moved to Oslo", False) in listed[0]
     # Requests through either path are measured under the route's template.
     for node in nodes:
         metrics = node.client.get("/metrics", headers=ADMIN).text
         assert 'method="PUT",route="/v1/databases/{db}/kv/{key:path}",status="200"' in metrics
+        assert 'method="POST",route="/v1/namespaces/{namespace}/profiles/{profile}/memories",status="201"' in metrics
 
 
 def test_the_hot_route_comes_first_and_takes_only_what_it_serves(tmp_path):
     node = Node(Settings(data_dir=str(tmp_path / "n"), node_id="n"))
     app = create_app(node, manage_lifecycle=False)
-    first = app.router.routes[0]
-    assert isinstance(first, HotKVRoute)
+    memory, first = app.router.routes[:2]
+    assert isinstance(first, HotKVRoute) and isinstance(memory, HotMemoryRoute)
+    post = {"type": "http", "method": "POST", "root_path": "", "query_string": b"", "headers": []}
+    assert memory.matches({**post, "path": "/v1/namespaces/n/profiles/p/memories"})[0].name == "FULL"
+    assert memory.matches({**post, "path": "/v1/namespaces/n/profiles/p/memories/batch"})[0].name == "NONE"
+    assert memory.matches({**post, "method": "GET", "path": "/v1/namespaces/n/profiles/p/memories"})[0].name == "NONE"
 
     def scope(method: str, path: str) -> dict[str, Any]:
         return {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b"", "headers": []}
@@ -175,4 +253,5 @@ def test_the_hot_route_comes_first_and_takes_only_what_it_serves(tmp_path):
     ):
         assert first.matches(scope(method, path))[0].name == "NONE"
     off = Node(Settings(data_dir=str(tmp_path / "off"), node_id="off", hot_routes=False))
-    assert not any(isinstance(r, HotKVRoute) for r in create_app(off, manage_lifecycle=False).router.routes)
+    routes = create_app(off, manage_lifecycle=False).router.routes
+    assert not any(isinstance(r, (HotKVRoute, HotMemoryRoute)) for r in routes)

@@ -26,6 +26,7 @@ from . import (
     data,
     databases,
     hot_kv,
+    hot_memory,
     internal,
     kv,
     memory,
@@ -95,7 +96,9 @@ def create_app(node: Node, *, manage_lifecycle: bool = True) -> FastAPI:
     for surface in ROUTERS:
         app.include_router(surface.router)
     app.router.routes.extend(dashboard.routes())  # the web dashboard at /ui/ (docs/dashboard.md)
-    hot_kv.install(app.router.routes, node, app.router)  # KV GET/PUT ahead of FastAPI (same answers)
+    # KV GET/PUT and adding a memory ahead of FastAPI (same answers, docs in .hot)
+    hot_kv.install(app.router.routes, node, app.router)
+    hot_memory.install(app.router.routes, app.state.profiles, app.router)
     # Added innermost first: a request meets the body limit, then authentication, then is measured.
     app.add_middleware(RequestMetrics, metrics=node.metrics)
     app.add_middleware(Authenticate, auth=node.auth)

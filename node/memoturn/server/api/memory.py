@@ -286,7 +286,7 @@ async def _profiles(request: Request) -> Profiles:
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 
 
-class _ProfileWriter(Writer):
+class ProfileBranchWriter(Writer):
     """A :class:`Writer` of a profile's database, which :meth:`store` creates on first use."""
 
     def __init__(
@@ -307,8 +307,9 @@ class _ProfileWriter(Writer):
         return self.said(*self.profiles.store(db, items, self.durable(), self.branch))
 
 
-def _database(namespace: str, profile: str) -> Callable[[], str]:
-    # named (and checked) when the route first uses it, as a route that named it itself did
+def named_later(namespace: str, profile: str) -> Callable[[], str]:
+    """The profile's database, named (and checked) when the route first uses it, as a route
+    that named it itself did (so its errors come in the same order)."""
     return lambda: profile_database(namespace, profile)
 
 
@@ -320,14 +321,14 @@ async def _profile_writer(
     profiles: ProfilesDep,
     durability: Durability = None,
     branch: Branch = DEFAULT_BRANCH,
-) -> _ProfileWriter:
-    return _ProfileWriter(profiles, response, _database(namespace, profile), durability, branch)
+) -> ProfileBranchWriter:
+    return ProfileBranchWriter(profiles, response, named_later(namespace, profile), durability, branch)
 
 
 async def _profile_reader(
     namespace: str, profile: str, response: Response, node: NodeDep, branch: Branch = DEFAULT_BRANCH
 ) -> Reader:
-    return Reader(node, response, _database(namespace, profile), branch)
+    return Reader(node, response, named_later(namespace, profile), branch)
 
 
 async def _profile_reader_at(
@@ -338,13 +339,13 @@ async def _profile_reader_at(
     min_txid: MinTxid = None,
     branch: Branch = DEFAULT_BRANCH,
 ) -> Reader:
-    return Reader(node, response, _database(namespace, profile), branch, min_txid=min_txid)
+    return Reader(node, response, named_later(namespace, profile), branch, min_txid=min_txid)
 
 
 # The path's profile, on the ``branch`` query's branch of its database (main by default: a
 # scratch branch is forked with the branch routes, POST /v1/databases/{namespace}--{profile}/branches);
 # the Memoturn header each one honours:
-ProfileWriter = Annotated[_ProfileWriter, Depends(_profile_writer)]  # Memoturn-Durability
+ProfileWriter = Annotated[ProfileBranchWriter, Depends(_profile_writer)]  # Memoturn-Durability
 ProfileReader = Annotated[Reader, Depends(_profile_reader)]  # none
 ProfileReaderAt = Annotated[Reader, Depends(_profile_reader_at)]  # Memoturn-Min-Txid
 BASE = "/v1/namespaces/{namespace}/profiles/{profile}"
