@@ -28,10 +28,10 @@ Any other answer, success or error, goes back to the client as it is, with its
 are bounded by ``max_body_bytes``); a response body up to ``BUFFER_BYTES`` is sent with
 its length, a larger one (or one of unknown length) streams.
 
-The client side is aiohttp with a keep-alive pool per node: the gateway's cost per request
-is most of what it adds, and httpx's pool bookkeeping was the largest part of it. aiohttp
-resends an idempotent request once by itself when a connection breaks, whether or not the
-node ran it; that is switched off (see :attr:`Gateway.session`). Idle connections
+The client side is :mod:`memoturn.cluster.node_client`: keep-alive HTTP/1.1 connections per
+node and nothing more, since the gateway's cost per request is most of what it adds (httpx's
+pool bookkeeping, then aiohttp's client, were each the largest part of it). It never resends
+anything by itself, and it tells "not sent" from "sent, no whole answer". Idle connections
 are dropped after ``KEEPALIVE_SECONDS``, before the nodes' own keep-alive timeout (uvicorn's
 5 s), so a request is not written to a connection the node is closing at that moment.
 
@@ -55,8 +55,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import yarl
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -75,6 +73,7 @@ from ..names import profile_database
 from ..serving import serve
 from ..tls import TLSError, client_context, server_files
 from .etcd_client import EtcdClient
+from .node_client import ConnectionLost, NodeClient, NodeResponse, NotSent
 from .placement import Placement
 
 log = logging.getLogger("memoturn.gateway")
@@ -82,10 +81,9 @@ _DB_PATH = re.compile(r"^/v1/databases/([^/]+)(?:/|$)")
 _BRANCH_PATH = re.compile(r"^/v1/databases/[^/]+/branches/([^/]+)/")
 _PROFILE_PATH = re.compile(r"^/v1/namespaces/([^/]+)/profiles/([^/]+)(?:/|$)")
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+_NOT_FORWARDED = _HOP_HEADERS | {"expect"}  # the gateway has read the whole body already
 _RETRYABLE = {"not-owner", "lease-lost", "fenced"}
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
-# Raised only before the connector hands out a connection: nothing of the request was written.
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 BUFFER_BYTES = 1024**2
 KEEPALIVE_SECONDS = 4.0  # below the nodes' idle timeout (uvicorn's default 5 s)
 
@@ -129,39 +127,15 @@ class Gateway:
         self.max_backoff = max_backoff
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        self.client = NodeClient(
+            ssl_context=node_ssl, server_hostname=node_server_name, connect_timeout=2.0, keepalive=KEEPALIVE_SECONDS
+        )
         self._refreshing: set[str] = set()
         self.retries = 0
         self.metrics = GatewayMetrics()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """Made on first use, inside the server's event loop (aiohttp sessions belong to one).
-
-        aiohttp (``ClientSession._request``, 3.14) resends a GET/HEAD/OPTIONS/TRACE/PUT/DELETE
-        once when the connection fails with ``ServerDisconnectedError`` or ``ClientOSError``,
-        even after the node ran it; the only off switch is the private ``_retry_connection``
-        (aiohttp's own test client sets it). ``tests/test_gateway_retries.py`` fails if it goes.
-        """
-        if self._session is None:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=512,
-                    limit_per_host=256,
-                    keepalive_timeout=KEEPALIVE_SECONDS,
-                    ssl=self.node_ssl if self.node_ssl is not None else True,
-                ),
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
-                auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding", "User-Agent"),
-            )
-            session._retry_connection = False
-            self._session = session
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.client.close()
 
     async def handle(self, request: Request) -> Response:
         path = request.url.path
@@ -201,7 +175,7 @@ class Gateway:
                 )
             chunks.append(chunk)
         body = b"".join(chunks)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED]
         excluded: set[str] = set()
         delay: float | None = None
         last_problem = "no live node"
@@ -215,18 +189,10 @@ class Gateway:
             else:
                 query = request.url.query
                 raw_path = (request.scope.get("raw_path") or path.encode()).decode("latin-1")
-                url = yarl.URL(
-                    node["url"].rstrip("/") + raw_path.split("?", 1)[0] + (f"?{query}" if query else ""), encoded=True
-                )  # the path and query as the client sent them
+                target = raw_path.split("?", 1)[0] + (f"?{query}" if query else "")  # as the client sent them
+                deadline = time.monotonic() + self.timeout
                 try:
-                    resp = await self.session.request(
-                        request.method,
-                        url,
-                        headers=headers,
-                        data=body,
-                        allow_redirects=False,
-                        server_hostname=self.node_server_name,  # used for https:// only
-                    )
+                    resp = await self.client.request(node["url"], request.method, target, headers, body, self.timeout)
                     retry_type = await self._retryable(resp, replica)
                     if replica and retry_type == "min-txid-not-reached":
                         # The replica is behind what the client saw: ask the primary, now.
@@ -234,13 +200,13 @@ class Gateway:
                         headers = [(k, v) for k, v in headers if k.lower() != "memoturn-read"]
                         continue
                     if retry_type is None:
-                        return await _relay(resp)
+                        return await _relay(resp, deadline)
                     last_problem = f"node {node['id']} answered {retry_type}"
-                except _NOT_SENT as exc:  # never reached the node: safe to retry elsewhere
+                except NotSent as exc:  # never reached the node: safe to retry elsewhere
                     excluded.add(node["id"])
                     last_problem = f"node {node['id']} unreachable: {exc}"
                     self._refresh_soon(key)
-                except (TimeoutError, aiohttp.ClientError) as exc:  # may have run
+                except (TimeoutError, ConnectionLost) as exc:  # may have run
                     # A silent or vanished owner: ask etcd who owns it now rather than wait for
                     # the watch, which is the one thing that could be stale.
                     self._refresh_soon(key)
@@ -277,13 +243,13 @@ class Gateway:
             log.debug("owner refresh for %s failed: %s", key, exc)
 
     @staticmethod
-    async def _retryable(resp: aiohttp.ClientResponse, replica: bool) -> str | None:
+    async def _retryable(resp: NodeResponse, replica: bool) -> str | None:
         """The problem type if the node provably did not run the request (the body is then read).
 
         A refusal that names a txid (``lease-lost`` after a commit) is not one: that commit
         may stand.
         """
-        if resp.status not in (409, 412, 503) or not resp.headers.get("content-type", "").startswith(
+        if resp.status not in (409, 412, 503) or not (resp.header("content-type") or "").startswith(
             "application/problem+json"
         ):
             return None
@@ -295,7 +261,7 @@ class Gateway:
             return None
         if not isinstance(type_, str):
             return None
-        if "txid" in problem or "memoturn-txid" in resp.headers:
+        if "txid" in problem or resp.header("memoturn-txid") is not None:
             return None
         if type_ in _RETRYABLE or (replica and resp.status == 412 and type_ == "min-txid-not-reached"):
             resp.release()
@@ -316,23 +282,32 @@ def _outcome_unknown(method: str, node: str, exc: BaseException) -> JSONResponse
     )
 
 
-async def _relay(resp: aiohttp.ClientResponse) -> Response:
+async def _relay(resp: NodeResponse, deadline: float) -> Response:
     """The node's answer as it is: buffered when small (sent with its length), streamed otherwise."""
-    headers = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS}
-    if resp.content_length is not None and resp.content_length <= BUFFER_BYTES:
+    headers = [(k, v) for k, v in resp.raw_headers if k.decode("latin-1") not in _HOP_HEADERS]
+    length = resp.content_length
+    if length is not None and length <= BUFFER_BYTES:
         try:
-            data = await resp.read()
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                data = await resp.read()
         finally:
             resp.release()
-        return Response(data, status_code=resp.status, headers=headers)
+        return _raw(Response(data, status_code=resp.status), headers)
 
     async def chunks() -> Any:
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            yield chunk
+        try:
+            async for chunk in resp.iter_chunks():
+                yield chunk
+        finally:
+            resp.release()
 
-    return StreamingResponse(
-        chunks(), status_code=resp.status, headers=headers, background=BackgroundTask(resp.release)
-    )
+    return _raw(StreamingResponse(chunks(), status_code=resp.status, background=BackgroundTask(resp.release)), headers)
+
+
+def _raw(response: Response, headers: list[tuple[bytes, bytes]]) -> Response:
+    """``response`` with the node's headers as they came (repeated ones kept), after its own length."""
+    response.raw_headers = [(k, v) for k, v in response.raw_headers if k == b"content-length"] + headers
+    return response
 
 
 def create_gateway_app(gateway: Gateway, cors_origins: list[str] | None = None) -> Starlette:
