@@ -173,7 +173,7 @@ def test_a_put_applied_then_dropped_is_sent_once_and_answered_outcome_unknown():
         async with serving(gateway) as client:
             r = await client.put("/v1/databases/db/kv/k", content=b'{"value": 1}')
         await node.stop()
-        assert [m for m, _, _ in node.seen] == ["PUT"]  # once: neither aiohttp nor the gateway resent it
+        assert [m for m, _, _ in node.seen] == ["PUT"]  # once: neither the gateway nor its client resent it
         assert r.status_code == 502 and r.headers["content-type"] == "application/problem+json"
         assert r.json()["type"] == "outcome-unknown" and "may have been applied" in r.json()["detail"]
         assert gateway.retries == 0
