@@ -6,6 +6,9 @@
   400 ``malformed-json``. Only bodies that could hold one take the slow path (a regex says so).
   So is nesting deeper than :data:`MAX_DEPTH` levels: such a value was stored, and then every
   read of it was a 500 (the response serializer stops at 255 levels).
+  Bodies are read with orjson where it reads exactly as Python's parser does (ten times faster on
+  a memory's vector of numbers), and with Python's parser otherwise, so values and errors are
+  Python's (``tests/test_strict_json.py``).
 * **Path and query parameters.** SQLite cuts a string at NUL (``kv/a%00b`` read ``a``), so a NUL
   is a 400 ``invalid-string``. :mod:`.models` checks the strings in request bodies.
 """
@@ -18,6 +21,7 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
@@ -27,12 +31,34 @@ MAX_DEPTH = 100  # levels of arrays and objects in a request body (MongoDB's lim
 # What may hide a number beyond a double (an exponent of 3+ digits, or 200+ digits in a row, the
 # least that can reach 1.8e308 with a 2-digit exponent) or a surrogate. Found by byte scans on
 # the body's "shape" (digits as 0, e/E as e): a regex over every byte cost as much as the parse.
-_SHAPE = bytes(48 if 48 <= i <= 57 else 101 if i in (69, 101) else 43 if i == 43 else 32 for i in range(256))
+_SHAPE = bytes(
+    48 if 48 <= i <= 57 else 101 if i in (69, 101) else i if i in (43, 45, 46) else 32 for i in range(256)
+)  # digits as 0, e/E as e, + - . as themselves, anything else as a space
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
-def _suspect(body: bytes) -> bool:
-    shape = body.translate(_SHAPE)
+# An integer literal of 19+ digits, in the shape: after a space (what any byte but a digit, e, +, -
+# or . becomes) or after " -". orjson reads one beyond 64 bits as a float, Python's parser as the
+# exact integer. A fraction's or an exponent's digits follow "." or "e"; digits in a string may
+# match too, which only costs the slower parser.
+_LONG_INTEGER = b" " + b"0" * 19
+_LONG_NEGATIVE = b" -" + b"0" * 19
+
+
+def _parse(body: bytes, shape: bytes) -> Any:
+    """orjson's reading where it is the same as Python's (ten times faster on a vector of numbers);
+    Python's parser for anything orjson refuses or could read otherwise, so every answer and every
+    error is the standard library's."""
+    start = b" " + shape[:21]
+    if not (_LONG_INTEGER in shape or _LONG_NEGATIVE in shape or _LONG_INTEGER in start or _LONG_NEGATIVE in start):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # NaN, 1e999, a lone surrogate, invalid UTF-8, too deep...: Python says what it is
+    return json.loads(body, parse_constant=_constant)
+
+
+def _suspect(body: bytes, shape: bytes) -> bool:
     return (
         b"e000" in shape
         or b"e+000" in shape
@@ -70,8 +96,9 @@ def _depth_ok(value: Any) -> bool:
 def loads(body: bytes) -> Any:
     """Strict JSON; anything refused raises :class:`json.JSONDecodeError` (FastAPI's 400)."""
     try:
-        value = json.loads(body, parse_constant=_constant)
-        if _suspect(body):
+        shape = body.translate(_SHAPE)
+        value = _parse(body, shape)
+        if _suspect(body, shape):
             value = json.loads(body, parse_constant=_constant, parse_float=_finite)
             json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate cannot be UTF-8
         if body.count(b"[") + body.count(b"{") > MAX_DEPTH and type(value) in (dict, list) and not _depth_ok(value):
