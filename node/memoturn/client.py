@@ -114,6 +114,18 @@ def _retryable(r: httpx.Response) -> bool:
     return body.get("type") in _RETRY_TYPES or r.status_code == 503
 
 
+def _connection_lost(r: httpx.Response) -> bool:
+    """The gateway's ``502 outcome-unknown``: its connection to the node was lost after sending.
+    For an idempotent call this is what a lost connection of our own is, and is retried as one
+    (sending a KV put again leaves the same value)."""
+    if r.status_code != 502:
+        return False
+    try:
+        return bool(r.json().get("type") == "outcome-unknown")
+    except (ValueError, AttributeError):
+        return False
+
+
 def _tls_verify(verify: str | bool | None) -> ssl.SSLContext | bool:
     """What httpx checks a server's certificate with (see the module's docstring)."""
     if verify is None:
@@ -178,7 +190,7 @@ class _Client(Generic[_R]):
             return None
         if r.status_code < 400:
             return _result(r)
-        if not _retryable(r) or last:
+        if not (_retryable(r) or (call.idempotent and _connection_lost(r))) or last:
             raise ProblemError.from_response(r)
         return None
 
