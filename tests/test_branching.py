@@ -16,6 +16,7 @@ from memoturn.metrics import sample
 from memoturn.server import branches
 from memoturn.server.api.app import create_app
 from memoturn.server.node import Node
+from memoturn.sql.connection import connect
 from memoturn.storage.manifest import load_manifest
 from memoturn.storage.restore import restore
 from support.nodes import dump, make_node
@@ -255,9 +256,7 @@ def test_gc_property_random_operations_keep_every_live_branch_exact(tmp_path, fi
             m, _ = load_manifest(file_store, "g", br)
             if name in m.checkpoints:
                 path = restored(file_store, tmp_path, "g", br, m.checkpoints[name])
-                import libsql
-
-                conn = libsql.connect(path)
+                conn = connect(path)
                 got = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM __memoturn_kv").fetchall()}
                 conn.close()
                 assert got == want, (br, name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import struct
 
-import libsql
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memoturn.sql.connection import connect
 from memoturn.storage.segment import Segment, SegmentCorrupt, Txn, decode_segment, encode_segment, merge_segments
 from memoturn.storage.snapshot import Snapshot, SnapshotCorrupt, decode_snapshot, encode_snapshot
 from memoturn.storage.wal import WalCorrupt, WalReader, wal_checksum
@@ -16,7 +16,7 @@ from memoturn.storage.wal import WalCorrupt, WalReader, wal_checksum
 
 def _db(tmp_path):
     path = str(tmp_path / "w.db")
-    conn = libsql.connect(path, isolation_level=None)
+    conn = connect(path)
     conn.execute("PRAGMA journal_mode=WAL").fetchall()
     conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
     return path, conn

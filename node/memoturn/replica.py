@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import libsql
 
 from .backoff import next_delay
 from .client import Memoturn, ProblemError, Result
@@ -60,6 +59,7 @@ from .data.embedding import Embedder, as_vector, get_embedder
 from .data.vector_cache import VectorCache
 from .errors import BadRequest, MemoturnError, NotFound
 from .names import DEFAULT_BRANCH, profile_database
+from .sql.connection import connect
 from .storage.replica_feed import Feed, FeedCorrupt, decode_feed
 from .storage.segment import SegmentCorrupt, Txn, decode_segment
 from .storage.snapshot import SnapshotCorrupt, decode_snapshot
@@ -292,7 +292,7 @@ class EmbeddedReplica:
         """Open the local file read-only (there is nothing to read before the first transaction)."""
         if self._state.dirty or not self._state.txid or not os.path.exists(self.path):
             return
-        conn = libsql.connect(self.path, isolation_level=None)
+        conn = connect(self.path)
         conn.execute("PRAGMA query_only=ON").fetchall()
         self._conn = conn
 

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 import httpx
-import libsql
 from memoturn.config import Settings
 from memoturn.server.node import Node
+from memoturn.sql.connection import connect
 
 
 def make_node(tmp_path: Any, store: Any, name: str = "node", **overrides: Any) -> Node:
@@ -24,7 +24,7 @@ def make_node(tmp_path: Any, store: Any, name: str = "node", **overrides: Any) -
 
 def dump(path: str) -> list[Any]:
     """Logical content of a database file: schema then every row of every table, in order."""
-    conn = libsql.connect(path)
+    conn = connect(path)
     try:
         schema = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name").fetchall()
         out: list[Any] = [("schema", tuple(r)) for r in schema]
@@ -39,7 +39,7 @@ def dump(path: str) -> list[Any]:
 
 
 def integrity(path: str) -> str:
-    conn = libsql.connect(path)
+    conn = connect(path)
     try:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
     finally:

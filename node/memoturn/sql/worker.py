@@ -45,8 +45,7 @@ class WorkerLost(Exception):
 
 
 def _serve(pipe: Any) -> None:  # runs in the worker process
-    import libsql
-
+    from .connection import connect
     from .execute import run_batch
 
     pipe.send("ready")
@@ -57,7 +56,7 @@ def _serve(pipe: Any) -> None:  # runs in the worker process
             return
         conn = None
         try:
-            conn = libsql.connect(req["path"], isolation_level=None)
+            conn = connect(req["path"])
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise Unavailable(f"database is in journal mode {mode!r}, not WAL", type="capture-bypassed")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import libsql
-
+from ..sql.connection import Connection
+from ..sql.connection import connect as open_connection
 from . import store as st
 from .manifest import Manifest
 from .restore import restore
@@ -52,9 +52,9 @@ def restore_into(store: st.ObjectStore, manifest: Manifest, path: str) -> Any:
     return None
 
 
-def connect(path: str, cache_kib: int) -> Any:
+def connect(path: str, cache_kib: int) -> Connection:
     """Open a libSQL connection the way the node needs it: WAL, no auto-checkpoint."""
-    conn = libsql.connect(path, isolation_level=None)
+    conn = open_connection(path)
     conn.execute("PRAGMA journal_mode=WAL").fetchall()
     conn.execute("PRAGMA wal_autocheckpoint=0").fetchall()
     conn.execute("PRAGMA synchronous=NORMAL")
