@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -170,3 +172,47 @@ def test_not_sent_lost_and_timed_out_are_told_apart():
             server.close()
 
     _run(go())
+
+
+def test_a_pooled_connection_the_node_closed_is_not_used_even_before_the_loop_saw_it_close():
+    """A node shutting down closes its idle connections; the gateway's loop, busy, may pick one
+    before it has read the FIN. The request must go on a new connection, not into a reset."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    close_first, first_closed = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def node() -> None:  # a plain blocking server: its close does not wait for the client's loop
+        for n in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                seen.append(conn.recv(65536).decode("latin-1").split(" ", 2)[1])
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                if n == 0:
+                    close_first.wait(10)
+            first_closed.set()
+
+    threading.Thread(target=node, daemon=True).start()
+
+    async def go() -> None:
+        client = NodeClient()
+        try:
+            r = await client.request(url, "PUT", "/first", [], b"1", 5)
+            assert await r.read() == b"ok"
+            r.release()
+            close_first.set()
+            # The loop blocked (as a busy gateway's is) while the node closes: the FIN reaches
+            # the kernel and the loop does not read it before the next request.
+            assert first_closed.wait(10)
+            time.sleep(0.05)
+            r = await client.request(url, "PUT", "/second", [], b"2", 5)
+            assert (r.status, await r.read()) == (200, b"ok")
+            r.release()
+        finally:
+            await client.close()
+
+    try:
+        _run(go())
+        assert seen == ["/first", "/second"]
+    finally:
+        listener.close()

@@ -14,7 +14,11 @@ Contracts the gateway's retry rule rests on (``tests/test_gateway_retries.py``):
 * :class:`ConnectionLost`: the request was written (it may have run) and no whole answer came.
 * :class:`TimeoutError`: no whole answer within the request's time.
 * Nothing is ever sent twice: a pooled connection the node has closed is dropped before use,
-  and one that closes under a request raises :class:`ConnectionLost`.
+  and one that closes under a request raises :class:`ConnectionLost`. "Closed" is asked of the
+  socket itself, not only of the event loop's view of it: a node that is shutting down closes
+  its idle connections, and under load the loop may not yet have read that FIN when it picks
+  the connection for the next request (rehearsal: a PUT answered ``502 outcome-unknown`` on a
+  scale-in). An idle connection with anything to read (the FIN, a reset, a TLS close) is closing.
 
 A connection goes back to the pool only after a whole answer on HTTP/1.1 without
 ``Connection: close`` (and never after ``HEAD``, whose answer the parser cannot delimit); an
@@ -24,6 +28,7 @@ idle one is dropped after ``keepalive`` seconds, before the node's own idle time
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections import deque
@@ -287,7 +292,7 @@ class NodeClient:
         now = time.monotonic()
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be timing out
-            if not conn.closed and now - conn.idle_since < self.keepalive:
+            if not conn.closed and now - conn.idle_since < self.keepalive and _quiet(conn):
                 return conn
             conn.close()
         return None
@@ -327,6 +332,19 @@ class NodeClient:
             while idle:
                 idle.pop().close()
         self._idle.clear()
+
+
+def _quiet(conn: _Connection) -> bool:
+    """Nothing to read on an idle connection's socket (poll, not select: descriptors may pass 1024)."""
+    sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
+    if sock is None:
+        return True
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError):  # already closed under us
+        return False
 
 
 def _node_key(base_url: str) -> tuple[str, str, int]:
