@@ -7,7 +7,7 @@
  * (body fields, query parameters) keep the API's spelling; the SDK's own options are camelCase.
  */
 import { ProblemError } from "./errors.js";
-import { delays, retryable } from "./retry.js";
+import { connectionLost, delays, retryable } from "./retry.js";
 import type {
   BatchOut,
   BranchInfo,
@@ -192,7 +192,9 @@ export class Memoturn {
         continue;
       }
       if (response.status < 400) return result<T>(response, text);
-      if (!retryable(response.status, text) || last) {
+      const again =
+        retryable(response.status, text) || (call.idempotent === true && connectionLost(response.status, text));
+      if (!again || last) {
         throw ProblemError.fromResponse(response.status, response.statusText, text);
       }
       await sleep(delay);

@@ -22,6 +22,6 @@ export type {
   WriteOptions,
 } from "./client.js";
 export { ProblemError } from "./errors.js";
-export { RETRY_TYPES, delays, retryable } from "./retry.js";
+export { RETRY_TYPES, connectionLost, delays, retryable } from "./retry.js";
 export type * from "./types.js";
 export type { components, operations, paths } from "./openapi.js";

@@ -1,7 +1,8 @@
 /**
  * The retry rules of every Memoturn SDK (the Python SDK's `_retryable`, `_delays`, `_settle`):
  * a 503, or a 409 whose type says nothing was applied, is retried with exponential backoff; a
- * connection error is retried for idempotent calls only; a problem carrying a `txid` never is.
+ * connection error, and the gateway's `502 outcome-unknown` (its own connection to the node lost
+ * after sending), are retried for idempotent calls only; a problem carrying a `txid` never is.
  */
 
 /** Problem types that say the node could not take the call now, and applied nothing. */
@@ -43,4 +44,19 @@ export function retryable(status: number, text: string): boolean {
   const problem = body as { type?: unknown; txid?: unknown };
   if (problem.txid !== undefined && problem.txid !== null) return false;
   return (typeof problem.type === "string" && RETRY_TYPES.has(problem.type)) || status === 503;
+}
+
+/**
+ * The gateway's `502 outcome-unknown`: its connection to the node was lost after sending (a node
+ * draining on scale-in). For an idempotent call this is what a lost connection of the SDK's own
+ * is, and is retried as one (sending a KV put again leaves the same value).
+ */
+export function connectionLost(status: number, text: string): boolean {
+  if (status !== 502) return false;
+  try {
+    const body: unknown = JSON.parse(text);
+    return typeof body === "object" && body !== null && (body as { type?: unknown }).type === "outcome-unknown";
+  } catch {
+    return false;
+  }
 }

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 
-import { Memoturn, ProblemError, delays, retryable } from "@memoturn/sdk";
+import { Memoturn, ProblemError, connectionLost, delays, retryable } from "@memoturn/sdk";
 
 import { TOKEN, URL, client, unique } from "./support.js";
 
@@ -167,6 +167,36 @@ test("retry rules: 503 and 409 not-owner are retried; a problem with a txid, or 
   } finally {
     exhausted.close();
   }
+});
+
+test("the gateway's 502 outcome-unknown is sent again for an idempotent call, and only for one", async () => {
+  const lost: [number, unknown] = [502, { type: "outcome-unknown", status: 502, detail: "connection lost" }];
+  const put = await faulty([lost]);
+  try {
+    const r = await new Memoturn(put.url, { backoffMs: 1 }).database("d").kvPut("k", 1);
+    assert.equal(r.txid, 7);
+    assert.deepEqual(put.seen.map((req) => req.method), ["PUT", "PUT"]);
+  } finally {
+    put.close();
+  }
+  const create = await faulty([lost]);
+  try {
+    await assert.rejects(new Memoturn(create.url, { backoffMs: 1 }).createDatabase("d"), (err) =>
+      problem(err, 502, "outcome-unknown"),
+    );
+    assert.equal(create.seen.length, 1);
+  } finally {
+    create.close();
+  }
+  const other = await faulty([[502, { type: "bad-gateway" }]]);
+  try {
+    await assert.rejects(new Memoturn(other.url, { backoffMs: 1 }).database("d").kvPut("k", 1));
+    assert.equal(other.seen.length, 1);
+  } finally {
+    other.close();
+  }
+  assert.equal(connectionLost(502, "not json"), false);
+  assert.equal(connectionLost(504, JSON.stringify({ type: "outcome-unknown" })), false);
 });
 
 test("retry rules as functions: the backoff doubles to a 2 s cap; what is retryable", () => {
