@@ -262,8 +262,7 @@ class Database:
         that one's view): with one connection at a time that close is always safe. Our close
         checkpoints frames capture already read; the file is re-stamped after it.
         """
-        self.conn.close()
-        self.wal.close()
+        self._close_local()
         self.stamp = self._file_stamp()
 
     def _take_back(self) -> None:
@@ -338,8 +337,7 @@ class Database:
             self.shipper.ship(self.log, snapshot=False)
         self.closed = True
         try:
-            self.conn.close()  # closing twice (after a hand-over) is harmless
-            self.wal.close()
+            self._close_local()
         finally:
             drop_local_files(self.path)  # pending segments live in the log and still ship
             self.log.wake()
@@ -426,8 +424,7 @@ class Database:
                     self._checkpoint()
             finally:
                 self.closed = True
-                self.conn.close()
-                self.wal.close()
+                self._close_local()
             if clean:
                 with open(sidecar_path(self.path), "w") as f:
                     json.dump({"generation": self.log.manifest.generation, "head_txid": self.head_txid}, f)
@@ -455,17 +452,25 @@ class Database:
 
     def reset_to_manifest(self) -> None:
         """Rebuild the local file from the stored manifest (after a rewind), under the lock."""
-        manifest = self.log.manifest
+        self._restore_local(self.log.manifest)
+        self.kv_cache.clear()
+
+    def _close_local(self) -> None:
+        """Close the connection and the WAL reader (closing them again does nothing)."""
         self.conn.close()
         self.wal.close()
+
+    def _restore_local(self, manifest: Manifest) -> None:
+        """Make the local copy ``manifest``'s state, reopened, and follow it (under the lock; a
+        snapshot taken on the old timeline never lands)."""
+        self._close_local()
         restore(self.store, manifest, self.path)
         self.conn = connect(self.path, self.settings.cache_kib_per_db)
         self.wal = WalReader(self.path + "-wal")
         self.stamp = self._file_stamp()
         self.head_txid = manifest.head_txid
         self.head_ts = manifest.head_ts
-        self.log.adopt(manifest)  # a snapshot taken on the old timeline never lands
-        self.kv_cache.clear()
+        self.log.adopt(manifest)
         self.bootstrapped = False
 
     def _acquire(self) -> None:
@@ -484,16 +489,7 @@ class Database:
         manifest, etag = load_manifest(store, self.name, self.branch)
         if manifest.generation != self.log.manifest.generation or manifest.head_txid != self.head_txid:
             # Someone else wrote since this copy was restored: start again from the store.
-            self.conn.close()
-            self.wal.close()
-            restore(store, manifest, self.path)
-            self.conn = connect(self.path, self.settings.cache_kib_per_db)
-            self.wal = WalReader(self.path + "-wal")
-            self.stamp = self._file_stamp()
-            self.head_txid = manifest.head_txid
-            self.head_ts = manifest.head_ts
-            self.log.adopt(manifest)
-            self.bootstrapped = False
+            self._restore_local(manifest)
         generation = self.leases.generation
         me = self.settings.node_id
         epoch = self.leases.acquire(self.key, me, at_least=manifest.epoch + 1)
@@ -509,8 +505,7 @@ class Database:
         except WalCorrupt as exc:
             self.fence(f"WAL verification failed: {exc}")
             self.closed = True
-            self.conn.close()
-            self.wal.close()
+            self._close_local()
             drop_local_files(self.path)
             raise DataCorrupt(str(exc), type="wal-corrupt") from None
         if not commits:
