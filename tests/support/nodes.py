@@ -62,7 +62,8 @@ def verify(ca_file: str | ssl.SSLContext | None) -> ssl.SSLContext | bool:
 
 class Memoturnd:
     """A ``memoturnd`` child process on 127.0.0.1 with its own data directory; ``https://`` when
-    ``env`` gives it a certificate (``ca_file``: the CA its :attr:`client` trusts)."""
+    ``env`` gives it a certificate (``ca_file``: the CA its :attr:`client` trusts). ``store_url``
+    is its object store unless ``env`` sets ``MEMOTURN_STORE_URL``."""
 
     def __init__(
         self,
@@ -79,7 +80,11 @@ class Memoturnd:
         self.log_path = os.path.join(data_dir, "memoturnd.log")
         os.makedirs(data_dir, exist_ok=True)
         full_env = {**os.environ, **(env or {})}
-        full_env.update(MEMOTURN_DATA_DIR=data_dir, MEMOTURN_STORE_URL=store_url, MEMOTURN_LISTEN=f"{host}:{self.port}")
+        full_env.update(
+            MEMOTURN_DATA_DIR=data_dir,
+            MEMOTURN_STORE_URL=(env or {}).get("MEMOTURN_STORE_URL", store_url),
+            MEMOTURN_LISTEN=f"{host}:{self.port}",
+        )
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "memoturn.server", "--log-level", "warning"],
