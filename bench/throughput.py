@@ -50,54 +50,62 @@ def _vector(rng: random.Random) -> list[float]:
 
 
 async def _drive(url: str, phase: str, seconds: float, concurrency: int, seed: int) -> dict[str, Any]:
-    import aiohttp
+    """A closed loop of ``concurrency`` workers for ``seconds``. The client is the gateway's own
+    (keep-alive HTTP/1.1 over httptools, ``memoturn.cluster.node_client``) with bodies encoded by
+    orjson: the load process shares the 2 cores with what it measures, and aiohttp's client cost
+    it 2-3x the CPU per request."""
+    import orjson
+    from memoturn.cluster.node_client import ConnectionLost, NodeClient, NotSent
 
     rng = random.Random(seed)
     vectors = [_vector(rng) for _ in range(64)]
     latencies: list[float] = []
     errors: dict[str, int] = {}
     deadline = time.monotonic() + seconds
+    json_headers = [("content-type", "application/json")]
 
-    def request() -> tuple[str, str, Any]:
+    def request() -> tuple[str, str, bytes]:
         p = rng.randrange(PROFILES)
         kind = phase
         if phase == "kv_mix":
             kind = "kv_get" if rng.random() < 2 / 3 else "kv_put"
         if kind == "kv_get":
-            return "GET", f"/v1/databases/tp--p{p}/kv/k{rng.randrange(20)}", None
+            return "GET", f"/v1/databases/tp--p{p}/kv/k{rng.randrange(20)}", b""
         if kind == "kv_put":
-            return "PUT", f"/v1/databases/tp--p{p}/kv/k{rng.randrange(20)}", {"value": {"n": rng.randrange(10**6)}}
-        return (
-            "POST",
-            f"/v1/namespaces/tp/profiles/p{p}/memories",
-            {
-                "content": f"p{p} mentioned item {rng.randrange(10**6)}",
-                "type": "fact",
-                "embedding": rng.choice(vectors),
-            },
-        )
+            body = {"value": {"n": rng.randrange(10**6)}}
+            return "PUT", f"/v1/databases/tp--p{p}/kv/k{rng.randrange(20)}", orjson.dumps(body)
+        memory = {
+            "content": f"p{p} mentioned item {rng.randrange(10**6)}",
+            "type": "fact",
+            "embedding": rng.choice(vectors),
+        }
+        return "POST", f"/v1/namespaces/tp/profiles/p{p}/memories", orjson.dumps(memory)
 
-    async def worker(session: Any) -> None:
+    async def worker(client: NodeClient) -> None:
         while time.monotonic() < deadline:
             method, path, body = request()
             t0 = time.perf_counter()
             try:
-                async with session.request(method, url + path, json=body) as r:
+                r = await client.request(url, method, path, json_headers if body else [], body, 60)
+                try:
                     await r.read()
-                    ok = r.status < 400 or (r.status == 404 and method == "GET")
-                    if not ok:
-                        errors[str(r.status)] = errors.get(str(r.status), 0) + 1
-                        continue
-            except aiohttp.ClientError as exc:
+                finally:
+                    r.release()
+            except (NotSent, ConnectionLost, TimeoutError) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                continue
+            if not (r.status < 400 or (r.status == 404 and method == "GET")):
+                errors[str(r.status)] = errors.get(str(r.status), 0) + 1
                 continue
             latencies.append(time.perf_counter() - t0)
 
-    connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    client = NodeClient(keepalive=3.0)
+    try:
         t0 = time.monotonic()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.monotonic() - t0
+    finally:
+        await client.close()
     p95 = sorted(latencies)[int(0.95 * len(latencies))] * 1000 if latencies else None
     return summarize(
         latencies,
