@@ -101,3 +101,8 @@ def test_the_sql_api_round_trips_64_bit_integers(tmp_path, file_store):
             [2**62 + 1, "integer"]
         ]
         assert sql("SELECT id FROM ids WHERE id = ?", [2**62 + 1]) == [[2**62 + 1]]
+
+
+def test_a_long_statement_binds_the_same_without_the_cache(conn):
+    padding = "/* " + "? " * 3000 + "*/"  # beyond the cached length: rewritten on every call
+    assert conn.execute(f"SELECT ?, {padding} typeof(?)", (2**40, 2**40)).fetchone() == (2**40, "integer")

@@ -87,10 +87,16 @@ def _widened(sql: str, params: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
         if v.__class__ is int and _I64[0] <= v <= _I64[1] and not _I32[0] <= v <= _I32[1]
     )
     values = tuple(str(v) if i + 1 in wide else v for i, v in enumerate(params))
-    return (_cast_placeholders(sql, wide) if wide else sql), values
+    if not wide:
+        return sql, values
+    # The node's own statements repeat; a client's may be megabytes and never come again.
+    cast = _cast_placeholders_cached if len(sql) <= _CACHED_SQL_CHARS else _cast_placeholders
+    return cast(sql, wide), values
 
 
-@functools.lru_cache(maxsize=256)
+_CACHED_SQL_CHARS = 4096
+
+
 def _cast_placeholders(sql: str, numbers: frozenset[int]) -> str:
     """``sql`` with every placeholder of a parameter numbered in ``numbers`` (1-based, numbered
     as SQLite does: ``?`` is one past the largest so far, ``?N`` is N, a name keeps the number it
@@ -123,3 +129,6 @@ def _cast_placeholders(sql: str, numbers: frozenset[int]) -> str:
             at = tok.start + len(text)
     parts.append(sql[at:])
     return "".join(parts)
+
+
+_cast_placeholders_cached = functools.lru_cache(maxsize=256)(_cast_placeholders)
